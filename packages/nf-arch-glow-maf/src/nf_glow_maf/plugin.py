@@ -1,0 +1,8 @@
+"""The nf plugin of nf-arch-glow-maf: registers its architectures."""
+
+from nf_core.plugins import hookimpl
+
+
+@hookimpl
+def nf_register_architectures(registry) -> None:
+    pass

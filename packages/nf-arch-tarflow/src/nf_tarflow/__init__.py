@@ -1,0 +1,1 @@
+"""nf-arch-tarflow."""

@@ -1,0 +1,27 @@
+"""nf-core: the contract every nf flow follows, the layers they share, and the machinery around them.
+
+See :mod:`nf_core.transform` for the conventions (direction, log-determinant, stochastic layers, context).
+"""
+
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _distribution_version
+
+from nf_core import noise
+from nf_core.flow import Flow, FlowProtocol, LogLikelihood, bits_per_dim, importance_weighted_log_prob
+from nf_core.priors import ClassConditionalGaussian, DiagonalGaussian, Prior, StandardNormal
+from nf_core.transform import Bijector, Inverse, Sequential, Transform, sum_except_batch
+
+
+def version() -> str:
+    """The installed version of nf-core."""
+    try:
+        return _distribution_version("nf-core")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+__version__ = version()
+
+__all__ = ["Bijector", "ClassConditionalGaussian", "DiagonalGaussian", "Flow", "FlowProtocol", "Inverse",
+           "LogLikelihood", "Prior", "Sequential", "StandardNormal", "Transform", "bits_per_dim",
+           "importance_weighted_log_prob", "noise", "sum_except_batch", "version"]

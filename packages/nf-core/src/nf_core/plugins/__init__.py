@@ -1,0 +1,18 @@
+"""The plugin system: hook specifications, the registry that plugins fill, and the manager that loads them."""
+
+from nf_core.plugins.manager import PluginInfo, PluginLoadWarning, PluginManager, get_plugin_manager, get_registry, hookimpl
+from nf_core.plugins.registry import (
+    KINDS,
+    ArchitectureSpec,
+    AttentionBackend,
+    CommandSpec,
+    DatasetSpec,
+    DuplicateNameError,
+    Entry,
+    Registry,
+    UnknownNameError,
+)
+
+__all__ = ["KINDS", "ArchitectureSpec", "AttentionBackend", "CommandSpec", "DatasetSpec", "DuplicateNameError",
+           "Entry", "PluginInfo", "PluginLoadWarning", "PluginManager", "Registry", "UnknownNameError",
+           "get_plugin_manager", "get_registry", "hookimpl"]
