@@ -6,6 +6,7 @@ from nf_core.plugins.registry import (
     ArchitectureSpec,
     AttentionBackend,
     CommandSpec,
+    DataInfo,
     DatasetSpec,
     DuplicateNameError,
     Entry,
@@ -13,6 +14,6 @@ from nf_core.plugins.registry import (
     UnknownNameError,
 )
 
-__all__ = ["KINDS", "ArchitectureSpec", "AttentionBackend", "CommandSpec", "DatasetSpec", "DuplicateNameError",
+__all__ = ["KINDS", "ArchitectureSpec", "AttentionBackend", "CommandSpec", "DataInfo", "DatasetSpec", "DuplicateNameError",
            "Entry", "PluginInfo", "PluginLoadWarning", "PluginManager", "Registry", "UnknownNameError",
            "get_plugin_manager", "get_registry", "hookimpl"]

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["KINDS", "Registry", "Entry", "ArchitectureSpec", "DatasetSpec", "AttentionBackend", "CommandSpec",
+__all__ = ["KINDS", "Registry", "Entry", "DataInfo", "ArchitectureSpec", "DatasetSpec", "AttentionBackend", "CommandSpec",
            "DuplicateNameError", "UnknownNameError"]
 
 KINDS = ("architecture", "dataset", "metric", "distiller", "attention_backend", "command")
@@ -26,13 +26,29 @@ class UnknownNameError(KeyError):
 
 
 @dataclass(frozen=True)
+class DataInfo:
+    """What an architecture needs to know about the data it will model.
+
+    Attributes:
+        shape: the shape of one data point, e.g. ``(1, 8, 8)`` for digits or ``(6,)`` for a tabular set.
+        num_classes: number of class labels (0 for unlabelled data).
+        num_bins: number of discrete levels per dimension for quantized data (``17`` for digits, ``256`` for 8-bit
+            images), ``None`` for continuous data.
+    """
+
+    shape: tuple[int, ...]
+    num_classes: int = 0
+    num_bins: int | None = None
+
+
+@dataclass(frozen=True)
 class ArchitectureSpec:
     """How to build a flow architecture.
 
     Attributes:
         name: the name used on the command line (``nf train --arch NAME``).
         config_class: a dataclass of the architecture's options; its fields become ``--set key=value`` options.
-        build: ``build(config, data_shape, num_classes) -> nf_core.Flow``.
+        build: ``build(config, data: DataInfo) -> nf_core.Flow``.
         description: one line for ``nf plugins`` and ``--help``.
         presets: named configurations, ``{"digits-small": {...field values...}}``.
     """
