@@ -103,7 +103,8 @@ class _State:
     temperature: float
 
 
-_current = contextvars.ContextVar("nf_noise", default=_State(GlobalRNG(), 1.0))
+_DEFAULT_STATE = _State(GlobalRNG(), 1.0)
+_current = contextvars.ContextVar("nf_noise", default=_DEFAULT_STATE)  # noqa: B039 (immutable state)
 
 
 def as_source(noise: NoiseSource | torch.Generator | None) -> NoiseSource:

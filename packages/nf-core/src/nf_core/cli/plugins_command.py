@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     manager = get_plugin_manager()
-    manager.registry  # fill the registry so that each plugin's registrations are known
+    manager.fill_registry()
     plugins = list(manager.plugins.values())
     if args.json:
         print(json.dumps([vars(p) for p in plugins], indent=2))

@@ -1,6 +1,13 @@
 """The plugin system: hook specifications, the registry that plugins fill, and the manager that loads them."""
 
-from nf_core.plugins.manager import PluginInfo, PluginLoadWarning, PluginManager, get_plugin_manager, get_registry, hookimpl
+from nf_core.plugins.manager import (
+    PluginInfo,
+    PluginLoadWarning,
+    PluginManager,
+    get_plugin_manager,
+    get_registry,
+    hookimpl,
+)
 from nf_core.plugins.registry import (
     KINDS,
     ArchitectureSpec,
@@ -14,6 +21,6 @@ from nf_core.plugins.registry import (
     UnknownNameError,
 )
 
-__all__ = ["KINDS", "ArchitectureSpec", "AttentionBackend", "CommandSpec", "DataInfo", "DatasetSpec", "DuplicateNameError",
-           "Entry", "PluginInfo", "PluginLoadWarning", "PluginManager", "Registry", "UnknownNameError",
-           "get_plugin_manager", "get_registry", "hookimpl"]
+__all__ = ["KINDS", "ArchitectureSpec", "AttentionBackend", "CommandSpec", "DataInfo", "DatasetSpec",
+           "DuplicateNameError", "Entry", "PluginInfo", "PluginLoadWarning", "PluginManager", "Registry",
+           "UnknownNameError", "get_plugin_manager", "get_registry", "hookimpl"]

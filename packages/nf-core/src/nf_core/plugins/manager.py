@@ -61,7 +61,8 @@ class PluginManager:
         self.pm.add_hookspecs(hookspecs)
         self.plugins: dict[str, PluginInfo] = {}
         self.blocked = blocked
-        from nf_core import builtins, version as nf_version
+        from nf_core import builtins
+        from nf_core import version as nf_version
 
         self.register(builtins, "nf-core", "nf-core", nf_version())
         if autoload:
@@ -98,11 +99,15 @@ class PluginManager:
     @property
     def registry(self) -> Registry:
         """The registry filled by every loaded plugin (built once, on first use)."""
+        return self.fill_registry()
+
+    def fill_registry(self) -> Registry:
+        """Ask every plugin to register (once) and return the registry."""
         if self._registry is None:
-            self._registry = self._fill_registry()
+            self._registry = self._ask_plugins()
         return self._registry
 
-    def _fill_registry(self) -> Registry:
+    def _ask_plugins(self) -> Registry:
         registry = Registry()
         for hook_name in HOOKS:
             caller = getattr(self.pm.hook, hook_name)

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["KINDS", "Registry", "Entry", "DataInfo", "ArchitectureSpec", "DatasetSpec", "AttentionBackend", "CommandSpec",
-           "DuplicateNameError", "UnknownNameError"]
+__all__ = ["KINDS", "Registry", "Entry", "DataInfo", "ArchitectureSpec", "DatasetSpec", "AttentionBackend",
+           "CommandSpec", "DuplicateNameError", "UnknownNameError"]
 
 KINDS = ("architecture", "dataset", "metric", "distiller", "attention_backend", "command")
 

@@ -1,0 +1,87 @@
+"""Every check of the nf monorepo. `nox` runs the default sessions; `nox -s NAME` one of them.
+
+Each session installs the tested versions from constraints.txt. Re-run with `nox -R` to reuse the environments and
+skip installs (torch is installed once per session environment, never downloaded again by pip's cache).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+CONSTRAINTS = ("-c", str(ROOT / "constraints.txt"))
+PACKAGES = ["packages/nf-core", "packages/nf-arch-glow-maf", "packages/nf-arch-tarflow", "packages/nf-arch-denseflow"]
+PLUGINS = sorted(str(p.parent.relative_to(ROOT)) for p in ROOT.glob("plugins/*/pyproject.toml"))
+PYTEST = ("pytest", "-q", "--import-mode=importlib", "-p", "no:cacheprovider")
+
+nox.options.sessions = ["lint", "tests", "integration", "docs", "wheels"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+def install_everything(session: nox.Session, editable: bool = True) -> None:
+    flag = ["-e"] if editable else []
+    args = [item for path in PACKAGES + PLUGINS for item in (*flag, path)]
+    session.install(*CONSTRAINTS, *args, "pytest", "scikit-image")
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff over every package, plugin, test and script."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Every package's and plugin's own tests."""
+    install_everything(session)
+    session.run(*PYTEST, *[f"{path}/tests" for path in PACKAGES + PLUGINS], *session.posargs)
+
+
+@nox.session
+def integration(session: nox.Session) -> None:
+    """The tests across packages in integration_tests/."""
+    install_everything(session)
+    session.run(*PYTEST, "integration_tests", *session.posargs)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the Sphinx docs; any warning is an error."""
+    install_everything(session)
+    session.install(*CONSTRAINTS, "sphinx", "furo")
+    session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
+
+
+@nox.session
+def wheels(session: nox.Session) -> None:
+    """Build each package's wheel, install it alone in a fresh environment, import it and check its entry points."""
+    session.install("build")
+    dist = ROOT / "dist"
+    for path in PACKAGES:
+        session.run("python", "-m", "build", "--wheel", "--outdir", str(dist), path)
+    for path in PACKAGES:
+        name = Path(path).name
+        env = Path(session.create_tmp()) / f"env-{name}"
+        session.run("python", "-m", "venv", "--clear", str(env))
+        python = str(env / "bin" / "python")
+        session.run(python, "-m", "pip", "install", "-q", *CONSTRAINTS, "--find-links", str(dist), name,
+                    external=True)
+        script = (
+            "import importlib.metadata as m, json;"
+            f"d = m.distribution({name!r});"
+            "eps = [e for e in d.entry_points if e.group == 'nf'];"
+            "[e.load() for e in eps];"
+            "from nf_core.plugins import get_plugin_manager;"
+            "p = get_plugin_manager();"
+            "bad = {n: i.error for n, i in p.plugins.items() if i.error};"
+            "assert not bad, bad;"
+            "print(json.dumps({'distribution': d.metadata['Name'], 'version': d.version,"
+            " 'entry_points': [e.name for e in eps], 'registered': sorted(e.kind + ' ' + e.name"
+            " for e in p.registry.entries())}))"
+        )
+        session.run(python, "-c", script, external=True)
+    session.log(json.dumps({"wheels": sorted(p.name for p in dist.glob("*.whl"))}))
