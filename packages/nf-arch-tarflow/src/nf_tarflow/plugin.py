@@ -1,8 +1,16 @@
-"""The nf plugin of nf-arch-tarflow: registers its architectures."""
+"""The nf plugin of nf-arch-tarflow: registers the ``tarflow`` architecture."""
 
-from nf_core.plugins import hookimpl
+from nf_core.plugins import ArchitectureSpec, hookimpl
+from nf_tarflow.config import PRESETS, TarFlowConfig
+from nf_tarflow.model import build_tarflow
 
 
 @hookimpl
 def nf_register_architectures(registry) -> None:
-    pass
+    registry.add_architecture(ArchitectureSpec(
+        name="tarflow",
+        config_class=TarFlowConfig,
+        build=build_tarflow,
+        description="TarFlow: autoregressive Transformer flow on image patches (Zhai et al. 2025)",
+        presets=PRESETS,
+    ))

@@ -13,7 +13,17 @@ def nf_register_attention_backends(registry) -> None:
 
 
 @hookimpl
+def nf_register_datasets(registry) -> None:
+    from nf_core.data import BUILTIN_DATASETS
+
+    for spec in BUILTIN_DATASETS:
+        registry.add_dataset(spec)
+
+
+@hookimpl
 def nf_register_commands(registry) -> None:
-    from nf_core.cli import plugins_command
+    from nf_core.cli import plugins_command, sample_command, train_command
 
     registry.add_command(plugins_command.COMMAND)
+    registry.add_command(train_command.COMMAND)
+    registry.add_command(sample_command.COMMAND)

@@ -165,7 +165,7 @@ class Flow(nn.Module):
                 raise ValueError("this flow's transform has no named steps; pass names=... explicitly")
             names = self.transform.names()
         names = list(names)
-        modules = dict(self.transform.named_modules())
+        modules = dict(_step_paths(self.transform))
         unknown = [name for name in names if name not in modules]
         if unknown:
             raise KeyError(f"unknown intermediate names {unknown}; known: {sorted(k for k in modules if k)}")
@@ -183,6 +183,15 @@ class Flow(nn.Module):
             for handle in handles:
                 handle.remove()
         return {name: outputs[name] for name in names if name in outputs}
+
+
+def _step_paths(module: nn.Module, prefix: str = "") -> Iterable[tuple[str, nn.Module]]:
+    """``(path, sub-module)`` pairs where the steps of a :class:`Sequential` are addressed by their step names."""
+    children = module.transforms.items() if isinstance(module, Sequential) else module.named_children()
+    for name, child in children:
+        path = f"{prefix}.{name}" if prefix else name
+        yield path, child
+        yield from _step_paths(child, path)
 
 
 @torch.no_grad()

@@ -1,0 +1,96 @@
+"""Convolutional building blocks of DenseFlow's networks: gated convolutions and densely connected blocks.
+
+Every network that parametrises a DenseFlow layer (the intra-unit couplings, the dequantizer's couplings and its
+context encoder) is made of these blocks (Grcić et al. 2021, section 3.3 and appendix; Huang et al. 2017, "Densely
+connected convolutional networks").
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+__all__ = ["GatedConv2d", "DenseLayer", "DenseBlock", "ResidualDenseNet", "zero_init"]
+
+
+def zero_init(conv: nn.Conv2d) -> nn.Conv2d:
+    """Set a convolution's weight and bias to zero (so that a coupling starts as the identity)."""
+    nn.init.zeros_(conv.weight)
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+    return conv
+
+
+class GatedConv2d(nn.Module):
+    """A convolution with a gated output: ``a + b * sigmoid(c)`` where ``(a, b, c)`` are three groups of channels."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, padding: int = 0) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, 3 * out_channels, kernel_size=kernel_size, padding=padding)
+
+    def forward(self, x: Tensor) -> Tensor:
+        a, b, c = self.conv(x).chunk(3, dim=1)
+        return a + b * torch.sigmoid(c)
+
+
+class DenseLayer(nn.Module):
+    """``[x, relu(conv3x3(relu(conv1x1(x))))]``: appends ``growth`` new feature maps to its input."""
+
+    def __init__(self, in_channels: int, growth: int) -> None:
+        super().__init__()
+        self.bottleneck = nn.Conv2d(in_channels, in_channels, kernel_size=1)
+        self.conv = nn.Conv2d(in_channels, growth, kernel_size=3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        new = F.relu(self.conv(F.relu(self.bottleneck(x))))
+        return torch.cat([x, new], dim=1)
+
+
+class DenseBlock(nn.Module):
+    """``depth`` dense layers followed by a gated 1x1 convolution to ``out_channels``.
+
+    Args:
+        in_channels: input channels.
+        out_channels: output channels.
+        depth: number of dense layers; the gated convolution sees ``in_channels + depth * growth`` channels.
+        growth: feature maps added by each dense layer.
+        checkpointing: recompute the block's activations in the backward pass instead of storing them (saves the
+            memory of the concatenated features, which dominate DenseFlow's training memory, at the cost of one more
+            forward pass of the block). The block holds no batch statistics, so recomputation is exact.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, depth: int, growth: int,
+                 checkpointing: bool = False) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(DenseLayer(in_channels + i * growth, growth) for i in range(depth))
+        self.output = GatedConv2d(in_channels + depth * growth, out_channels)
+        self.checkpointing = checkpointing
+
+    def _run(self, x: Tensor) -> Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return self.output(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(self._run, x, use_reentrant=False)
+        return self._run(x)
+
+
+class ResidualDenseNet(nn.Module):
+    """``output(h + dense(h))`` with ``h = project(x)``: the coupling network of the variational dequantizer.
+
+    ``output`` is initialised to zero, so the coupling it parametrises starts as the identity.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, mid_channels: int, depth: int, growth: int) -> None:
+        super().__init__()
+        self.project = nn.Conv2d(in_channels, mid_channels, kernel_size=1)
+        self.dense = DenseBlock(mid_channels, mid_channels, depth, growth)
+        self.output = zero_init(nn.Conv2d(mid_channels, out_channels, kernel_size=1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.project(x)
+        return self.output(h + self.dense(h))

@@ -1,0 +1,50 @@
+"""Small TarFlow models shared by the tests."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nf_tarflow import TarFlow, TarFlowConfig
+
+
+def _randomize(flow: torch.nn.Module, seed: int = 0, scale: float = 0.2) -> torch.nn.Module:
+    """Give every parameter random values (a fresh model's zero output projection would make it an affine map).
+
+    The output projections get a tenth of ``scale`` so that the predicted log-scales stay moderate.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in flow.named_parameters():
+            std = scale / 10 if "proj_out" in name else scale
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * std)
+    return flow
+
+
+def _make_flow(nvp: bool = True, num_classes: int = 0, shape=(2, 8, 8), seed: int = 0, **options) -> TarFlow:
+    config = TarFlowConfig(patch_size=2, channels=32, num_blocks=2, layers_per_block=2, head_dim=16, nvp=nvp,
+                           **options)
+    torch.manual_seed(seed)
+    return _randomize(TarFlow(config, shape, num_classes), seed).eval()
+
+
+@pytest.fixture
+def randomize():
+    """``randomize(module, seed=0, scale=0.2)``: random values for every parameter."""
+    return _randomize
+
+
+@pytest.fixture
+def make_flow():
+    """``make_flow(nvp=True, num_classes=0, shape=(2, 8, 8), seed=0, **config)``: a small random TarFlow."""
+    return _make_flow
+
+
+@pytest.fixture
+def small_flow() -> TarFlow:
+    return _make_flow()
+
+
+@pytest.fixture
+def conditional_flow() -> TarFlow:
+    return _make_flow(num_classes=3, seed=1)

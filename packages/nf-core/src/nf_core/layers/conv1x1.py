@@ -1,0 +1,65 @@
+"""Invertible 1x1 convolution (Kingma & Dhariwal 2018, "Glow", section 3.2)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from nf_core.layers.shapes import check_channels, positions
+from nf_core.transform import Transform
+
+__all__ = ["InvertibleConv1x1"]
+
+
+class InvertibleConv1x1(Transform):
+    """``z = W x`` at every position: a learned linear mixing of the channels, initialised to a random rotation.
+
+    With ``lu=False`` the parameter is the matrix ``weight`` itself and the log-determinant costs an ``O(C^3)``
+    ``slogdet``. With ``lu=True`` (Glow, eq. 10) ``W = P L (U + diag(sign * exp(log_diag)))`` with a fixed permutation
+    ``P`` and signs, a unit lower-triangular ``L`` (parameter ``lower``), a strictly upper-triangular ``U`` (parameter
+    ``upper``) and ``log_diag``, so that ``log |det W| = sum(log_diag)``.
+
+    Works on vectors ``(B, C)`` and on ``(B, C, *spatial)``.
+    """
+
+    def __init__(self, num_channels: int, lu: bool = True) -> None:
+        super().__init__()
+        self.num_channels = int(num_channels)
+        self.lu = bool(lu)
+        rotation, _ = torch.linalg.qr(torch.randn(self.num_channels, self.num_channels))
+        if not self.lu:
+            self.weight = nn.Parameter(rotation)
+            return
+        permutation, lower, upper = torch.linalg.lu(rotation)
+        diag = upper.diagonal()
+        self.register_buffer("permutation", permutation)
+        self.register_buffer("sign_diag", diag.sign())
+        self.register_buffer("lower_mask", torch.ones_like(lower).tril(-1))
+        self.lower = nn.Parameter(lower.tril(-1))
+        self.upper = nn.Parameter(upper.triu(1))
+        self.log_diag = nn.Parameter(diag.abs().log())
+
+    def matrix(self) -> Tensor:
+        """The ``C x C`` matrix ``W``."""
+        if not self.lu:
+            return self.weight
+        eye = torch.eye(self.num_channels, device=self.lower.device, dtype=self.lower.dtype)
+        lower = self.lower * self.lower_mask + eye
+        upper = self.upper * self.lower_mask.T + torch.diag(self.sign_diag * self.log_diag.exp())
+        return self.permutation @ lower @ upper
+
+    def log_abs_det(self) -> Tensor:
+        """``log |det W|``."""
+        return self.log_diag.sum() if self.lu else torch.linalg.slogdet(self.weight).logabsdet
+
+    def _mix(self, matrix: Tensor, x: Tensor) -> Tensor:
+        check_channels("InvertibleConv1x1", x, self.num_channels)
+        return torch.einsum("ij,bj...->bi...", matrix, x)
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        log_det = (self.log_abs_det() * positions(x)).repeat(x.shape[0])
+        return self._mix(self.matrix(), x), log_det
+
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        log_det = (self.log_abs_det() * positions(z)).repeat(z.shape[0])
+        return self._mix(torch.linalg.inv(self.matrix()), z), -log_det

@@ -1,0 +1,93 @@
+"""Single-process or DistributedDataParallel runs, as started by ``torchrun``.
+
+``torchrun --nproc_per_node N`` sets ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``; :func:`setup` then joins the
+process group (``nccl`` on GPUs, ``gloo`` on CPUs). Without them the run is a single process and every collective
+below is a no-op.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+__all__ = ["Distributed", "setup", "resolve_device"]
+
+
+def resolve_device(device: str, local_rank: int = 0) -> torch.device:
+    """``"auto"`` is CUDA when available, else CPU; a CUDA device of a distributed run is ``cuda:LOCAL_RANK``."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    resolved = torch.device(device)
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("train.device is cuda, but no CUDA device is available")
+        if resolved.index is None:
+            resolved = torch.device("cuda", local_rank)
+    return resolved
+
+
+@dataclass
+class Distributed:
+    """Where this process stands in the run.
+
+    Attributes:
+        rank: this process's rank (0 in a single-process run).
+        world_size: number of processes.
+        device: the device this process trains on.
+    """
+
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes files and logs (rank 0)."""
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        """Whether there is a process group (more than one process)."""
+        return self.world_size > 1
+
+    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Sum a tensor over all processes (in place; returned for convenience)."""
+        if self.enabled:
+            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return tensor
+
+    def all_gather(self, obj: Any) -> list[Any]:
+        """One picklable object from every process, in rank order."""
+        if not self.enabled:
+            return [obj]
+        gathered: list[Any] = [None] * self.world_size
+        dist.all_gather_object(gathered, obj)
+        return gathered
+
+    def barrier(self) -> None:
+        """Wait for every process."""
+        if self.enabled:
+            dist.barrier()
+
+    def close(self) -> None:
+        """Leave the process group (if this run created one)."""
+        if self.enabled and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def setup(device: str = "auto") -> Distributed:
+    """Join the process group when started by ``torchrun`` and pick this process's device."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    resolved = resolve_device(device, local_rank)
+    if world_size > 1 and not dist.is_initialized():
+        if resolved.type == "cuda":
+            torch.cuda.set_device(resolved)
+        dist.init_process_group(backend="nccl" if resolved.type == "cuda" else "gloo",
+                                device_id=resolved if resolved.type == "cuda" else None)
+    return Distributed(rank=rank, world_size=world_size, device=resolved)

@@ -1,0 +1,51 @@
+"""Invertible 1x1 convolution, plain and LU-decomposed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nf_core.layers import InvertibleConv1x1
+from nf_core.testing import check_transform
+
+
+@pytest.mark.parametrize("lu", [True, False])
+@pytest.mark.parametrize("shape", [(3, 5), (3, 4, 3, 3), (2, 3, 4)])
+def test_conformance(lu, shape):
+    torch.manual_seed(0)
+    check_transform(lambda: InvertibleConv1x1(shape[1], lu=lu), torch.randn(shape))
+
+
+def test_lu_log_det_equals_slogdet_of_the_plain_matrix():
+    torch.manual_seed(0)
+    layer = InvertibleConv1x1(6, lu=True)
+    with torch.no_grad():
+        for parameter in layer.parameters():
+            parameter.add_(0.3 * torch.randn_like(parameter))
+    plain = InvertibleConv1x1(6, lu=False)
+    with torch.no_grad():
+        plain.weight.copy_(layer.matrix())
+    assert layer.log_abs_det().item() == pytest.approx(torch.linalg.slogdet(plain.weight).logabsdet.item(), abs=1e-5)
+    x = torch.randn(2, 6, 3, 3)
+    (z_lu, log_det_lu), (z_plain, log_det_plain) = layer(x), plain(x)
+    torch.testing.assert_close(z_lu, z_plain)
+    torch.testing.assert_close(log_det_lu, log_det_plain, atol=1e-4, rtol=1e-6)
+
+
+@pytest.mark.parametrize("lu", [True, False])
+def test_initialised_to_a_rotation(lu):
+    torch.manual_seed(0)
+    weight = InvertibleConv1x1(5, lu=lu).matrix()
+    torch.testing.assert_close(weight @ weight.T, torch.eye(5), atol=1e-5, rtol=0)
+
+
+def test_mixes_channels_like_a_1x1_convolution():
+    layer = InvertibleConv1x1(3, lu=False)
+    x = torch.randn(2, 3, 4, 4)
+    expected = torch.nn.functional.conv2d(x, layer.weight.view(3, 3, 1, 1))
+    torch.testing.assert_close(layer(x)[0], expected)
+
+
+def test_wrong_channel_count_is_an_error():
+    with pytest.raises(ValueError, match="InvertibleConv1x1 expects input of shape"):
+        InvertibleConv1x1(3)(torch.randn(2, 4, 2, 2))
