@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import gc
-import math
 import platform
 import time
 from collections.abc import Callable
@@ -227,7 +226,6 @@ def measure(case: Case, name: str, device: torch.device, min_time: float, result
     result.samples_per_s = max(result.samples_per_s, case.num_samples / seconds)
     if first:
         result.sample_mib = memory.mib
-    del module, optimizer
     return result
 
 
@@ -277,8 +275,8 @@ def main() -> None:
     print("\n" + table + "\n\n" + environment)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(f"# Glow and MAF speed\n\n`python benchmarks/glow_maf.py {' '.join(_argv_for_record(args))}`"
-                            f"\n\n{table}\n\n{environment}\n")
+        command = " ".join(["python benchmarks/glow_maf.py", *_argv_for_record(args)])
+        args.out.write_text(f"# Glow and MAF speed\n\n`{command}`\n\n{table}\n\n{environment}\n")
 
 
 def _argv_for_record(args: argparse.Namespace) -> list[str]:

@@ -28,6 +28,16 @@ def _make_flow(nvp: bool = True, num_classes: int = 0, shape=(2, 8, 8), seed: in
     return _randomize(TarFlow(config, shape, num_classes), seed).eval()
 
 
+@pytest.fixture(autouse=True)
+def single_thread():
+    """Run each test on one thread: the tensors are tiny, and on a busy shared CPU idle-spinning worker threads
+    make the tests several times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def randomize():
     """``randomize(module, seed=0, scale=0.2)``: random values for every parameter."""

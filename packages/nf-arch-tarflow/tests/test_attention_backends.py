@@ -12,7 +12,7 @@ requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs 
 
 def run(flow, backend: str, x, labels):
     flow.set_attention_backend(backend)
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=x.is_cuda):
         z = flow.transform_to_latent(x, labels)
         samples = flow.sample(x.shape[0], labels, generator=torch.Generator(device=x.device).manual_seed(0),
                               guidance=1.0, attn_temp=0.9)
@@ -42,11 +42,14 @@ def test_bf16_autocast_on_gpu_stays_close_to_fp32(make_flow):
     x, labels = torch.randn(4, 2, 8, 8, device="cuda"), torch.tensor([0, 1, 2, -1], device="cuda")
     flow.set_attention_backend("sdpa")
     with torch.no_grad():
-        mixed = flow.log_prob(x, labels)
-        with flow.full_precision():
-            full = flow.log_prob(x, labels)
-    assert mixed.dtype == torch.float32
+        full = flow.log_prob(x, labels)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            mixed = flow.log_prob(x, labels)
+            z = flow.transform_to_latent(x, labels)
+            samples = flow.sample(4, labels, generator=torch.Generator(device="cuda").manual_seed(0), guidance=1.0)
+    assert mixed.dtype == torch.float32 and z.dtype == torch.float32 and samples.dtype == torch.float32
     torch.testing.assert_close(mixed, full, rtol=2e-2, atol=0.5)
+    assert torch.isfinite(samples).all()
 
 
 @requires_cuda

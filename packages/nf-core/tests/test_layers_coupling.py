@@ -88,7 +88,7 @@ def test_glow_layout_and_order():
 
 
 def test_survae_layout_and_tanh_scale():
-    """survae/DenseFlow: h channels = [unconstrained scale | shift], scale = exp(2 tanh(s / 2)), z_b = x_b * scale + t."""
+    """survae/DenseFlow: h = [unconstrained scale | shift], scale = exp(2 tanh(s / 2)), z_b = x_b * scale + shift."""
     x, h = images(1), images(2, channels=4)
     z, log_det = AffineCoupling(Fixed(h), log_scale="tanh")(x)
     scale, shift = torch.exp(2 * torch.tanh(h[:, :2] / 2)), h[:, 2:]

@@ -29,7 +29,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from nf_core.attention import attend
+from nf_core.attention import sdpa_attention
+from nf_denseflow.nets import PointwiseConv2d
 
 __all__ = ["ATTENTION_MODES", "NystromAttention", "iterative_pinv"]
 
@@ -40,8 +41,16 @@ def iterative_pinv(matrix: Tensor, num_iterations: int = 6) -> Tensor:
     """Moore-Penrose pseudo-inverse of a batch of square matrices by the iteration of Razavi et al. (2014).
 
     ``V <- V (13 I - K V (15 I - K V (7 I - K V))) / 4`` from ``V0 = K^T / (||K||_1 ||K||_inf)`` (Nyströmformer,
-    eq. 16), with the norms of each matrix of the batch.
+    eq. 16), with the norms of each matrix of the batch. Under autocast or for half-precision input the iteration
+    runs in float32 (it does not converge in bfloat16); the result has the dtype of ``matrix``.
     """
+    if matrix.dtype in (torch.float16, torch.bfloat16) or torch.is_autocast_enabled(matrix.device.type):
+        with torch.autocast(device_type=matrix.device.type, enabled=False):
+            return _pinv_iterations(matrix.float(), num_iterations).to(matrix.dtype)
+    return _pinv_iterations(matrix, num_iterations)
+
+
+def _pinv_iterations(matrix: Tensor, num_iterations: int) -> Tensor:
     eye = torch.eye(matrix.shape[-1], device=matrix.device, dtype=matrix.dtype)
     magnitude = matrix.abs()
     max_column_sum = magnitude.sum(dim=-2, keepdim=True).amax(dim=-1, keepdim=True)
@@ -61,9 +70,11 @@ class NystromAttention(nn.Module):
         embed_dim: width ``E`` of the queries, keys and values.
         num_landmarks: ``m``; ``H * W`` must be a multiple of it (segment means).
         mode: ``"paper"`` or ``"official"`` (see the module docstring).
+        pinv_iterations: iterations of :func:`iterative_pinv` (6, as the official code and Nyströmformer).
     """
 
-    def __init__(self, channels: int, embed_dim: int, num_landmarks: int = 4, mode: str = "paper") -> None:
+    def __init__(self, channels: int, embed_dim: int, num_landmarks: int = 4, mode: str = "paper",
+                 pinv_iterations: int = 6) -> None:
         super().__init__()
         if mode not in ATTENTION_MODES:
             raise ValueError(f"attention mode must be one of {ATTENTION_MODES}, got {mode!r}")
@@ -72,8 +83,9 @@ class NystromAttention(nn.Module):
         self.embed_dim = embed_dim
         self.num_landmarks = num_landmarks
         self.mode = mode
-        self.qkv = nn.Conv2d(channels, 3 * embed_dim, kernel_size=1)
-        self.out = nn.Conv2d(embed_dim, channels, kernel_size=1)
+        self.pinv_iterations = pinv_iterations
+        self.qkv = PointwiseConv2d(channels, 3 * embed_dim)
+        self.out = PointwiseConv2d(embed_dim, channels)
 
     def forward(self, x: Tensor) -> Tensor:
         batch, _, height, width = x.shape
@@ -96,7 +108,7 @@ class NystromAttention(nn.Module):
     def _paper(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         tokens = q.shape[1]
         if tokens <= self.num_landmarks:
-            return attend(q[:, None], k[:, None], v[:, None], backend="sdpa")[:, 0] + v
+            return sdpa_attention(q[:, None], k[:, None], v[:, None])[:, 0] + v
         if tokens % self.num_landmarks:
             raise ValueError(f"Nyström attention with {self.num_landmarks} landmarks needs a number of pixels "
                              f"divisible by it, got {tokens}")
@@ -106,12 +118,12 @@ class NystromAttention(nn.Module):
         kernel_1 = (q @ k_landmarks.transpose(-1, -2)).softmax(dim=-1)
         kernel_2 = (q_landmarks @ k_landmarks.transpose(-1, -2)).softmax(dim=-1)
         kernel_3 = (q_landmarks @ k.transpose(-1, -2)).softmax(dim=-1)
-        return kernel_1 @ (iterative_pinv(kernel_2) @ (kernel_3 @ v)) + v
+        return kernel_1 @ (iterative_pinv(kernel_2, self.pinv_iterations) @ (kernel_3 @ v)) + v
 
     def _official(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        scale = 1.0 / math.sqrt(q.shape[1])
-        q_landmarks, k_landmarks = self._landmarks(q) * scale, self._landmarks(k) * scale
+        scale = math.sqrt(q.shape[1])
+        q_landmarks, k_landmarks = self._landmarks(q) / scale, self._landmarks(k) / scale
         kernel_1 = (q @ k_landmarks.transpose(-1, -2)).softmax(dim=-2)
         kernel_2 = (q_landmarks @ k_landmarks.transpose(-1, -2)).softmax(dim=-2)
         kernel_3 = (q_landmarks @ k.transpose(-1, -2)).softmax(dim=-2)
-        return (kernel_1 @ iterative_pinv(kernel_2)) @ (kernel_3 @ v) + v
+        return (kernel_1 @ iterative_pinv(kernel_2, self.pinv_iterations)) @ (kernel_3 @ v) + v

@@ -2,7 +2,8 @@
 
 ``q(u | x)`` is a conditional flow from Gaussian noise at half resolution: a learned per-channel Gaussian base, then
 ``steps`` pairs of (invertible 1x1 convolution, affine coupling conditioned on features of ``x``), a last 1x1
-convolution, an unsqueeze to the data shape, and the sigmoid applied by :class:`nf_core.layers.VariationalDequantization`.
+convolution, an unsqueeze to the data shape, and the sigmoid applied by
+:class:`nf_core.layers.VariationalDequantization`.
 The features of ``x`` come from a small context network: levels scaled to [-1, 1], a dense block, a stride-2
 convolution and another dense block.
 """

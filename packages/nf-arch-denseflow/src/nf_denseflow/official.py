@@ -2,10 +2,10 @@
 
 The official model is a survae-style ``Flow`` whose ``transforms`` are::
 
-    0  VariationalDequantization(encoder=DequantizationFlow)      -> our ``dequantizer``
-    1  ScalarAffineBijection(shift=-0.5)                           -> folded into the dequantizer's range (-1/2, 1/2)
-    2  Squeeze2d                                                   -> ``transform.squeeze``
-    3  InvertibleDenseBlock, 4 InvertibleTransition, 5 ...         -> ``transform.block0``, ``squeeze0`` + ``split0``, ...
+    0  VariationalDequantization(encoder=DequantizationFlow)  -> our ``dequantizer``
+    1  ScalarAffineBijection(shift=-0.5)                       -> folded into the dequantizer's range (-1/2, 1/2)
+    2  Squeeze2d                                               -> ``transform.squeeze``
+    3  InvertibleDenseBlock, 4 InvertibleTransition, 5 ...     -> ``transform.block0``, ``squeeze0`` + ``split0``, ...
 
 and ``base_dist`` is a per-channel Gaussian. The conversion renames parameters and makes three exact
 reparametrisations: survae's ``ActNorm`` ``(x - shift) * exp(-log_scale)`` becomes ours with negated parameters; the
@@ -166,7 +166,7 @@ def _convert_value(name: str, value: Tensor, target: Tensor) -> Tensor:
         value = -value.reshape(-1)
     elif name.endswith("actnorm.initialized"):
         value = value.reshape(()).bool()
-    elif name.startswith("prior."):
+    elif name.startswith("prior.") and value.numel() == target.shape[0]:
         value = value.reshape(-1, 1, 1).expand(target.shape)
     elif name.startswith("dequantizer.encoder.transforms.base."):
         value = value.reshape(target.shape)

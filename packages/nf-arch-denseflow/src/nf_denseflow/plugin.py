@@ -1,8 +1,19 @@
-"""The nf plugin of nf-arch-denseflow: registers its architectures."""
+"""The nf plugin of nf-arch-denseflow: registers the ``denseflow`` architecture."""
 
-from nf_core.plugins import hookimpl
+from __future__ import annotations
+
+from nf_core.plugins import ArchitectureSpec, hookimpl
+from nf_denseflow.config import PRESETS, DenseFlowConfig
+from nf_denseflow.model import build_denseflow
 
 
 @hookimpl
 def nf_register_architectures(registry) -> None:
-    pass
+    registry.add_architecture(ArchitectureSpec(
+        name="denseflow",
+        config_class=DenseFlowConfig,
+        build=build_denseflow,
+        description="DenseFlow (Grcić et al. 2021): cross-unit noise augmentation, dense + Nyström-attention "
+                    "couplings, variational dequantization",
+        presets=PRESETS,
+    ))

@@ -51,8 +51,8 @@ class GlowConfig:
         permutation: ``"conv1x1"`` (invertible 1x1 convolution), ``"reverse"`` or ``"shuffle"`` (Glow, section 5.1).
         lu: parametrise the 1x1 convolutions by their LU decomposition (Glow, eq. 10).
         edge_bias: let the 3x3 convolutions see where the zero padding is (openai/glow's ``edge_bias``).
-        learn_top: learn the mean and scale of the top prior (openai/glow's ``--learntop``).
-        class_conditional: a class-conditional top prior (openai/glow's ``--ycond``); the data must have classes.
+        learn_top: learn the mean and scale of the top prior (openai/glow's ``--learntop``). Class labels need no
+            option: with ``data.num_classes > 0`` the top prior is class-conditional (openai/glow's ``--ycond``).
     """
 
     num_levels: int = 3
@@ -63,7 +63,6 @@ class GlowConfig:
     lu: bool = True
     edge_bias: bool = True
     learn_top: bool = False
-    class_conditional: bool = False
 
     def __post_init__(self) -> None:
         if self.num_levels < 1 or self.steps_per_level < 1 or self.hidden_channels < 1:
@@ -113,7 +112,8 @@ def glow_step(channels: int, config: GlowConfig, index: int = 0) -> Sequential:
 def build_glow(config: GlowConfig, data: DataInfo) -> Flow:
     """A Glow for images of shape ``data.shape = (C, H, W)`` with ``H`` and ``W`` divisible by ``2 ** num_levels``.
 
-    Without a dequantizer, the flow models continuous images (the trainer feeds dequantized values in [-1, 1]).
+    Without a dequantizer, the flow models continuous images (the trainer feeds dequantized values in [-1, 1]). With
+    ``data.num_classes > 0`` the top prior depends on the class label given as context.
     """
     if len(data.shape) != 3:
         raise ValueError(f"Glow models images of shape (C, H, W), got data of shape {tuple(data.shape)}")
@@ -122,8 +122,6 @@ def build_glow(config: GlowConfig, data: DataInfo) -> Flow:
     if height % factor or width % factor:
         raise ValueError(f"Glow with {config.num_levels} levels needs height and width divisible by {factor}, got "
                          f"{height}x{width}; use fewer levels")
-    if config.class_conditional and data.num_classes < 1:
-        raise ValueError("class_conditional=True needs labelled data, but the dataset has no classes")
 
     levels: dict[str, Transform] = {}
     step_index = 0
@@ -142,7 +140,7 @@ def build_glow(config: GlowConfig, data: DataInfo) -> Flow:
         levels[f"level{level}"] = Sequential(parts)
 
     top_shape = (channels, height, width)
-    if config.class_conditional:
+    if data.num_classes > 0:
         prior = ClassConditionalGaussian(top_shape, data.num_classes)
     elif config.learn_top:
         prior = DiagonalGaussian(top_shape)

@@ -8,6 +8,10 @@ conditional, each depending only on the inputs before it),
 so the density of ``x`` is evaluated in one pass, while generating ``x`` from ``u`` takes ``D`` sequential passes.
 Layers alternate the order of the inputs (each MADE uses the reverse of the previous order) and are followed by a
 batch-norm bijector (MAF, section 3.4), as in gpapamak/maf ``ml/models/mafs.py``.
+
+A conditional MAF feeds the context (class labels or a vector) into the first hidden layer of every MADE
+(``ConditionalGaussianMade``). As there, the first variable of a MADE's order has no hidden unit below its degree, so
+its Gaussian does not depend on the context within that MADE; the next MADE, with the reversed order, conditions it.
 """
 
 from __future__ import annotations
@@ -92,10 +96,10 @@ class MAFConfig:
         input_order: order of the first MADE's inputs, ``"sequential"`` or ``"random"``; with ``"sequential"`` each
             MADE reverses the previous order, with ``"random"`` each draws a new one.
         hidden_degrees: ``"sequential"`` or ``"random"`` degrees for the hidden units.
-        class_conditional: condition every MADE on the class label (the data must have classes).
-        context_features: size of a real-valued context vector every MADE is conditioned on (0: none).
+        context_features: size of a real-valued context vector every MADE is conditioned on (0: none). Class labels
+            need no option: the flow conditions on them when ``data.num_classes > 0`` (``train.class_conditional``).
         batch_norm_momentum: momentum of the batch-norm running statistics used in evaluation mode.
-        seed: seeds the random orders and degrees (the weights follow torch's global seed).
+        order_seed: seeds the random orders and degrees (the weights follow torch's global seed).
     """
 
     num_layers: int = 5
@@ -105,10 +109,9 @@ class MAFConfig:
     batch_norm: bool = True
     input_order: str = "sequential"
     hidden_degrees: str = "sequential"
-    class_conditional: bool = False
     context_features: int = 0
     batch_norm_momentum: float = 0.1
-    seed: int = 0
+    order_seed: int = 0
 
     def __post_init__(self) -> None:
         if self.num_layers < 1 or self.hidden_features < 1 or self.hidden_layers < 1:
@@ -119,8 +122,6 @@ class MAFConfig:
         for name in ("input_order", "hidden_degrees"):
             if getattr(self, name) not in ("sequential", "random"):
                 raise ValueError(f"{name} must be 'sequential' or 'random', got {getattr(self, name)!r}")
-        if self.class_conditional and self.context_features:
-            raise ValueError("choose class_conditional or context_features, not both")
 
 
 # MAF (5) with the MADE sizes and activations of gpapamak/maf run_experiments.py (for CIFAR-10 one point of its grid);
@@ -132,7 +133,6 @@ MAF_PRESETS: dict[str, dict] = {
     "miniboone": dict(hidden_features=512, activation="relu"),
     "bsds300": dict(hidden_features=1024, activation="relu"),
     "mnist": dict(hidden_features=1024, activation="relu"),
-    "mnist-conditional": dict(hidden_features=1024, activation="relu", class_conditional=True),
     "cifar10": dict(hidden_features=2048, activation="relu", hidden_degrees="random"),
     "tabular-small": dict(num_layers=5, hidden_features=64, hidden_layers=2),
     "digits": dict(num_layers=5, hidden_features=256, hidden_layers=2),
@@ -142,13 +142,15 @@ MAF_PRESETS: dict[str, dict] = {
 def build_maf(config: MAFConfig, data: DataInfo) -> Flow:
     """A MAF for data of shape ``data.shape`` (vectors, or images that are flattened first).
 
-    The transform is an :class:`nf_core.Sequential` of named steps ``"layer0"``, ``"layer1"``, ... (each a MADE
-    followed by its batch norm), preceded by ``"flatten"`` for non-vector data.
+    With ``data.num_classes > 0`` every MADE is conditioned on the class label given as context. The transform is an
+    :class:`nf_core.Sequential` of named steps ``"layer0"``, ``"layer1"``, ... (each a MADE followed by its batch
+    norm), preceded by ``"flatten"`` for non-vector data.
     """
-    if config.class_conditional and data.num_classes < 1:
-        raise ValueError("class_conditional=True needs labelled data, but the dataset has no classes")
+    if data.num_classes and config.context_features:
+        raise ValueError("a MAF conditions on class labels (data.num_classes > 0) or on a context vector "
+                         "(context_features > 0), not both")
     features = math.prod(data.shape)
-    generator = torch.Generator().manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.order_seed)
     steps: dict[str, Transform] = {}
     if len(data.shape) != 1:
         steps["flatten"] = Flatten(data.shape)
@@ -157,7 +159,7 @@ def build_maf(config: MAFConfig, data: DataInfo) -> Flow:
         made = MADE(features, [config.hidden_features] * config.hidden_layers, order=order,
                     hidden_mode=config.hidden_degrees, activation=config.activation,
                     context_features=config.context_features,
-                    num_classes=data.num_classes if config.class_conditional else 0, generator=generator)
+                    num_classes=data.num_classes, generator=generator)
         layer: dict[str, Transform] = {"made": MaskedAutoregressiveTransform(made)}
         if config.batch_norm:
             layer["batch_norm"] = BatchNorm(features, momentum=config.batch_norm_momentum)

@@ -2,7 +2,7 @@
 
 With the tokens ``x_0 .. x_{T-1}`` of the block's order (the raster order, or its reverse on odd blocks), the
 Transformer reads ``x_0 .. x_{i-1}`` and predicts a log-scale ``a_i`` and a shift ``b_i`` for token ``i``
-(Zhai et al. 2025, eq. 4-5)::
+(Zhai et al. 2025, "Normalizing Flows are Capable Generative Models")::
 
     forward (data -> latent, all tokens at once):   z_i = (x_i - b_i) * exp(-a_i),   z_0 = x_0
     inverse (latent -> data, one token at a time):  x_i = z_i * exp(a_i) + b_i
@@ -11,8 +11,6 @@ so ``log |det dz/dx| = -sum_i a_i``. In the volume-preserving variant only the s
 """
 
 from __future__ import annotations
-
-import contextlib
 
 import torch
 from torch import Tensor, nn
@@ -40,18 +38,19 @@ class TarFlowBlock(Transform):
         num_classes: number of class labels (0: unconditional).
         flip: process the tokens in reverse order.
         attention_backend: the :mod:`nf_core.attention` backend.
-        mixed_precision: run the Transformer under bf16 autocast on CUDA.
+
+    Under autocast (the trainer's bf16 precision) the linear layers and attention run in bf16 while the layer norms,
+    the predicted ``(a, b)``, the exponentials and the affine update stay in fp32, as in the official code.
     """
 
     def __init__(self, token_dim: int, num_tokens: int, channels: int, num_layers: int, head_dim: int = 64,
                  expansion: int = 4, nvp: bool = True, num_classes: int = 0, flip: bool = False,
-                 attention_backend: str = "auto", mixed_precision: bool = True) -> None:
+                 attention_backend: str = "auto") -> None:
         super().__init__()
         self.token_dim = token_dim
         self.num_tokens = num_tokens
         self.nvp = nvp
         self.flip = flip
-        self.mixed_precision = mixed_precision
         self.proj_in = nn.Linear(token_dim, channels)
         self.pos_embed = nn.Parameter(torch.randn(num_tokens, channels) * 1e-2)
         self.class_embed = nn.Parameter(torch.randn(num_classes, channels) * 1e-2) if num_classes else None
@@ -79,7 +78,7 @@ class TarFlowBlock(Transform):
         self._check_tokens(x)
         labels = self._labels(context, x.shape[0])
         x = self.permute(x)
-        params = self._predict(x, labels)
+        params = self._predict(x, self._class_embedding(labels))
         # The prediction at position i - 1 (which has seen x_0 .. x_{i-1}) transforms token i; token 0 gets (0, 0).
         params = torch.cat([torch.zeros_like(params[:, :1]), params[:, :-1]], dim=1)
         a, b = self._split(params)
@@ -115,6 +114,7 @@ class TarFlowBlock(Transform):
 
         z = self.permute(z)
         pos_embed = self.permute(self.pos_embed, dim=0)
+        class_embedding = self._class_embedding(labels)
         cache = KVCache(len(self.attn_blocks), num_tokens) if kv_cache else None
         tokens = [z[:, 0]]
         log_det = z.new_zeros(batch)
@@ -125,7 +125,7 @@ class TarFlowBlock(Transform):
                 inputs, position = torch.stack(tokens, dim=1), 0
             if guidance.active:
                 inputs = torch.cat([inputs, inputs])
-            params = self._predict(inputs, labels, temperature, pos_embed, cache, position)[:, -1]
+            params = self._predict(inputs, class_embedding, temperature, pos_embed, cache, position)[:, -1]
             a, b = self._split(params)
             if guidance.active:
                 a, b = guidance.combine((a[:batch], b[:batch]), (a[batch:], b[batch:]), i, num_tokens)
@@ -133,23 +133,23 @@ class TarFlowBlock(Transform):
             log_det = log_det + a.sum(dim=-1)
         return self.permute(torch.stack(tokens, dim=1)), log_det
 
-    def _predict(self, x: Tensor, labels: Tensor | None, temperature: Tensor | None = None,
+    def _predict(self, x: Tensor, class_embedding: Tensor | None, temperature: Tensor | None = None,
                  pos_embed: Tensor | None = None, cache: KVCache | None = None, position: int = 0) -> Tensor:
         """Transformer outputs (fp32 or wider) at the tokens ``position, position + 1, ...`` of ``x`` (block order)."""
         if pos_embed is None:
             pos_embed = self.permute(self.pos_embed, dim=0)
-        autocast = (torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.mixed_precision) if x.is_cuda
-                    else contextlib.nullcontext())
-        with autocast:
-            h = self.proj_in(x) + pos_embed[position:position + x.shape[1]]
-            if self.class_embed is not None:
-                h = h + self._class_embedding(labels)
-            for index, layer in enumerate(self.attn_blocks):
-                h = layer(h, temperature, cache[index] if cache is not None else None, position)
-            return at_least_fp32(self.proj_out(h))
+        h = self.proj_in(x) + pos_embed[position:position + x.shape[1]]
+        if class_embedding is not None:
+            h = h + class_embedding
+        for index, layer in enumerate(self.attn_blocks):
+            h = layer(h, temperature, cache[index] if cache is not None else None, position)
+        return at_least_fp32(self.proj_out(h))
 
-    def _class_embedding(self, labels: Tensor | None) -> Tensor:
-        """``(batch, 1, channels)`` embeddings; no label (``None`` or ``-1``) gets the mean class embedding."""
+    def _class_embedding(self, labels: Tensor | None) -> Tensor | None:
+        """``(batch, 1, channels)`` embeddings (``None`` when unconditional); no label (``None`` or ``-1``) gets the
+        mean class embedding."""
+        if self.class_embed is None:
+            return None
         mean = self.class_embed.mean(dim=0)
         if labels is None:
             return mean

@@ -1,6 +1,6 @@
 """The options of a TarFlow model and the configurations of the paper.
 
-Zhai et al. 2025, "Normalizing Flows are Capable Generative Models", Table 6 lists, per data set, the patch size, the
+Zhai et al. 2025, "Normalizing Flows are Capable Generative Models", give per data set the patch size, the
 model width, the number of flow blocks and of Transformer layers per block, and the standard deviation of the Gaussian
 noise added to the training images.
 """
@@ -27,15 +27,10 @@ class TarFlowConfig:
         expansion: hidden width of the MLPs as a multiple of ``channels``.
         nvp: ``True`` for the affine (non-volume-preserving) flow predicting a shift and a log-scale per token;
             ``False`` for the volume-preserving flow (shift only) with a learned prior variance.
-        conditional: learn a class embedding per block when the data has labels.
         noise_std: standard deviation ``sigma`` of the Gaussian noise that the trainer adds to the training data
             (scaled to ``[-1, 1]``); also the noise level that score-based denoising removes after sampling.
-        drop_label: probability of replacing a label by "no label" in training, so that one model learns the
-            conditional and the unconditional density needed by classifier-free guidance.
         attention_backend: ``"auto"`` (flash-attn when it can run, else PyTorch SDPA), ``"sdpa"``, ``"flash"`` or
             ``"reference"``; any backend registered through ``nf_register_attention_backends`` works.
-        mixed_precision: on CUDA run the Transformers under bf16 autocast (layer norms, the exponentials and the
-            affine update stay in fp32). Turn off for the likelihood setting, which runs fully in fp32.
     """
 
     patch_size: int = 2
@@ -45,11 +40,8 @@ class TarFlowConfig:
     head_dim: int = 64
     expansion: int = 4
     nvp: bool = True
-    conditional: bool = True
     noise_std: float = 0.05
-    drop_label: float = 0.1
     attention_backend: str = "auto"
-    mixed_precision: bool = True
 
     def __post_init__(self) -> None:
         for name in ("patch_size", "channels", "num_blocks", "layers_per_block", "head_dim", "expansion"):
@@ -60,17 +52,14 @@ class TarFlowConfig:
                              f"({self.head_dim})")
         if self.noise_std < 0:
             raise ValueError(f"TarFlowConfig.noise_std must be >= 0, got {self.noise_std}")
-        if not 0.0 <= self.drop_label < 1.0:
-            raise ValueError(f"TarFlowConfig.drop_label must lie in [0, 1), got {self.drop_label}")
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # Paper configurations (Table 6): P-channels-blocks-layers, noise sigma.
-    "imagenet64": dict(patch_size=2, channels=768, num_blocks=8, layers_per_block=8, noise_std=0.05,
-                       conditional=False),
+    # The configurations of the paper and of the official checkpoints: P-channels-blocks-layers, noise sigma.
+    "imagenet64": dict(patch_size=2, channels=768, num_blocks=8, layers_per_block=8, noise_std=0.05),
     "imagenet128": dict(patch_size=4, channels=1024, num_blocks=8, layers_per_block=8, noise_std=0.15),
     "afhq256": dict(patch_size=8, channels=768, num_blocks=8, layers_per_block=8, noise_std=0.07),
-    # 8x8 digits with 17 levels (bins of width 2/17 in [-1, 1]): 16 tokens of 4 values with patch 2.
-    "digits-small": dict(patch_size=2, channels=64, num_blocks=4, layers_per_block=2, head_dim=32, noise_std=0.05),
-    "digits": dict(patch_size=2, channels=128, num_blocks=6, layers_per_block=4, head_dim=32, noise_std=0.05),
+    # 8x8 digits with 17 levels (spacing 2/16 in [-1, 1]): 16 tokens of 4 values with patch 2; small enough for a CPU.
+    "digits": dict(patch_size=2, channels=64, num_blocks=4, layers_per_block=2, head_dim=32, noise_std=0.1),
+    "digits-tiny": dict(patch_size=2, channels=32, num_blocks=2, layers_per_block=1, head_dim=16, noise_std=0.1),
 }

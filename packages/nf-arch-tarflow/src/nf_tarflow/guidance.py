@@ -1,4 +1,4 @@
-"""Guidance of TarFlow sampling (Zhai et al. 2025, Sec. 2.6).
+"""Guidance of TarFlow sampling (Zhai et al. 2025, "Normalizing Flows are Capable Generative Models").
 
 At every inverse step the block predicts ``(a, b)`` twice: once as asked (the class label, attention temperature 1)
 and once "unconditionally" (no label, i.e. the mean class embedding, and attention temperature ``attn_temp``). The

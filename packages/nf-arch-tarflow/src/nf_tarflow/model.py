@@ -7,15 +7,12 @@ optionally with guidance, and optionally removes the noise with one score-based 
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import torch
 from torch import Tensor
 
 from nf_core import Flow, Sequential, StandardNormal
 from nf_core import noise as noise_lib
-from nf_core.flow import LogLikelihood, Noise
+from nf_core.flow import Noise
 from nf_core.plugins import DataInfo
 from nf_tarflow.block import TarFlowBlock
 from nf_tarflow.config import TarFlowConfig
@@ -51,8 +48,7 @@ class TarFlow(Flow):
             f"block{i}": TarFlowBlock(token_dim, num_tokens, config.channels, config.layers_per_block,
                                       head_dim=config.head_dim, expansion=config.expansion, nvp=config.nvp,
                                       num_classes=num_classes, flip=i % 2 == 1,
-                                      attention_backend=config.attention_backend,
-                                      mixed_precision=config.mixed_precision)
+                                      attention_backend=config.attention_backend)
             for i in range(config.num_blocks)
         }
         event_shape = (num_tokens, token_dim)
@@ -80,34 +76,6 @@ class TarFlow(Flow):
         """Use the :mod:`nf_core.attention` backend ``name`` (``"auto"``, ``"sdpa"``, ``"flash"``, ``"reference"``)."""
         for block in self.blocks:
             block.set_attention_backend(name)
-
-    @contextlib.contextmanager
-    def full_precision(self) -> Iterator[None]:
-        """Run every block in fp32 inside the ``with`` block, even on CUDA with ``mixed_precision``."""
-        saved = [block.mixed_precision for block in self.blocks]
-        for block in self.blocks:
-            block.mixed_precision = False
-        try:
-            yield
-        finally:
-            for block, flag in zip(self.blocks, saved):
-                block.mixed_precision = flag
-
-    def log_prob_terms(self, x: Tensor, context: Tensor | None = None, *, noise: Noise = None,
-                       drop_labels: bool | None = None) -> LogLikelihood:
-        """The terms of ``log p(x | context)``.
-
-        In training mode (or with ``drop_labels=True``) each label of a conditional model is replaced by ``-1`` ("no
-        label", the mean class embedding) with probability ``config.drop_label``, drawing from ``noise``, so that
-        the model also learns the unconditional density used by classifier-free guidance.
-        """
-        if drop_labels is None:
-            drop_labels = self.training
-        if drop_labels and self.num_classes and context is not None and self.config.drop_label > 0:
-            with noise_lib.use(noise):
-                dropped = noise_lib.rand((context.shape[0],), device=context.device) < self.config.drop_label
-            context = torch.where(dropped, torch.full_like(context, -1), context)
-        return super().log_prob_terms(x, context, noise=noise)
 
     def latent_to_data(self, z: Tensor, context: Tensor | None = None, *, noise: Noise = None,
                        temperature: float = 1.0, guidance: float = 0.0, guide_what: str = "ab",
@@ -157,16 +125,16 @@ class TarFlow(Flow):
         return self.denoise(x, context) if denoise else x
 
     def score(self, x: Tensor, context: Tensor | None = None) -> Tensor:
-        """``grad_x log p(x | context)`` by autograd through the flow (in fp32, labels never dropped)."""
-        with torch.enable_grad(), self.full_precision():
+        """``grad_x log p(x | context)`` by autograd through the flow, in fp32."""
+        with torch.enable_grad(), torch.autocast(x.device.type, enabled=False):
             x = x.detach().requires_grad_(True)
-            log_prob = self.log_prob_terms(x, context, drop_labels=False).total
+            log_prob = self.log_prob(x, context)
             return torch.autograd.grad(log_prob.sum(), x)[0]
 
     def denoise(self, x: Tensor, context: Tensor | None = None, noise_std: float | None = None) -> Tensor:
         """One step of score-based denoising: ``x + sigma^2 grad_x log p(x)`` (Tweedie's formula).
 
-        A model of ``y = x + sigma eps`` gives ``E[x | y] = y + sigma^2 grad_y log p(y)`` (Zhai et al. 2025, eq. 8).
+        A model of ``y = x + sigma eps`` gives ``E[x | y] = y + sigma^2 grad_y log p(y)`` (Tweedie; Efron 2011).
 
         The official code takes the step as ``x - step_size * grad(loss)`` with
         ``loss = mean_b (0.5 |z_b|^2 - log|det|_b) / N`` over a batch of ``B`` images of ``N`` dimensions and
@@ -182,9 +150,8 @@ class TarFlow(Flow):
 
 
 def build_tarflow(config: TarFlowConfig, data: DataInfo) -> TarFlow:
-    """The ``build`` of the ``tarflow`` architecture: a TarFlow for ``data`` (class-conditional when
-    ``config.conditional`` and the data has labels)."""
+    """The ``build`` of the ``tarflow`` architecture: a TarFlow for ``data``, class-conditional when
+    ``data.num_classes > 0``."""
     if len(data.shape) != 3:
         raise ValueError(f"TarFlow models images of shape (C, H, W); the data has shape {tuple(data.shape)}")
-    num_classes = data.num_classes if config.conditional else 0
-    return TarFlow(config, tuple(data.shape), num_classes)
+    return TarFlow(config, tuple(data.shape), data.num_classes)

@@ -37,7 +37,7 @@ def config_from_official(arguments: Mapping[str, Any],
     num_classes = int(arguments.get("num_classes", 0))
     values = dict(patch_size=int(arguments["patch_size"]), channels=int(arguments["channels"]),
                   num_blocks=int(arguments["num_blocks"]), layers_per_block=int(arguments["layers_per_block"]),
-                  head_dim=64, expansion=4, nvp=bool(arguments.get("nvp", True)), conditional=num_classes > 0)
+                  head_dim=64, expansion=4, nvp=bool(arguments.get("nvp", True)))
     values.update(overrides)
     size = int(arguments["img_size"])
     return TarFlowConfig(**values), (int(arguments["in_channels"]), size, size), num_classes

@@ -82,7 +82,7 @@ class Attention(nn.Module):
         Args:
             x: the residual stream.
             temperature: optional per-sample attention temperature ``tau`` of shape ``(batch,)``: the scores become
-                ``q k^T / (sqrt(head_dim) tau)`` (attention-temperature guidance, Zhai et al. 2025, Sec. 2.6).
+                ``q k^T / (sqrt(head_dim) tau)`` (attention-temperature guidance of Zhai et al. 2025).
             cache: when given, ``x`` holds the tokens at ``position, position + 1, ...``; their keys and values are
                 written into the cache and the queries attend over every cached token up to themselves.
             position: index of the first token of ``x`` in the sequence (only with ``cache``).

@@ -39,6 +39,7 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "CHECKPOINT_NAME", "CheckpointError", "sa
 FORMAT = "nf-checkpoint"
 FORMAT_VERSION = 1
 CHECKPOINT_NAME = "checkpoint.pt"
+PLAIN_TYPES = (type(None), bool, int, float, str, torch.dtype, torch.device)
 REQUIRED = ("architecture", "model_config", "data_info", "model", "step")
 
 
@@ -54,7 +55,7 @@ def checkpoint_path(path: str | Path) -> Path:
 
 def _check_plain(value: Any, where: str) -> None:
     """Raise unless ``value`` is made of tensors and plain values only (what ``weights_only`` loading accepts)."""
-    if value is None or isinstance(value, bool | int | float | str | Tensor | torch.dtype | torch.device):
+    if type(value) in PLAIN_TYPES or isinstance(value, Tensor):  # exact types: a str subclass is not plain
         return
     if isinstance(value, Mapping):
         for key, item in value.items():
@@ -98,6 +99,9 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = checkpoint_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a truncated one lacks its directory
+        raise CheckpointError(f"{path} is not a readable checkpoint: truncated, corrupt or not written by "
+                              f"torch.save (no complete zip archive)")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:

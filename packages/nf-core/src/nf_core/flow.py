@@ -151,7 +151,7 @@ class Flow(nn.Module):
         """Draw ``n`` samples; ``temperature`` scales every latent draw, ``generator`` makes them reproducible."""
         with noise_lib.use(generator, temperature=temperature):
             z = self.prior.sample(n, context)
-            return self.latent_to_data(z, context)
+            return self.latent_to_data(z, context, temperature=temperature)
 
     def intermediates(self, x: Tensor, context: Tensor | None = None, names: Iterable[str] | None = None, *,
                       noise: Noise = None) -> dict[str, Tensor]:

@@ -20,8 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for entry in get_registry().entries("command"):
         spec = entry.obj
+        # "resolve" lets a command replace -h/--help (nf train answers it after reading --arch and --data).
         sub = commands.add_parser(spec.name, help=spec.help, description=spec.help,
-                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter, conflict_handler="resolve")
         spec.add_arguments(sub)
         sub.set_defaults(_run=spec.run)
     return parser

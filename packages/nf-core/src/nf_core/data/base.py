@@ -6,6 +6,7 @@ continuous datasets return float vectors. Unlabelled data returns the label ``-1
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from torch.utils.data import Dataset
 
 from nf_core.plugins.registry import DataInfo
 
-__all__ = ["SPLITS", "DataError", "ArrayDataset", "check_split", "split_indices", "require_path"]
+__all__ = ["SPLITS", "DataError", "ArrayDataset", "check_split", "split_indices", "require_path", "read_npz"]
 
 SPLITS = ("train", "val", "test")
 
@@ -46,6 +47,33 @@ def require_path(dataset: str, option: str, value: str, expected: str) -> Path:
     if not path.exists():
         raise DataError(f"{path} does not exist (dataset {dataset!r}, data.{option}; expected {expected})")
     return path
+
+
+def read_npz(path: Path, keys: Sequence[str], dataset: str, layout: str) -> dict[str, np.ndarray]:
+    """The arrays ``keys`` of an ``.npz`` file; a :class:`DataError` naming the file for anything else.
+
+    Args:
+        path: the file.
+        keys: the names of the arrays to read.
+        dataset: the dataset name, for messages.
+        layout: the expected layout, for messages.
+    """
+    try:
+        with open(path, "rb") as file:
+            arrays = np.load(file, allow_pickle=False)
+            if not isinstance(arrays, np.lib.npyio.NpzFile):
+                raise DataError(f"{path} holds a single array, not named arrays (dataset {dataset!r} expects "
+                                f"{layout})")
+            missing = sorted(set(keys) - set(arrays.files))
+            if missing:
+                raise DataError(f"{path} has arrays {sorted(arrays.files)}, missing {missing} (dataset {dataset!r} "
+                                f"expects {layout})")
+            return {key: arrays[key] for key in keys}
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise DataError(f"{path} is not a readable .npz file ({error}); dataset {dataset!r} expects {layout}"
+                        ) from None
 
 
 def split_indices(n: int, fractions: Sequence[float], seed: int) -> list[np.ndarray]:

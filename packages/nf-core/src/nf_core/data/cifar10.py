@@ -39,11 +39,14 @@ class Cifar10Config:
 
 
 class _ArrayUnpickler(pickle.Unpickler):
-    """Unpickles dicts, lists, strings, numbers and NumPy arrays; refuses every other class."""
+    """Unpickles dicts, lists, strings, numbers and NumPy arrays; refuses every other class or function.
+
+    ``_codecs.encode`` is how protocol-2 pickles written by Python 3 store bytes.
+    """
 
     ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
                ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-               ("numpy._core.multiarray", "scalar")}
+               ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import math
 import re
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from nf_core.data.base import ArrayDataset, DataError, check_split, require_path
+from nf_core.data.base import ArrayDataset, DataError, check_split, read_npz, require_path
 from nf_core.plugins.registry import DataInfo, DatasetSpec
 
 __all__ = ["ImagenetNpzConfig", "load_imagenet_npz", "SPEC"]
@@ -57,17 +56,8 @@ def _find(root: Path, split: str, train_files: int | None) -> list[Path]:
 
 
 def _read(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as arrays:
-            missing = {"data", "labels"} - set(arrays.files)
-            if missing:
-                raise DataError(f"{path} has arrays {sorted(arrays.files)}, missing {sorted(missing)} "
-                                f"(expected {LAYOUT})")
-            data, labels = arrays["data"], arrays["labels"]
-    except DataError:
-        raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise DataError(f"{path} is not a readable .npz file ({error}); expected {LAYOUT}") from None
+    arrays = read_npz(path, ("data", "labels"), "imagenet-npz", LAYOUT)
+    data, labels = arrays["data"], arrays["labels"]
     side = math.isqrt(data.shape[1] // 3) if data.ndim == 2 else 0
     if data.dtype != np.uint8 or data.ndim != 2 or 3 * side * side != data.shape[1] or labels.shape != data.shape[:1]:
         raise DataError(f"{path}: 'data' is {data.dtype} {data.shape} and 'labels' {labels.shape}; expected {LAYOUT}")

@@ -7,14 +7,13 @@ preprocessing, e.g. standardisation, already applied), as float32, unlabelled.
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from nf_core.data.base import ArrayDataset, DataError, check_split, require_path
+from nf_core.data.base import ArrayDataset, DataError, check_split, read_npz, require_path
 from nf_core.plugins.registry import DataInfo, DatasetSpec
 
 __all__ = ["TabularConfig", "load_tabular", "SPEC"]
@@ -34,22 +33,15 @@ class TabularConfig:
 
 
 def _read_array(path: Path, split: str) -> np.ndarray:
+    if not path.is_dir():
+        return read_npz(path, (split,), "tabular", LAYOUT)[split]
+    file = path / f"{split}.npy"
+    if not file.is_file():
+        raise DataError(f"{file} not found (dataset 'tabular' expects {LAYOUT})")
     try:
-        if path.is_dir():
-            file = path / f"{split}.npy"
-            if not file.is_file():
-                raise DataError(f"{file} not found (dataset 'tabular' expects {LAYOUT})")
-            return np.load(file, allow_pickle=False)
-        with np.load(path, allow_pickle=False) as arrays:
-            if split not in arrays.files:
-                raise DataError(f"{path} has arrays {sorted(arrays.files)} but no {split!r} "
-                                f"(dataset 'tabular' expects {LAYOUT})")
-            return arrays[split]
-    except DataError:
-        raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        name = path / f"{split}.npy" if path.is_dir() else path
-        raise DataError(f"{name} is not a readable NumPy file ({error}); dataset 'tabular' expects {LAYOUT}") from None
+        return np.load(file, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise DataError(f"{file} is not a readable NumPy file ({error}); dataset 'tabular' expects {LAYOUT}") from None
 
 
 def load_tabular(config: TabularConfig, split: str) -> ArrayDataset:

@@ -1,4 +1,4 @@
-"""Batch normalization as a bijection (Dinh et al. 2017 "Real NVP" appendix E; Papamakarios et al. 2017 "MAF" B.2)."""
+"""Batch normalization as a bijection (Dinh et al. 2017 "Real NVP" section 3.7; Papamakarios et al. 2017 "MAF")."""
 
 from __future__ import annotations
 

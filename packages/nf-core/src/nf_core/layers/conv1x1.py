@@ -15,9 +15,9 @@ class InvertibleConv1x1(Transform):
     """``z = W x`` at every position: a learned linear mixing of the channels, initialised to a random rotation.
 
     With ``lu=False`` the parameter is the matrix ``weight`` itself and the log-determinant costs an ``O(C^3)``
-    ``slogdet``. With ``lu=True`` (Glow, eq. 10) ``W = P L (U + diag(sign * exp(log_diag)))`` with a fixed permutation
-    ``P`` and signs, a unit lower-triangular ``L`` (parameter ``lower``), a strictly upper-triangular ``U`` (parameter
-    ``upper``) and ``log_diag``, so that ``log |det W| = sum(log_diag)``.
+    ``slogdet``. With ``lu=True`` (Glow's LU decomposition) ``W = P L (U + diag(sign * exp(log_diag)))`` with a fixed
+    permutation ``P`` and signs, a unit lower-triangular ``L`` (parameter ``lower``), a strictly upper-triangular ``U``
+    (parameter ``upper``) and ``log_diag``, so that ``log |det W| = sum(log_diag)``.
 
     Works on vectors ``(B, C)`` and on ``(B, C, *spatial)``.
     """

@@ -3,7 +3,7 @@
 The input is split by a mask into an identity part ``x_a`` and a transformed part ``x_b``. A conditioner network
 sees only ``x_a`` (and the context), so the map is triangular and its log-determinant is the sum of the log-scales:
 
-    z_a = x_a,    z_b = x_b * exp(log_s(x_a)) + shift(x_a)      (Real NVP, eq. 7)
+    z_a = x_a,    z_b = x_b * exp(log_s(x_a)) + shift(x_a)      (Real NVP, section 3.2)
 
 Masks:
     ``"channel"``: ``x_a`` is the first ``C // 2`` channels, ``x_b`` the rest; the conditioner maps ``x_a`` to the
@@ -11,9 +11,10 @@ Masks:
     and ``(B, C, *spatial)``.
     ``"checkerboard"``: ``x_a`` is the pixels with ``(row + column)`` even; the conditioner sees the whole ``(B, C, H,
     W)`` input with the other pixels zeroed and returns parameters for all ``C`` channels (``2 * C`` for the affine
-    coupling), of which only those of the odd pixels are used.
+    coupling), of which only those of the odd pixels are used (Real NVP, section 3.4).
 
-``reverse_mask=True`` swaps the roles of the two parts, so that stacked couplings can alternate.
+``reverse_mask=True`` swaps the roles of the two parts, so that stacked couplings can alternate: the identity part is
+then the last ``C // 2`` channels, or the odd pixels.
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ class AffineCoupling(Transform):
 
 
 class AdditiveCoupling(Transform):
-    """Additive coupling ``z_b = x_b + shift(x_a)`` (NICE, eq. 6): volume preserving, log-det 0.
+    """Additive coupling ``z_b = x_b + shift(x_a)`` (NICE): volume preserving, log-det 0.
 
     Args:
         conditioner: network called as ``conditioner(x_a)`` or ``conditioner(x_a, context)``, returning as many

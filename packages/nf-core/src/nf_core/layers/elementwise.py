@@ -60,7 +60,7 @@ class Sigmoid(Transform):
 
 
 class Logit(Transform):
-    """``z = logit(alpha + (1 - 2 alpha) x)`` for data ``x`` in [0, 1] (Real NVP section 4.1, MAF appendix E).
+    """``z = logit(alpha + (1 - 2 alpha) x)`` for data ``x`` in [0, 1] (Real NVP section 4.1; MAF).
 
     ``alpha`` keeps the logit away from the infinities at 0 and 1; Real NVP uses 0.05. The inverse is
     ``x = (sigmoid(z) - alpha) / (1 - 2 alpha)``. Input outside [0, 1] raises a ValueError.

@@ -1,7 +1,7 @@
 """Fixed permutations of the channels (dim 1): volume preserving, log-det 0.
 
-Alternating which channels a coupling layer transforms needs one of these between couplings (Real NVP, Glow section
-3.2, MAF section 3.2).
+Alternating which channels a coupling layer transforms needs one of these between couplings (Real NVP; Glow section
+3.2; MAF).
 """
 
 from __future__ import annotations

@@ -84,6 +84,8 @@ def _check_outputs(check: str, inputs: Tensor, output: object) -> tuple[Tensor, 
         raise _fail(check, f"log_det has shape {tuple(log_det.shape)}, expected ({inputs.shape[0]},)")
     if out.shape[0] != inputs.shape[0]:
         raise _fail(check, f"output batch {out.shape[0]} differs from input batch {inputs.shape[0]}")
+    if inputs.is_floating_point() and out.dtype != inputs.dtype:
+        raise _fail(check, f"output dtype {out.dtype} differs from input dtype {inputs.dtype}")
     if not (torch.isfinite(out).all() and torch.isfinite(log_det).all()):
         raise _fail(check, "output or log_det contains NaN or infinite values")
     return out, log_det
@@ -181,15 +183,13 @@ def _check_noise(layer: Transform, x: Tensor, context: Tensor | None) -> None:
         record = noise.Record(noise.GeneratorNoise(_seeded(3)))
         first = _run(layer, direction, inputs, context, record)
         if not record.draws:
-            check = f"deterministic[{direction}]"
-            torch.manual_seed(1)
-            with noise.use(noise.GlobalRNG()):
-                one = layer(inputs, context) if direction == "forward" else layer.inverse(inputs, context)
-            torch.manual_seed(2)
-            with noise.use(noise.GlobalRNG()):
-                two = layer(inputs, context) if direction == "forward" else layer.inverse(inputs, context)
-            _assert_equal(check, "outputs of two passes drawing no nf_core.noise (global seeds 1 and 2)", one[0],
-                          two[0])
+            with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG state as it was
+                torch.manual_seed(1)
+                one = _run(layer, direction, inputs, context, noise.GlobalRNG())
+                torch.manual_seed(2)
+                two = _run(layer, direction, inputs, context, noise.GlobalRNG())
+            _assert_equal(f"deterministic[{direction}]", "outputs of two passes drawing no nf_core.noise (global "
+                                                         "seeds 1 and 2)", one[0], two[0])
             continue
         if layer.is_bijective:
             raise _fail(f"noise[{direction}]", f"a bijective layer drew {len(record.draws)} noise tensors")
@@ -226,6 +226,33 @@ def _check_gradients(check: str, module: nn.Module, loss: Tensor, allow_zero_gra
             raise _fail(check, f"parameter {name!r} has a NaN or infinite gradient")
         if require_nonzero and parameter.grad.abs().max() == 0:
             raise _fail(check, f"parameter {name!r} got an all-zero gradient")
+
+
+def _check_train_eval(layer: Transform, x: Tensor, context: Tensor | None, atol: float, seed: int) -> float:
+    """After the warm-up, eval mode gives what training mode gives (for layers without batch statistics)."""
+    check = "train_eval_agreement"
+    z_train, log_det_train = _run(layer.train(), "forward", x, context, seed)
+    z_eval, log_det_eval = _run(layer.eval(), "forward", x, context, seed)
+    error = _assert_close(check, "eval-mode output vs train-mode output", z_eval, z_train, atol)
+    _assert_close(check, "eval-mode log_det vs train-mode log_det", log_det_eval, log_det_train, atol)
+    return error
+
+
+def _check_state_dict(layer: Transform, fresh: Transform, x: Tensor, context: Tensor | None, seed: int) -> None:
+    """A fresh layer loaded with ``layer``'s state dict gives identical outputs in both modes and directions."""
+    fresh.load_state_dict(layer.state_dict())
+    for mode in ("train", "eval"):
+        check = f"state_dict[{mode}]"
+        layer.train(mode == "train")
+        fresh.train(mode == "train")
+        with torch.no_grad():
+            z, log_det = _run(layer, "forward", x, context, seed)
+            z_loaded, log_det_loaded = _run(fresh, "forward", x, context, seed)
+            _assert_equal(check, "forward outputs of the original and the reloaded layer", z_loaded, z)
+            _assert_equal(check, "forward log_dets of the original and the reloaded layer", log_det_loaded, log_det)
+            back = _run(layer, "inverse", z, context, seed)[0]
+            _assert_equal(check, "inverse outputs of the original and the reloaded layer",
+                          _run(fresh, "inverse", z, context, seed)[0], back)
 
 
 def _projection_loss(out: Tensor, log_det: Tensor, seed: int) -> Tensor:
@@ -272,15 +299,12 @@ def check_transform(make_transform: Callable[[], Transform], x: Tensor, context:
     _check_outputs("forward_outputs", x, _run(layer, "forward", x, context, seed))  # data-dependent initialisation
     if perturb:
         _perturb(layer, perturb, seed)
+    _check_noise(layer.eval(), x, context)
     forward_draws = bool(_draws(layer, "forward", x, context))
 
     if not batch_statistics:
-        errors["roundtrip_train"] = _check_roundtrip(layer, x, context, atol, "train", forward_draws)
-        z_train = _run(layer.train(), "forward", x, context, seed)
-        z_eval = _run(layer.eval(), "forward", x, context, seed)
-        errors["train_eval"] = _assert_close("train_eval_agreement", "eval-mode output vs train-mode output",
-                                             z_eval[0], z_train[0], atol)
-        _assert_close("train_eval_agreement", "eval-mode log_det vs train-mode log_det", z_eval[1], z_train[1], atol)
+        errors["roundtrip_train"] = _check_roundtrip(layer.train(), x, context, atol, "train", forward_draws)
+        errors["train_eval"] = _check_train_eval(layer, x, context, atol, seed)
     layer.eval()
     errors["roundtrip"] = _check_roundtrip(layer, x, context, atol, "eval", forward_draws)
     if layer.is_bijective:
@@ -288,32 +312,16 @@ def check_transform(make_transform: Callable[[], Transform], x: Tensor, context:
     errors["per_sample_independence"] = _check_independence(layer, x, context, atol, independence_samples)
     if context is not None and uses_context:
         errors["context_change"] = _check_context_used(layer, x, context, atol)
-    _check_noise(layer, x, context)
 
     layer.train()
     out, log_det = _run(layer, "forward", x, context, seed)
     _check_gradients("gradients[forward]", layer, _projection_loss(out, log_det, seed), allow_zero_grad,
                      require_nonzero=bool(perturb))
     if layer.is_bijective:
-        z = out.detach()
-        back, inverse_log_det = _run(layer, "inverse", z, context, seed)
+        back, inverse_log_det = _run(layer, "inverse", out.detach(), context, seed)
         _check_gradients("gradients[inverse]", layer, _projection_loss(back, inverse_log_det, seed + 1),
                          allow_zero_grad, require_nonzero=bool(perturb))
-
-    fresh = make_transform()
-    fresh.load_state_dict(layer.state_dict())
-    for mode in ("train", "eval"):
-        for module in (layer, fresh):
-            module.train(mode == "train")
-        with torch.no_grad():
-            z, log_det = _run(layer, "forward", x, context, seed)
-            z_loaded, log_det_loaded = _run(fresh, "forward", x, context, seed)
-            _assert_equal(f"state_dict[{mode}]", "forward outputs of the original and the reloaded layer", z_loaded, z)
-            _assert_equal(f"state_dict[{mode}]", "forward log_dets of the original and the reloaded layer",
-                          log_det_loaded, log_det)
-            back = _run(layer, "inverse", z, context, seed)[0]
-            _assert_equal(f"state_dict[{mode}]", "inverse outputs of the original and the reloaded layer",
-                          _run(fresh, "inverse", z, context, seed)[0], back)
+    _check_state_dict(layer, make_transform(), x, context, seed)
     return errors
 
 

@@ -1,0 +1,30 @@
+"""The package registers ``glow`` and ``maf`` through its ``nf`` entry point."""
+
+import torch
+
+from nf_core import Flow
+from nf_core.plugins import DataInfo, PluginManager
+from nf_glow_maf import GlowConfig, MAFConfig
+
+
+def test_glow_and_maf_are_registered_by_this_distribution():
+    registry = PluginManager(autoload=True, blocked=set()).registry
+    entries = {e.name: e for e in registry.entries("architecture") if e.name in ("glow", "maf")}
+    assert set(entries) == {"glow", "maf"}
+    assert {e.distribution for e in entries.values()} == {"nf-arch-glow-maf"}
+    assert entries["glow"].obj.config_class is GlowConfig and entries["maf"].obj.config_class is MAFConfig
+
+
+def test_specs_build_flows_from_presets_and_overrides():
+    registry = PluginManager(autoload=True, blocked=set()).registry
+    glow = registry.get("architecture", "glow")
+    config = glow.make_config("digits", steps_per_level=2)
+    assert (config.num_levels, config.steps_per_level, config.hidden_channels) == (2, 2, 64)
+    flow = glow.build(config, DataInfo((1, 8, 8), num_bins=17))
+    assert isinstance(flow, Flow) and flow.log_prob(torch.rand(2, 1, 8, 8) * 2 - 1).shape == (2,)
+
+    maf = registry.get("architecture", "maf")
+    config = maf.make_config("gas", num_layers=2)
+    assert (config.hidden_features, config.activation, config.num_layers) == (100, "tanh", 2)
+    flow = maf.build(config, DataInfo((8,)))
+    assert isinstance(flow, Flow) and flow.log_prob(torch.randn(3, 8)).shape == (3,)
