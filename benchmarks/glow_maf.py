@@ -236,7 +236,8 @@ def fmt(value: float | None, digits: int = 1) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (CPU)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads on CPU (1 keeps a shared machine from skewing the comparison)")
     parser.add_argument("--repeats", type=int, default=3, help="alternating repeats; the best is reported")
     parser.add_argument("--min-time", type=float, default=2.0, help="seconds per timed phase")
     parser.add_argument("--quick", action="store_true", help="smaller models and one short repeat")

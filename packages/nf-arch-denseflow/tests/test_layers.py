@@ -11,7 +11,7 @@ from nf_core.testing import check_transform
 from nf_denseflow import DenseAttentionNet, DenseFlowBlock
 from nf_denseflow.block import glow_module
 from nf_denseflow.dequantization import make_dequantizer
-from nf_denseflow.nets import DenseBlock, PointwiseConv2d
+from nf_denseflow.nets import DenseBlock
 
 
 def tiny_net(channels: int) -> DenseAttentionNet:
@@ -22,12 +22,6 @@ def tiny_block(**options) -> DenseFlowBlock:
     options = {"num_units": 3, "modules_per_unit": 1, "growth_rate": 2, "mid_channels": 8, "dense_depth": 2,
                "dense_growth": 8, **options}
     return DenseFlowBlock(4, **options)
-
-
-def test_pointwise_conv_equals_conv2d():
-    conv = PointwiseConv2d(5, 7)
-    x = torch.randn(3, 5, 4, 2)
-    torch.testing.assert_close(conv(x), torch.nn.functional.conv2d(x, conv.weight, conv.bias))
 
 
 def test_coupling_net_starts_at_zero_and_shapes():

@@ -39,8 +39,9 @@ def trained_looking(flow: DenseFlow, x: torch.Tensor, scale: float = 0.05) -> De
 def test_registered_with_presets():
     spec = get_registry().get("architecture", "denseflow")
     assert spec.config_class is DenseFlowConfig
-    assert set(spec.presets) >= {"denseflow-74-10", "denseflow-45-6", "digits-small", "digits-tiny"}
-    config = spec.make_config("digits-small", growth_rate=4)
+    assert set(spec.presets) >= {"denseflow-74-10", "denseflow-45-6", "cifar10", "digits", "digits-tiny"}
+    assert spec.presets["cifar10"] == spec.presets["denseflow-74-10"]
+    config = spec.make_config("digits", growth_rate=4)
     assert config.growth_rate == 4 and config.units_per_block == (2, 2)
     assert isinstance(spec.build(config, DIGITS), DenseFlow)
 

@@ -128,7 +128,8 @@ def test_resume_continues_exactly(registry, tmp_path):
     assert states_equal(straight.flow.state_dict(), resumed.flow.state_dict())
     assert states_equal(straight.ema.state_dict(), resumed.ema.state_dict())
     a, b = straight.optimizer.state_dict(), resumed.optimizer.state_dict()
-    assert a["state"].keys() == b["state"].keys() and all(states_equal(a["state"][i], b["state"][i]) for i in a["state"])
+    assert a["state"].keys() == b["state"].keys()
+    assert all(states_equal(a["state"][i], b["state"][i]) for i in a["state"])
 
     def metrics(folder):
         rows = [json.loads(line) for line in (tmp_path / folder / "metrics.jsonl").read_text().splitlines()]

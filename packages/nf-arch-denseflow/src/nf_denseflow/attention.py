@@ -30,7 +30,6 @@ import torch
 from torch import Tensor, nn
 
 from nf_core.attention import sdpa_attention
-from nf_denseflow.nets import PointwiseConv2d
 
 __all__ = ["ATTENTION_MODES", "NystromAttention", "iterative_pinv"]
 
@@ -84,8 +83,8 @@ class NystromAttention(nn.Module):
         self.num_landmarks = num_landmarks
         self.mode = mode
         self.pinv_iterations = pinv_iterations
-        self.qkv = PointwiseConv2d(channels, 3 * embed_dim)
-        self.out = PointwiseConv2d(embed_dim, channels)
+        self.qkv = nn.Conv2d(channels, 3 * embed_dim, kernel_size=1)
+        self.out = nn.Conv2d(embed_dim, channels, kernel_size=1)
 
     def forward(self, x: Tensor) -> Tensor:
         batch, _, height, width = x.shape

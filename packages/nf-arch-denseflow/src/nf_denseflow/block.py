@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from nf_core import Sequential, Transform
 from nf_core.layers import ActNorm, AffineCoupling, Augment, ChannelSwap, InvertibleConv1x1
 from nf_denseflow.coupling_net import DenseAttentionNet
-from nf_denseflow.nets import PointwiseConv2d, zero_init
+from nf_denseflow.nets import zero_init
 
 __all__ = ["NoiseConditioner", "DenseFlowBlock", "glow_module"]
 
@@ -38,7 +38,7 @@ class NoiseConditioner(nn.Module):
         self.net = nn.Sequential(
             nn.Conv2d(in_channels, hidden_factor * in_channels, kernel_size=3, padding=1),
             nn.ReLU(),
-            zero_init(PointwiseConv2d(hidden_factor * in_channels, 2 * noise_channels)))
+            zero_init(nn.Conv2d(hidden_factor * in_channels, 2 * noise_channels, kernel_size=1)))
 
     def forward(self, y: Tensor, history: Tensor) -> Tensor:
         mean, raw_log_scale = self.net(history).chunk(2, dim=1)

@@ -90,12 +90,16 @@ PRESETS: dict[str, dict[str, Any]] = {
     # --growth_rate 10), for CIFAR-10, ImageNet 32/64 and CelebA.
     "denseflow-74-10": dict(units_per_block=(6, 4, 1), modules_per_unit=(5, 6, 20), mid_channels=(48, 48, 48),
                             growth_rate=10),
+    # What ``nf train --arch denseflow --data cifar10`` starts from: the paper's CIFAR-10 model.
+    "cifar10": dict(units_per_block=(6, 4, 1), modules_per_unit=(5, 6, 20), mid_channels=(48, 48, 48),
+                    growth_rate=10),
     # The paper's ablation model: 45 modules, growth rate 6. Its per-block layout is not published in the official
     # repository; this one keeps DenseFlow-74-10's modules per unit with fewer units (3*5 + 2*5 + 1*20 = 45).
     "denseflow-45-6": dict(units_per_block=(3, 2, 1), modules_per_unit=(5, 5, 20), mid_channels=(48, 48, 48),
                            growth_rate=6),
-    # Small models for the 1x8x8 digits (17 levels): 4x4 and 2x2 pixels after the squeezes.
-    "digits-small": dict(units_per_block=(2, 2), modules_per_unit=(2, 2), mid_channels=(16, 16), growth_rate=2,
+    # Small models for the 1x8x8 digits (17 levels): 4x4 and 2x2 pixels after the squeezes. "digits" is what
+    # ``nf train --arch denseflow --data digits`` starts from.
+    "digits": dict(units_per_block=(2, 2), modules_per_unit=(2, 2), mid_channels=(16, 16), growth_rate=2,
                          dense_depth=3, dense_growth=16, dequantization_steps=2,
                          dequantization_context_channels=16, dequantization_mid_channels=16,
                          dequantization_depth=2, dequantization_growth=16, eval_samples=16),

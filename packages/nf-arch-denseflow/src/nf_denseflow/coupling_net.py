@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from nf_denseflow.attention import NystromAttention
-from nf_denseflow.nets import DenseBlock, PointwiseConv2d, zero_init
+from nf_denseflow.nets import DenseBlock, zero_init
 
 __all__ = ["DenseAttentionNet"]
 
@@ -33,12 +33,12 @@ class DenseAttentionNet(nn.Module):
         super().__init__()
         if mid_channels < 2:
             raise ValueError(f"mid_channels must be at least 2 (attention works at half of it), got {mid_channels}")
-        self.project = PointwiseConv2d(in_channels, mid_channels)
+        self.project = nn.Conv2d(in_channels, mid_channels, kernel_size=1)
         self.dense = DenseBlock(mid_channels, mid_channels, depth, growth, checkpointing=checkpointing)
         self.attention = NystromAttention(mid_channels, mid_channels // 2, num_landmarks, mode=attention)
         self.fuse = nn.Sequential(nn.BatchNorm2d(2 * mid_channels), nn.ReLU(),
-                                  PointwiseConv2d(2 * mid_channels, mid_channels, bias=False))
-        self.output = zero_init(PointwiseConv2d(mid_channels, out_channels))
+                                  nn.Conv2d(2 * mid_channels, mid_channels, kernel_size=1, bias=False))
+        self.output = zero_init(nn.Conv2d(mid_channels, out_channels, kernel_size=1))
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.project(x)

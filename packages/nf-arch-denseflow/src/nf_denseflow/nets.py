@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ["PointwiseConv2d", "GatedConv2d", "DenseLayer", "DenseBlock", "ResidualDenseNet", "zero_init"]
+__all__ = ["GatedConv2d", "DenseLayer", "DenseBlock", "ResidualDenseNet", "zero_init"]
 
 
 def zero_init(conv: nn.Conv2d) -> nn.Conv2d:
@@ -23,32 +23,12 @@ def zero_init(conv: nn.Conv2d) -> nn.Conv2d:
     return conv
 
 
-class PointwiseConv2d(nn.Conv2d):
-    """A 1x1 convolution computed as one batched matrix product over the pixels.
-
-    Same parameters (and state-dict entries) as ``nn.Conv2d(in_channels, out_channels, kernel_size=1)``. On the small
-    feature maps of flows (a few hundred channels, 2x2 to 16x16 pixels) a matrix product is several times faster than
-    the CPU convolution kernels; see ``benchmarks/denseflow.py``.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, bias: bool = True) -> None:
-        super().__init__(in_channels, out_channels, kernel_size=1, bias=bias)
-
-    def forward(self, x: Tensor) -> Tensor:
-        batch, _, *spatial = x.shape
-        weight = self.weight.view(self.out_channels, self.in_channels)
-        out = torch.matmul(weight, x.reshape(batch, self.in_channels, -1))
-        if self.bias is not None:
-            out = out + self.bias.view(-1, 1)
-        return out.view(batch, self.out_channels, *spatial)
-
-
 class GatedConv2d(nn.Module):
     """A 1x1 convolution with a gated output: ``a + b * sigmoid(c)`` for three groups ``(a, b, c)`` of channels."""
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
-        self.conv = PointwiseConv2d(in_channels, 3 * out_channels)
+        self.conv = nn.Conv2d(in_channels, 3 * out_channels, kernel_size=1)
 
     def forward(self, x: Tensor) -> Tensor:
         a, b, c = self.conv(x).chunk(3, dim=1)
@@ -60,7 +40,7 @@ class DenseLayer(nn.Module):
 
     def __init__(self, in_channels: int, growth: int) -> None:
         super().__init__()
-        self.bottleneck = PointwiseConv2d(in_channels, in_channels)
+        self.bottleneck = nn.Conv2d(in_channels, in_channels, kernel_size=1)
         self.conv = nn.Conv2d(in_channels, growth, kernel_size=3, padding=1)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -107,9 +87,9 @@ class ResidualDenseNet(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, mid_channels: int, depth: int, growth: int) -> None:
         super().__init__()
-        self.project = PointwiseConv2d(in_channels, mid_channels)
+        self.project = nn.Conv2d(in_channels, mid_channels, kernel_size=1)
         self.dense = DenseBlock(mid_channels, mid_channels, depth, growth)
-        self.output = zero_init(PointwiseConv2d(mid_channels, out_channels))
+        self.output = zero_init(nn.Conv2d(mid_channels, out_channels, kernel_size=1))
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.project(x)

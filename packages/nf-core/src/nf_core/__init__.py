@@ -6,7 +6,7 @@ See :mod:`nf_core.transform` for the conventions (direction, log-determinant, st
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _distribution_version
 
-from nf_core import noise
+from nf_core import layers, noise
 from nf_core.checkpoint import load_checkpoint
 from nf_core.flow import Flow, FlowProtocol, LogLikelihood, bits_per_dim, importance_weighted_log_prob
 from nf_core.priors import ClassConditionalGaussian, DiagonalGaussian, Prior, StandardNormal
@@ -25,4 +25,4 @@ __version__ = version()
 
 __all__ = ["Bijector", "ClassConditionalGaussian", "DiagonalGaussian", "Flow", "FlowProtocol", "Inverse",
            "LogLikelihood", "Prior", "Sequential", "StandardNormal", "Transform", "bits_per_dim",
-           "importance_weighted_log_prob", "load_checkpoint", "noise", "sum_except_batch", "version"]
+           "importance_weighted_log_prob", "layers", "load_checkpoint", "noise", "sum_except_batch", "version"]

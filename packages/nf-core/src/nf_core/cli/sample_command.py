@@ -55,10 +55,11 @@ def _sample_options(flow: torch.nn.Module, assignments: list[str]) -> dict:
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         fixed = {"n", "context", "temperature", "generator"}
         unknown = sorted(set(options) - set(parameters))
-        if unknown or fixed & set(options):
+        refused = sorted(unknown or fixed & set(options))
+        if refused:
             extra = [name for name in parameters if name not in fixed]
-            raise ValueError(f"{type(flow).__name__}.sample() takes no option(s) {sorted(unknown or fixed & set(options))}"
-                             f" through --set; its extra options: {', '.join(extra) or 'none'}")
+            raise ValueError(f"{type(flow).__name__}.sample() takes no option(s) {refused} through --set; its extra "
+                             f"options: {', '.join(extra) or 'none'}")
     return options
 
 

@@ -22,12 +22,17 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import sys
 import textwrap
-import tomllib
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
 
 __all__ = ["SECTIONS", "parse_value", "parse_assignments", "load_toml", "field_docs", "describe_fields",
            "section_values"]

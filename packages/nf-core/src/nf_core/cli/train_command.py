@@ -14,13 +14,15 @@ from pathlib import Path
 from nf_core.checkpoint import CHECKPOINT_NAME
 from nf_core.cli.settings import describe_fields, load_toml, parse_assignments, section_values
 from nf_core.plugins import CommandSpec, get_registry
-from nf_core.train import Trainer, TrainConfig, make_run_config
+from nf_core.train import TrainConfig, Trainer, make_run_config
 
 DEFAULT_DATASET = "digits"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    # --help is answered in run(), after --arch and --data are known, so that it can list their options.
+    # --help is answered in run(), after --arch and --data are known, so that it can list their options; the help
+    # texts state the defaults that matter.
+    parser.formatter_class = argparse.HelpFormatter
     parser.add_argument("-h", "--help", action="store_true", default=argparse.SUPPRESS,
                         help="show this help, with the options of --arch and --data when given, and exit")
     parser.add_argument("--arch", metavar="NAME", help="the architecture (see `nf plugins`)")
