@@ -2,16 +2,17 @@
 
 For every case it measures, for each implementation:
 
-* training steps/s: ``-log_prob(x).mean()``, backward and an Adam step on a batch;
+* training steps/s: ``-log_prob(x).mean()``, backward and an Adam step on a batch (timed by the thread's CPU time when
+  running on one CPU thread, see :func:`clock`; by the wall clock otherwise);
 * sampling samples/s: drawing a batch of samples in eval mode without gradients;
 * peak memory: on CPU the rise of the process's peak resident set size during the phase (Linux ``VmHWM``, reset
   through ``/proc/self/clear_refs`` after ``malloc_trim``); on CUDA ``torch.cuda.max_memory_allocated``.
 
-Implementations alternate within every repeat and the best repeat is reported, which keeps the comparison fair on a
-shared machine. The configurations are equal: same levels, steps and widths for Glow (normflows' ``GlowBlock`` with
-``net_actnorm=True`` is openai/glow's coupling network; nf's Glow runs with ``edge_bias=False`` here because normflows
-has no edge bias), same MADE sizes, number of layers, ReLU and reversed orders for MAF (nf's MAF without batch norm,
-as zuko has none; the row ``nf (+BN)`` shows the paper's setting).
+Implementations alternate within every repeat (in reverse order every other repeat) and the best repeat is reported,
+which keeps the comparison fair on a shared machine. The configurations are equal: the same levels, steps and widths
+for Glow (normflows' ``GlowBlock`` with ``net_actnorm=True`` is openai/glow's coupling network; nf's Glow runs with
+``edge_bias=False`` here because normflows has no edge bias); the same MADE sizes, number of layers, ReLU and reversed
+orders for MAF (nf's MAF without batch norm, as zuko has none; the row ``nf (+BN)`` is the paper's setting).
 
     python benchmarks/glow_maf.py                       # full table (a few minutes on 2 CPU cores)
     python benchmarks/glow_maf.py --quick               # smoke run
@@ -176,14 +177,23 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def clock(device: torch.device) -> Callable[[], float]:
+    """The clock to time with: on one CPU thread that thread's CPU time, which other processes on a shared machine
+    cannot inflate (on an idle machine it equals the wall time); otherwise the wall time."""
+    if device.type == "cpu" and torch.get_num_threads() == 1:
+        return time.thread_time
+    return time.perf_counter
+
+
 def time_per_call(fn: Callable[[], None], device: torch.device, min_time: float, min_calls: int) -> float:
     """Seconds per call, averaged over at least ``min_calls`` calls and ``min_time`` seconds."""
-    calls, start = 0, time.perf_counter()
-    while calls < min_calls or time.perf_counter() - start < min_time:
+    now = clock(device)
+    calls, start = 0, now()
+    while calls < min_calls or now() - start < min_time:
         fn()
         calls += 1
     synchronize(device)
-    return (time.perf_counter() - start) / calls
+    return (now() - start) / calls
 
 
 @dataclass
@@ -238,7 +248,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads on CPU (1 keeps a shared machine from skewing the comparison)")
-    parser.add_argument("--repeats", type=int, default=3, help="alternating repeats; the best is reported")
+    parser.add_argument("--repeats", type=int, default=5, help="alternating repeats; the best is reported")
     parser.add_argument("--min-time", type=float, default=2.0, help="seconds per timed phase")
     parser.add_argument("--quick", action="store_true", help="smaller models and one short repeat")
     parser.add_argument("--out", type=Path, help="also write the table to this markdown file")
@@ -253,8 +263,9 @@ def main() -> None:
     lines = [header, "|" + "---|" * 10]
     for case in cases(args.quick):
         results: dict[str, Result] = {}
-        for _ in range(args.repeats):
-            for name in case.implementations:
+        for repeat in range(args.repeats):
+            names = list(case.implementations)
+            for name in names[::-1] if repeat % 2 else names:
                 results[name] = measure(case, name, device, args.min_time, results.get(name))
         reference = results[[n for n in case.implementations if not n.startswith("nf")][0]]
         for name, r in results.items():
@@ -268,7 +279,9 @@ def main() -> None:
     import normflows
     import zuko
 
-    environment = (f"device {device}{'' if device.type == 'cuda' else f' ({args.threads} threads)'}, "
+    timing = "thread CPU time" if clock(device) is time.thread_time else "wall time"
+    threads = "" if device.type == "cuda" else f" ({args.threads} thread{'s' if args.threads > 1 else ''})"
+    environment = (f"device {device}{threads}, {timing}, "
                    f"torch {torch.__version__}, zuko {zuko.__version__}, normflows {normflows.__version__}, "
                    f"python {platform.python_version()}, {platform.machine()}; best of {args.repeats} alternating "
                    f"repeats of >= {args.min_time:g} s; speed-up is relative to the other library's row")

@@ -133,7 +133,7 @@ def test_train_resume_and_sample_from_the_command_line(nf, tmp_path):
     assert stored["model_config"] == {"hidden": 4, "dequantize": False}  # --set beats the file, which beats preset
     assert stored["train_config"]["lr"] == 0.002 and stored["train_config"]["batch_size"] == 32
     with Image.open(run / "samples" / "step_000003.png") as grid:
-        assert grid.size == (1 + 4 * 9, 1 + 3 * 9)
+        assert grid.size == (1 + 4 * 33, 1 + 3 * 33)  # 12 digits enlarged to 32 x 32, padding 1
 
     code, _, err = nf("train", "--arch", "tiny", "--out", run)
     assert code == 2 and f"{run} already holds a run (checkpoint.pt); continue it with --resume" in err
@@ -146,7 +146,7 @@ def test_train_resume_and_sample_from_the_command_line(nf, tmp_path):
     code, out, err = nf("sample", run, "-n", "6", "--out", tmp_path / "samples.png", "--temperature", "0.7")
     assert code == 0 and "wrote 6 samples" in out and "(step 5)" in out
     with Image.open(tmp_path / "samples.png") as grid:
-        assert grid.size == (1 + 3 * 9, 1 + 2 * 9)
+        assert grid.size == (1 + 3 * 33, 1 + 2 * 33)
     code, _, _ = nf("sample", run / "checkpoint.pt", "-n", "5", "--seed", "3", "--out", tmp_path / "a.npy")
     code, _, _ = nf("sample", run, "-n", "5", "--seed", "3", "--out", tmp_path / "b.npy")
     a, b = np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy")

@@ -11,7 +11,7 @@ from PIL import Image
 
 import nf_core.testing.tiny as tiny
 from nf_core.checkpoint import read_checkpoint
-from nf_core.plugins import PluginManager, UnknownNameError
+from nf_core.plugins import ArchitectureSpec, PluginManager, UnknownNameError
 from nf_core.train import EMA, NonFiniteLossError, Trainer, make_run_config, warmup_cosine
 
 SMALL_DIGITS = {"val_fraction": 0.45, "test_fraction": 0.45}  # 179 training images: 5 batches of 32 per epoch
@@ -87,7 +87,7 @@ def test_a_run_writes_metrics_samples_curves_checkpoint_and_report(registry, tmp
 
     for step in (30, 60):
         with Image.open(tmp_path / "samples" / f"step_{step:06d}.png") as grid:
-            assert grid.size == (1 + 5 * 9, 1 + 4 * 9)  # 20 digits of 8 x 8, 5 per row, 1-pixel padding
+            assert grid.size == (1 + 5 * 33, 1 + 4 * 33)  # 20 digits enlarged to 32 x 32, 5 per row, padding 1
     with Image.open(tmp_path / "curves.png") as curves:
         assert curves.size == (900, 350)
     state = read_checkpoint(tmp_path)
@@ -228,3 +228,33 @@ def test_option_values_are_coerced_to_the_field_types(registry):
     assert run.train.betas == (0.5, 0.9) and run.train.grad_clip is None
     with pytest.raises(ValueError, match=r"train.betas needs 2 values, got \[0.5\]"):
         make_run_config("tiny", "digits", train={"betas": [0.5]}, registry=registry)
+
+
+def test_a_flow_that_declares_its_noise_gets_noise_augmentation(tmp_path):
+    def build_noisy(config, data):
+        flow = tiny.build_tiny(config, data)
+        flow.noise_std = 0.05
+        return flow
+
+    manager = PluginManager(autoload=False)
+    manager.register(tiny, "nf-testing")
+    registry = manager.registry
+    registry.add_architecture(ArchitectureSpec("noisy", tiny.TinyConfig, build_noisy))
+    run = make_run_config("noisy", "digits", data=SMALL_DIGITS, train={"batch_size": 32, **QUIET}, registry=registry)
+    trainer = Trainer(run, tmp_path / "declared", registry=registry)
+    assert trainer.preprocessing.mode == "noise" and trainer.preprocessing.noise_sigma == 0.05
+    run = make_run_config("noisy", "digits", data=SMALL_DIGITS, train={"batch_size": 32, "noise_sigma": 0, **QUIET},
+                          registry=registry)
+    assert Trainer(run, tmp_path / "overridden", registry=registry).preprocessing.mode == "dequantize"
+
+
+def test_bf16_autocast_trains_on_cpu_when_asked(registry, tmp_path):
+    run = make_run_config("tiny", "toy2d", data={"train_size": 64, "eval_size": 16},
+                          train={"steps": 3, "batch_size": 16, "precision": "bf16", **QUIET}, registry=registry)
+    trainer = Trainer(run, tmp_path, registry=registry)
+    seen = []
+    trainer.flow.transform["coupling1"].conditioner.register_forward_hook(lambda m, a, out: seen.append(out.dtype))
+    report = trainer.fit()
+    assert seen[0] == torch.bfloat16  # training ran under autocast
+    assert seen[-1] == torch.float32  # the final evaluation did not
+    assert math.isfinite(report["val_bpd"]) and all(p.dtype == torch.float32 for p in trainer.flow.parameters())

@@ -124,13 +124,10 @@ def build_glow(config: GlowConfig, data: DataInfo) -> Flow:
                          f"{height}x{width}; use fewer levels")
 
     levels: dict[str, Transform] = {}
-    step_index = 0
     for level in range(config.num_levels):
         channels, height, width = channels * 4, height // 2, width // 2
-        steps = {}
-        for k in range(config.steps_per_level):
-            steps[f"step{k}"] = glow_step(channels, config, step_index)
-            step_index += 1
+        steps = {f"step{k}": glow_step(channels, config, index=level * config.steps_per_level + k)
+                 for k in range(config.steps_per_level)}
         parts: dict[str, Transform] = {"squeeze": Squeeze(2), "steps": Sequential(steps)}
         if level < config.num_levels - 1:
             kept = channels // 2

@@ -143,7 +143,8 @@ class MADE(nn.Module):
             if labels.shape[0] != batch:
                 raise ValueError(f"got {labels.shape[0]} labels for a batch of {batch}")
             if labels.min() < 0 or labels.max() >= self.num_classes:
-                raise ValueError(f"class labels must lie in [0, {self.num_classes}), got {labels.tolist()}")
+                raise ValueError(f"class labels must lie in [0, {self.num_classes}), got labels from "
+                                 f"{int(labels.min())} to {int(labels.max())}")
             return self.context_net(labels)
         if context.shape != (batch, self.context_features):
             raise ValueError(f"expected a context of shape ({batch}, {self.context_features}), "

@@ -9,6 +9,7 @@ same command and they train together (DistributedDataParallel).
 from __future__ import annotations
 
 import argparse
+import textwrap
 from pathlib import Path
 
 from nf_core.checkpoint import CHECKPOINT_NAME
@@ -47,8 +48,9 @@ def _help(args: argparse.Namespace) -> str:
              f"datasets: {', '.join(registry.names('dataset'))}", ""]
     if args.arch:
         spec = registry.get("architecture", args.arch)
-        parts += [f"model options of architecture {spec.name!r}"
-                  f"{' (' + spec.description + ')' if spec.description else ''}:",
+        described = f" ({spec.description})" if spec.description else ""
+        heading = f"model options of architecture {spec.name!r}{described}:"
+        parts += [textwrap.fill(heading, 100, subsequent_indent="  "),
                   describe_fields(spec.config_class, "model", spec.presets), ""]
     dataset = registry.get("dataset", args.data or DEFAULT_DATASET)
     parts += [f"data options of dataset {dataset.name!r}:", describe_fields(dataset.config_class, "data"), "",

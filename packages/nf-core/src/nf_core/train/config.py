@@ -37,7 +37,8 @@ class TrainConfig:
         device: ``auto``, ``cpu`` or ``cuda`` (a distributed run uses ``cuda:LOCAL_RANK``).
         class_conditional: condition the flow on the class labels (the architecture is told ``num_classes``).
         label_dropout: probability of dropping a label to ``-1`` during training (classifier-free guidance).
-        noise_sigma: Gaussian noise augmentation of this standard deviation instead of uniform dequantization.
+        noise_sigma: Gaussian noise augmentation of this standard deviation instead of uniform dequantization;
+            when unset, the flow's own ``noise_std`` if it declares one (TarFlow does), else 0.
         hflip: flip training images horizontally at random.
         log_every: steps between metric lines in ``metrics.jsonl``.
         val_every: steps between validation bits/dim evaluations.
@@ -65,7 +66,7 @@ class TrainConfig:
     device: str = "auto"
     class_conditional: bool = False
     label_dropout: float = 0.0
-    noise_sigma: float = 0.0
+    noise_sigma: float | None = None
     hflip: bool = False
     log_every: int = 10
     val_every: int = 250

@@ -14,7 +14,10 @@ from torch import Tensor
 
 from nf_core.data.preprocess import Preprocessing
 
-__all__ = ["save_samples", "plot_curves"]
+__all__ = ["save_samples", "plot_curves", "MIN_IMAGE_SIZE"]
+
+MIN_IMAGE_SIZE = 32
+"""Images narrower than this are enlarged by an integer factor (nearest neighbour) in sample grids."""
 
 
 def _figure(width: float, height: float):
@@ -27,12 +30,18 @@ def _figure(width: float, height: float):
 
 
 def save_samples(samples: Tensor, preprocessing: Preprocessing, path: str | Path, nrow: int | None = None) -> None:
-    """Write samples to a PNG: images as a grid, vectors as a scatter plot of their first two coordinates."""
+    """Write samples to a PNG: images as a grid, vectors as a scatter plot of their first two coordinates.
+
+    Small images (e.g. the 8x8 digits) are enlarged to at least :data:`MIN_IMAGE_SIZE` pixels, so that the grid can
+    be looked at; ``nrow`` images per row (default: a square grid).
+    """
     from torchvision.utils import save_image
 
     samples = samples.detach().cpu()
     if samples.dim() == 4:
         images = preprocessing.to_unit_interval(samples)
+        factor = max(1, MIN_IMAGE_SIZE // images.shape[-1])
+        images = images.repeat_interleave(factor, dim=-1).repeat_interleave(factor, dim=-2)
         save_image(images, str(path), nrow=nrow or math.ceil(math.sqrt(len(images))), padding=1, pad_value=1.0)
         return
     points = torch.nan_to_num(samples.reshape(len(samples), -1).float()).numpy()

@@ -123,9 +123,11 @@ class Trainer:
         spec = self.registry.get("architecture", run.arch)
         self.flow: nn.Module = spec.build(run.model, self.info).to(self.device)
         self.num_dims = math.prod(self.info.shape)
+        noise_sigma = self.config.noise_sigma
+        if noise_sigma is None:  # a flow trained on noisy data (TarFlow) declares the noise it expects
+            noise_sigma = float(getattr(self.flow, "noise_std", 0.0) or 0.0)
         self.preprocessing = Preprocessing.choose(self.info, getattr(self.flow, "dequantizer", None) is not None,
-                                                  self.config.noise_sigma, self.config.hflip,
-                                                  self.config.label_dropout)
+                                                  noise_sigma, self.config.hflip, self.config.label_dropout)
         self.optimizer = torch.optim.AdamW(self.flow.parameters(), lr=self.config.lr, betas=self.config.betas,
                                            weight_decay=self.config.weight_decay)
         self.sampler = DistributedSampler(self.train_set, num_replicas=self.dist.world_size, rank=self.dist.rank,
@@ -452,8 +454,9 @@ class Trainer:
         }
         if self.dist.is_main:
             (self.out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+            train_bpd = f"{report['train_bpd']:.4f}" if report["train_bpd"] is not None else "n/a"
             self._print(f"\n{self.run.arch} on {self.run.dataset}, {self.step} steps: bits/dim "
-                        f"train {report['train_bpd']:.4f} (last log interval), validation {val_bpd:.4f}, "
+                        f"train {train_bpd} (last log interval), validation {val_bpd:.4f}, "
                         f"test {test_bpd:.4f} ({report['weights']} weights, {self.preprocessing.mode})\n"
                         f"report: {self.out_dir / 'report.json'}\nsamples: {report['samples']}\n"
                         f"curves: {report['curves']}\ncheckpoint: {report['checkpoint']}")

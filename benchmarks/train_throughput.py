@@ -1,0 +1,123 @@
+"""Training throughput (samples/s) and peak memory of ``nf train``'s default run, printed as a table.
+
+The default run is ``nf train --arch glow --data digits`` (Glow's ``digits`` preset, the trainer's default options).
+Each configuration runs in a fresh process, so that its peak memory is its own: it trains ``--warmup`` steps, then
+``--steps`` timed steps through the public :class:`nf_core.train.Trainer` (data loading, preprocessing, forward,
+backward, AdamW), and reports the trainer's own throughput measurement (``samples_per_s`` in ``metrics.jsonl``).
+
+Peak memory is the process's peak resident set size on CPU (PyTorch and the data included) and
+``torch.cuda.max_memory_allocated`` on CUDA.
+
+    python benchmarks/train_throughput.py                       # glow on digits, 1 thread and all cores
+    python benchmarks/train_throughput.py --arch tiny --threads 1 --markdown benchmarks/results/train_cpu.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+
+import torch
+
+import nf_core
+
+
+def measure(arch: str, data: str, batch_size: int, warmup: int, steps: int, device: str, threads: int) -> dict:
+    """Train one configuration in this process and return its numbers."""
+    from nf_core.plugins import PluginManager, get_registry
+    from nf_core.train import Trainer, make_run_config
+
+    torch.set_num_threads(threads)
+    registry = get_registry()
+    if arch == "tiny":  # nf-core's test architecture, for a check that needs no architecture package
+        import nf_core.testing.tiny as tiny
+
+        manager = PluginManager(autoload=False)
+        manager.register(tiny, "nf-testing")
+        registry = manager.registry
+    # One step more than is run, so that the final evaluation does not start; one log line covers the timed steps.
+    train = {"steps": warmup + steps + 1, "batch_size": batch_size, "device": device, "progress": False,
+             "log_every": warmup + steps, "val_every": 10**9, "sample_every": 10**9, "checkpoint_every": 10**9}
+    run = make_run_config(arch, data, train=train, registry=registry)
+    with tempfile.TemporaryDirectory() as out:
+        trainer = Trainer(run, out, registry=registry)
+        trainer.fit(until=warmup)
+        if trainer.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        trainer.fit(until=warmup + steps)
+        timed = trainer.metrics.rows[-1]
+        assert timed["step"] == warmup + steps
+    peak = (torch.cuda.max_memory_allocated() if trainer.device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    return {"arch": arch, "preset": run.preset, "data": data, "device": str(trainer.device), "threads": threads,
+            "batch_size": batch_size, "parameters": sum(p.numel() for p in trainer.flow.parameters()),
+            "steps": steps, "samples_per_s": timed["samples_per_s"],
+            "ms_per_step": 1000 * batch_size / timed["samples_per_s"], "peak_mib": peak / 2**20,
+            "peak_kind": "cuda allocated" if trainer.device.type == "cuda" else "process RSS"}
+
+
+def table(rows: list[dict]) -> str:
+    header = ("| arch (preset) | data | device | threads | batch | parameters | samples/s | ms/step | peak memory |\n"
+              "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+    lines = [f"| {r['arch']} ({r['preset'] or 'defaults'}) | {r['data']} | {r['device']} | {r['threads']} | "
+             f"{r['batch_size']} | {r['parameters']:,} | {r['samples_per_s']:.0f} | {r['ms_per_step']:.1f} | "
+             f"{r['peak_mib']:.0f} MiB ({r['peak_kind']}) |" for r in rows]
+    return header + "\n".join(lines)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as file:
+            cpu = next(line.split(":", 1)[1].strip() for line in file if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (f"{cpu}, {os.cpu_count()} logical CPUs, load average {load} at the start; Python "
+            f"{platform.python_version()}, torch {torch.__version__}, nf-core {nf_core.version()}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--arch", default="glow")
+    parser.add_argument("--data", default="digits")
+    parser.add_argument("--batch-size", type=int, default=64, help="the trainer's default")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
+    parser.add_argument("--steps", type=int, default=50, help="timed steps")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, nargs="+", default=sorted({1, os.cpu_count() or 1}),
+                        help="torch intra-op thread counts to compare")
+    parser.add_argument("--markdown", metavar="FILE", help="also write the table, the machine and the command here")
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # a child process: one configuration
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(measure(args.arch, args.data, args.batch_size, args.warmup, args.steps, args.device,
+                                 args.threads[0])))
+        return
+    about = machine()
+    rows = []
+    for threads in args.threads:
+        child = [sys.executable, __file__, "--one", "--arch", args.arch, "--data", args.data, "--batch-size",
+                 str(args.batch_size), "--warmup", str(args.warmup), "--steps", str(args.steps), "--device",
+                 args.device, "--threads", str(threads)]
+        result = subprocess.run(child, capture_output=True, text=True, check=True)
+        rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
+    text = table(rows)
+    print(about)
+    print(text)
+    if args.markdown:
+        command = "python benchmarks/train_throughput.py " + " ".join(sys.argv[1:])
+        with open(args.markdown, "w") as file:
+            file.write(f"# Training throughput\n\n`{command}`\n\n{about}.\n\n{text}\n\n"
+                       f"Timed: {args.steps} steps after {args.warmup} warm-up steps, through "
+                       f"`nf_core.train.Trainer` (data loading, preprocessing, forward, backward, AdamW).\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""The packages find each other only through plugins, and nf-core never imports an architecture."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from shared import ARCHITECTURES
+
+ROOT = Path(__file__).resolve().parents[1]
+ARCHITECTURE_MODULES = {"nf_tarflow", "nf_denseflow", "nf_glow_maf", "nf_realnvp"}
+
+
+def test_every_architecture_is_registered_by_its_distribution(registry):
+    owners = {entry.name: entry.distribution for entry in registry.entries("architecture")}
+    assert owners == ARCHITECTURES
+
+
+def test_nf_core_source_never_imports_an_architecture():
+    offenders = []
+    for path in (ROOT / "packages" / "nf-core" / "src").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.name}: {name}" for name in names if name.split(".")[0] in ARCHITECTURE_MODULES]
+    assert offenders == []
+
+
+def test_importing_all_of_nf_core_loads_no_architecture():
+    script = (
+        "import importlib, json, pkgutil, sys, nf_core;"
+        "[importlib.import_module(m.name) for m in pkgutil.walk_packages(nf_core.__path__, 'nf_core.')"
+        " if not m.name.endswith('__main__')];"
+        f"print(json.dumps(sorted(set(sys.modules) & set({sorted(ARCHITECTURE_MODULES)!r}))))"
+    )
+    env = {"NF_DISABLE_PLUGIN_AUTOLOAD": "1", "PATH": ""}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env)
+    assert json.loads(out.stdout) == []
+
+
+def test_nf_plugins_lists_every_distribution_without_errors():
+    result = subprocess.run([sys.executable, "-m", "nf_core.cli", "plugins", "--json"], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr
+    plugins = {p["name"]: p for p in json.loads(result.stdout)}
+    assert {p["distribution"] for p in plugins.values()} >= set(ARCHITECTURES.values()) | {"nf-core"}
+    assert all(p["error"] is None for p in plugins.values())
+    assert "architecture glow" in plugins["glow-maf"]["registered"]
