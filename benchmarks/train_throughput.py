@@ -8,8 +8,9 @@ backward, AdamW), and reports the trainer's own throughput measurement (``sample
 Peak memory is the process's peak resident set size on CPU (PyTorch and the data included) and
 ``torch.cuda.max_memory_allocated`` on CUDA.
 
-    python benchmarks/train_throughput.py                       # glow on digits, 1 thread and all cores
-    python benchmarks/train_throughput.py --arch tiny --threads 1 --markdown benchmarks/results/train_cpu.md
+    python benchmarks/train_throughput.py                        # glow on digits, 1 thread and all cores
+    python benchmarks/train_throughput.py --markdown benchmarks/results/train_cpu.md     # and write the results
+    python benchmarks/train_throughput.py --device cuda --threads 1                      # on a GPU
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,7 +35,6 @@ def measure(arch: str, data: str, batch_size: int, warmup: int, steps: int, devi
     from nf_core.plugins import PluginManager, get_registry
     from nf_core.train import Trainer, make_run_config
 
-    torch.set_num_threads(threads)
     registry = get_registry()
     if arch == "tiny":  # nf-core's test architecture, for a check that needs no architecture package
         import nf_core.testing.tiny as tiny
@@ -42,7 +43,8 @@ def measure(arch: str, data: str, batch_size: int, warmup: int, steps: int, devi
         manager.register(tiny, "nf-testing")
         registry = manager.registry
     # One step more than is run, so that the final evaluation does not start; one log line covers the timed steps.
-    train = {"steps": warmup + steps + 1, "batch_size": batch_size, "device": device, "progress": False,
+    train = {"steps": warmup + steps + 1, "batch_size": batch_size, "device": device, "cpu_threads": threads,
+             "progress": False,
              "log_every": warmup + steps, "val_every": 10**9, "sample_every": 10**9, "checkpoint_every": 10**9}
     run = make_run_config(arch, data, train=train, registry=registry)
     with tempfile.TemporaryDirectory() as out:
@@ -62,12 +64,19 @@ def measure(arch: str, data: str, batch_size: int, warmup: int, steps: int, devi
             "peak_kind": "cuda allocated" if trainer.device.type == "cuda" else "process RSS"}
 
 
-def table(rows: list[dict]) -> str:
-    header = ("| arch (preset) | data | device | threads | batch | parameters | samples/s | ms/step | peak memory |\n"
-              "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
-    lines = [f"| {r['arch']} ({r['preset'] or 'defaults'}) | {r['data']} | {r['device']} | {r['threads']} | "
-             f"{r['batch_size']} | {r['parameters']:,} | {r['samples_per_s']:.0f} | {r['ms_per_step']:.1f} | "
-             f"{r['peak_mib']:.0f} MiB ({r['peak_kind']}) |" for r in rows]
+def table(runs: list[list[dict]]) -> str:
+    """One row per configuration: the median of its repeats, and their range."""
+    header = ("| arch (preset) | data | device | threads | batch | parameters | samples/s: median (range) | "
+              "ms/step (median) | peak memory |\n| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+    lines = []
+    for repeats in runs:
+        r = repeats[0]
+        speeds = sorted(x["samples_per_s"] for x in repeats)
+        median = statistics.median(speeds)
+        lines.append(f"| {r['arch']} ({r['preset'] or 'defaults'}) | {r['data']} | {r['device']} | {r['threads']} | "
+                     f"{r['batch_size']} | {r['parameters']:,} | {median:.0f} ({speeds[0]:.0f}-{speeds[-1]:.0f}) | "
+                     f"{1000 * r['batch_size'] / median:.1f} | {max(x['peak_mib'] for x in repeats):.0f} MiB "
+                     f"({r['peak_kind']}) |")
     return header + "\n".join(lines)
 
 
@@ -92,7 +101,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50, help="timed steps")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, nargs="+", default=sorted({1, os.cpu_count() or 1}),
-                        help="torch intra-op thread counts to compare")
+                        help="train.cpu_threads values to compare (CPU only)")
+    parser.add_argument("--repeats", type=int, default=3, help="fresh processes per configuration")
     parser.add_argument("--markdown", metavar="FILE", help="also write the table, the machine and the command here")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # a child process: one configuration
     args = parser.parse_args()
@@ -101,14 +111,18 @@ def main() -> None:
                                  args.threads[0])))
         return
     about = machine()
-    rows = []
+    busy = os.getloadavg()[0] > (os.cpu_count() or 1)
+    runs = []
     for threads in args.threads:
         child = [sys.executable, __file__, "--one", "--arch", args.arch, "--data", args.data, "--batch-size",
                  str(args.batch_size), "--warmup", str(args.warmup), "--steps", str(args.steps), "--device",
                  args.device, "--threads", str(threads)]
-        result = subprocess.run(child, capture_output=True, text=True, check=True)
-        rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
-    text = table(rows)
+        repeats = []
+        for _ in range(args.repeats):
+            result = subprocess.run(child, capture_output=True, text=True, check=True)
+            repeats.append(json.loads(result.stdout.strip().splitlines()[-1]))
+        runs.append(repeats)
+    text = table(runs)
     print(about)
     print(text)
     if args.markdown:
@@ -116,7 +130,11 @@ def main() -> None:
         with open(args.markdown, "w") as file:
             file.write(f"# Training throughput\n\n`{command}`\n\n{about}.\n\n{text}\n\n"
                        f"Timed: {args.steps} steps after {args.warmup} warm-up steps, through "
-                       f"`nf_core.train.Trainer` (data loading, preprocessing, forward, backward, AdamW).\n")
+                       f"`nf_core.train.Trainer` (data loading, preprocessing, forward, backward, AdamW), "
+                       f"{args.repeats} fresh processes per row.\n")
+            if busy:
+                file.write("\nThe load average exceeded the number of CPUs: other processes competed for the cores "
+                           "while these numbers were taken, which the ranges reflect.\n")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from nf_core.cli import main
 from nf_core.testing import check_flow
 from nf_core.train import Trainer, make_run_config
 
-STEPS = 30
+STEPS = 20
 
 
 @pytest.fixture(scope="module", params=sorted(ARCHITECTURES))

@@ -77,7 +77,7 @@ def test_every_command_has_help(nf, capsys):
     assert code == 0 and "usage: nf train" in out
     assert "architectures: guided, tiny" in out
     assert "datasets: cifar10, digits, image-folder, imagenet-npz, tabular, toy2d" in out
-    assert "train.steps: int = 2000" in out and "train.grad_clip: float | None = None" in out
+    assert "train.steps: int = 1000" in out and "train.grad_clip: float | None = None" in out
     assert "data options of dataset 'digits'" in out
 
 
@@ -126,7 +126,7 @@ def test_train_resume_and_sample_from_the_command_line(nf, tmp_path):
     run = tmp_path / "run"
     code, out, err = nf("train", "--config", config, "--out", run, *DIGITS, *SHORT, "--set", "hidden=4")
     assert code == 0, err
-    assert "training tiny (preset 'digits') on digits for 3 steps" in out
+    assert f"training tiny (preset 'digits') on digits for 3 steps on 1 x cpu, writing to {run}" in out
     report = json.loads((run / "report.json").read_text())
     assert f"bits/dim train {report['train_bpd']:.4f}" in out and report["steps"] == 3
     stored = json.loads((run / "run.json").read_text())
@@ -140,7 +140,7 @@ def test_train_resume_and_sample_from_the_command_line(nf, tmp_path):
     code, _, err = nf("train", "--resume", run, "--arch", "tiny")
     assert code == 2 and "--arch cannot be combined with it" in err
     code, out, err = nf("train", "--resume", run, "--set", "steps=5")
-    assert code == 0, err
+    assert code == 0 and "resuming tiny (preset 'digits') on digits at step 3 of 5 on 1 x cpu" in out, err
     assert json.loads((run / "report.json").read_text())["steps"] == 5
 
     code, out, err = nf("sample", run, "-n", "6", "--out", tmp_path / "samples.png", "--temperature", "0.7")

@@ -47,15 +47,18 @@ def test_warmup_then_cosine_schedule():
     assert all(a >= b for a, b in zip(lrs[4:], lrs[5:]))
 
 
-def test_ema_averages_weights_and_copies_buffers():
+def test_ema_averages_weights_with_a_warm_up_and_copies_buffers():
     model = torch.nn.BatchNorm1d(2)
     ema = EMA(model, decay=0.75)
+    assert [ema.decay_at(n) for n in (0, 1, 10, 100)] == [0.1, 2 / 11, 0.55, 0.75]
     with torch.no_grad():
         model.weight.fill_(5.0)
         model.running_mean.fill_(3.0)
-    ema.update(model)
+    ema.update(model, num_updates=100)
     assert torch.allclose(ema.model.weight, torch.full((2,), 0.75 * 1.0 + 0.25 * 5.0))
     assert torch.equal(ema.model.running_mean, torch.full((2,), 3.0))
+    ema.update(model, num_updates=0)
+    assert torch.allclose(ema.model.weight, torch.full((2,), 0.1 * 2.0 + 0.9 * 5.0))
     assert not any(p.requires_grad for p in ema.model.parameters())
 
 
@@ -224,7 +227,7 @@ def test_options_that_cannot_work_are_errors(registry, tmp_path):
 def test_option_values_are_coerced_to_the_field_types(registry):
     run = make_run_config("tiny", "digits", train={"lr": 1, "betas": [0.5, 0.9], "grad_clip": "none"},
                           registry=registry)
-    assert run.train.lr == 1.0 and isinstance(run.train.lr, float)
+    assert run.train.lr == 1.0 and isinstance(run.train.lr, float) and run.train.steps == 1000
     assert run.train.betas == (0.5, 0.9) and run.train.grad_clip is None
     with pytest.raises(ValueError, match=r"train.betas needs 2 values, got \[0.5\]"):
         make_run_config("tiny", "digits", train={"betas": [0.5]}, registry=registry)
@@ -258,3 +261,13 @@ def test_bf16_autocast_trains_on_cpu_when_asked(registry, tmp_path):
     assert seen[0] == torch.bfloat16  # training ran under autocast
     assert seen[-1] == torch.float32  # the final evaluation did not
     assert math.isfinite(report["val_bpd"]) and all(p.dtype == torch.float32 for p in trainer.flow.parameters())
+
+
+def test_cpu_threads_sets_pytorchs_thread_count(registry, tmp_path):
+    run = make_run_config("tiny", "toy2d", data={"train_size": 32, "eval_size": 8},
+                          train={"batch_size": 16, "cpu_threads": 2, **QUIET}, registry=registry)
+    try:
+        Trainer(run, tmp_path, registry=registry)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)

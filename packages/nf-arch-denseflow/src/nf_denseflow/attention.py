@@ -11,7 +11,7 @@ coupling network and adds a skip connection from the values.
 Two forms are implemented:
 
 ``"paper"`` (the default for new models)
-    tokens are the pixels (``(B, E, H, W) -> (B, H*W, E)``), scores are scaled by ``1/sqrt(E)``, every softmax
+    tokens are the pixels (``(B, 3E, H, W) -> (B, H*W, 3E)``), scores are scaled by ``1/sqrt(E)``, every softmax
     normalises over the keys, landmarks are plain segment means. When a feature map has no more pixels than
     landmarks, exact softmax attention is used (the Nyström formula is then exact anyway).
 ``"official"``

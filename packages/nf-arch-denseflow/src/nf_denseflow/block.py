@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from nf_core import Sequential, Transform
 from nf_core.layers import ActNorm, AffineCoupling, Augment, ChannelSwap, InvertibleConv1x1
 from nf_denseflow.coupling_net import DenseAttentionNet
-from nf_denseflow.nets import zero_init
+from nf_denseflow.nets import at_least_float32, zero_init
 
 __all__ = ["NoiseConditioner", "DenseFlowBlock", "glow_module"]
 
@@ -30,7 +30,7 @@ class NoiseConditioner(nn.Module):
 
     Called by :class:`nf_core.layers.Augment` as ``conditioner(y, history)``; the representation ``y`` being
     augmented is not an input of ``g_i``, the concatenated ``history`` is. The log-scale is bounded as
-    ``2 tanh(s / 2)``. Returns ``[mu, log sigma]`` (the ``"halves"`` layout).
+    ``2 tanh(s / 2)``. Returns ``[mu, log sigma]`` (the ``"halves"`` layout), at least in float32.
     """
 
     def __init__(self, in_channels: int, noise_channels: int, hidden_factor: int = 4) -> None:
@@ -41,7 +41,7 @@ class NoiseConditioner(nn.Module):
             zero_init(nn.Conv2d(hidden_factor * in_channels, 2 * noise_channels, kernel_size=1)))
 
     def forward(self, y: Tensor, history: Tensor) -> Tensor:
-        mean, raw_log_scale = self.net(history).chunk(2, dim=1)
+        mean, raw_log_scale = at_least_float32(self.net(history)).chunk(2, dim=1)
         return torch.cat([mean, 2.0 * torch.tanh(raw_log_scale / 2.0)], dim=1)
 
 
@@ -90,8 +90,8 @@ class DenseFlowBlock(Transform):
             if channels < 2:
                 raise ValueError(f"a DenseFlow unit needs at least 2 channels to couple, got {channels}")
             if i > 0:
-                # g_i sees the block input and the outputs of units 0..i-2 (all of width in_channels + j * growth).
-                history = sum(in_channels + max(j - 1, 0) * growth_rate for j in range(i))
+                # g_i sees the block input and y_0, ..., y_{i-2}; y_j has in_channels + j * growth_rate channels.
+                history = in_channels + sum(in_channels + j * growth_rate for j in range(i - 1))
                 augment.append(Augment(growth_rate, NoiseConditioner(history, growth_rate)))
             modules = [glow_module(channels, DenseAttentionNet(
                 channels // 2, 2 * (channels - channels // 2), mid_channels, dense_depth, dense_growth,
@@ -117,19 +117,20 @@ class DenseFlowBlock(Transform):
         if z.dim() != 4 or z.shape[1] != self.out_channels:
             raise ValueError(f"DenseFlowBlock.inverse expects input of shape (batch, {self.out_channels}, H, W), "
                              f"got {tuple(z.shape)}")
-        # Undo the units from the last, dropping each unit's noise; keep [y_{i-1}, e_i] to score the noise afterwards,
-        # once every y_j its conditioner needs is known.
-        augmented = []
+        # Undo the units from the last, dropping the noise each one was given. The noise is scored afterwards, once
+        # the representations its conditioner sees are known.
+        unit_inputs = []
         total = z.new_zeros(z.shape[0])
         for unit in reversed(self.units[1:]):
             z, log_det = unit.inverse(z)
             total = total + log_det
-            augmented.append(z)
+            unit_inputs.append(z)
             z = z[:, :-self.growth_rate]
         x, log_det = self.units[0].inverse(z)
         total = total + log_det
-        outputs = [x] + [a[:, :-self.growth_rate] for a in reversed(augmented)]
-        for i, (augment, a) in enumerate(zip(self.augment, reversed(augmented))):
-            _, log_q = augment.inverse(a, torch.cat(outputs[:i + 1], dim=1))
+        history = [x]
+        for augment, augmented in zip(self.augment, reversed(unit_inputs)):
+            _, log_q = augment.inverse(augmented, torch.cat(history, dim=1))
             total = total + log_q
+            history.append(augmented[:, :-self.growth_rate])
         return x, total

@@ -67,7 +67,7 @@ def _dense_block_rules(official: str, ours: str) -> list[tuple[str, str]]:
 
 
 def _rules(num_blocks: int, num_steps: int) -> list[tuple[str, str]]:
-    """``(official regex, our replacement)`` pairs; the first full match renames a key."""
+    """``(official regex, our replacement)`` pairs; the first pattern found in a key renames it."""
     encoder = "dequantizer.encoder.transforms"
     coupling_in = r"coupling_net\.0\.transform"
     rules = [

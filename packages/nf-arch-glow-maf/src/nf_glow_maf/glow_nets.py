@@ -93,6 +93,7 @@ class GlowConditioner(nn.Module):
                 nn.init.normal_(conv.edge_weight, 0.0, 0.05)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
-        h = F.relu(self.norm1(self.conv1(x))[0])
-        h = F.relu(self.norm2(self.conv2(h))[0])
+        # in place: ActNorm's backward does not need its output, so it need not be kept beside the ReLU's
+        h = F.relu(self.norm1(self.conv1(x))[0], inplace=True)
+        h = F.relu(self.norm2(self.conv2(h))[0], inplace=True)
         return self.out(h)

@@ -1,4 +1,4 @@
-"""``python -m nf_core.cli`` runs the ``nf`` command line."""
+"""``python -m nf_core.cli``: the ``nf`` command (e.g. ``torchrun --nproc_per_node 2 -m nf_core.cli train ...``)."""
 
 import sys
 

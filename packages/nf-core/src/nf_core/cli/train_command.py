@@ -65,7 +65,6 @@ def _resume(args: argparse.Namespace) -> Trainer:
         raise ValueError(f"--resume DIR continues the run in DIR with its stored configuration; {', '.join(given)} "
                          f"cannot be combined with it (change training options with --set train.KEY=VALUE)")
     overrides = parse_assignments(args.set, {"train": TrainConfig})["train"]
-    print(f"resuming {Path(args.resume) / CHECKPOINT_NAME}")
     return Trainer.resume(args.resume, overrides)
 
 
@@ -90,8 +89,6 @@ def _start(args: argparse.Namespace) -> Trainer:
                           data=section_values(file_values, assignments, "data"),
                           train=section_values(file_values, assignments, "train"),
                           preset=args.preset or file_values.get("preset"), registry=registry)
-    preset = f" (preset {run.preset!r})" if run.preset else ""
-    print(f"training {arch}{preset} on {dataset} for {run.train.steps} steps, writing to {args.out}")
     return Trainer(run, args.out, registry=registry)
 
 

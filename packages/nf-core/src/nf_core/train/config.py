@@ -29,12 +29,15 @@ class TrainConfig:
         warmup_steps: steps of linear warm-up from 0 to ``lr``; a cosine decay to ``min_lr_ratio * lr`` follows.
         min_lr_ratio: the final learning rate as a fraction of ``lr``.
         grad_clip: clip the global gradient norm to this value (no clipping when unset).
-        ema_decay: keep an exponential moving average of the weights with this decay (none when unset); the average
-            is what validation, samples and the final report use.
+        ema_decay: keep an exponential moving average of the weights with this decay (none when unset; the decay
+            warms up over the first steps, see :class:`nf_core.train.EMA`); the average is what validation, samples
+            and the final report use.
         seed: seeds model initialisation, data order and every noise draw.
         precision: ``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``fp32`` or ``bf16``; evaluation is always fp32.
         compile: run the training step's model through ``torch.compile``.
         device: ``auto``, ``cpu`` or ``cuda`` (a distributed run uses ``cuda:LOCAL_RANK``).
+        cpu_threads: PyTorch's intra-op threads when training on the CPU (PyTorch's default when unset). Small flows
+            run fastest on 1 thread when other processes compete for the cores.
         class_conditional: condition the flow on the class labels (the architecture is told ``num_classes``).
         label_dropout: probability of dropping a label to ``-1`` during training (classifier-free guidance).
         noise_sigma: Gaussian noise augmentation of this standard deviation instead of uniform dequantization;
@@ -51,7 +54,7 @@ class TrainConfig:
         progress: show a progress bar.
     """
 
-    steps: int = 2000
+    steps: int = 1000
     batch_size: int = 64
     lr: float = 1e-3
     betas: tuple[float, float] = (0.9, 0.999)
@@ -64,6 +67,7 @@ class TrainConfig:
     precision: str = "auto"
     compile: bool = False
     device: str = "auto"
+    cpu_threads: int | None = None
     class_conditional: bool = False
     label_dropout: float = 0.0
     noise_sigma: float | None = None

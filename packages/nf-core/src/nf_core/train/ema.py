@@ -11,24 +11,32 @@ __all__ = ["EMA"]
 
 
 class EMA:
-    """Keeps ``average <- decay * average + (1 - decay) * weights`` in a copy of the model.
+    """Keeps ``average <- d * average + (1 - d) * weights`` in a copy of the model.
 
-    Buffers (e.g. ActNorm's ``initialized`` flag, batch-norm statistics) are copied, not averaged.
+    The decay warms up as in TensorFlow's ``ExponentialMovingAverage(num_updates=...)``:
+    ``d = min(decay, (1 + n) / (10 + n))`` at the ``n``-th update, so that a short run is not dominated by the
+    initial weights (with a fixed ``d = 0.999``, 37% of the average would still be the initialisation after 1000
+    updates). Buffers (e.g. ActNorm's ``initialized`` flag, batch-norm statistics) are copied, not averaged.
 
     Args:
         model: the model being trained.
-        decay: the averaging decay, e.g. 0.999.
+        decay: the largest decay, e.g. 0.999.
     """
 
     def __init__(self, model: nn.Module, decay: float) -> None:
         self.decay = decay
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
 
+    def decay_at(self, num_updates: int) -> float:
+        """The decay used at update number ``num_updates`` (counted from 0)."""
+        return min(self.decay, (1 + num_updates) / (10 + num_updates))
+
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        """Move the average towards the current weights of ``model``."""
-        for average, weight in zip(self.model.parameters(), model.parameters(), strict=True):
-            average.lerp_(weight, 1 - self.decay)
+    def update(self, model: nn.Module, num_updates: int) -> None:
+        """Move the average towards the current weights of ``model`` (the ``num_updates``-th update)."""
+        weight = 1 - self.decay_at(num_updates)
+        for average, current in zip(self.model.parameters(), model.parameters(), strict=True):
+            average.lerp_(current, weight)
         for average, buffer in zip(self.model.buffers(), model.buffers(), strict=True):
             average.copy_(buffer)
 

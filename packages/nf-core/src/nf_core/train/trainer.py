@@ -110,6 +110,8 @@ class Trainer:
         self.registry = registry or get_registry()
         self.dist = setup(self.config.device)
         self.device = self.dist.device
+        if self.device.type == "cpu" and self.config.cpu_threads is not None:
+            torch.set_num_threads(self.config.cpu_threads)
         if self.config.batch_size % self.dist.world_size:
             raise ValueError(f"train.batch_size={self.config.batch_size} must be divisible by the number of "
                              f"processes ({self.dist.world_size})")
@@ -275,7 +277,7 @@ class Trainer:
             self._stop_non_finite(stats)
         self.optimizer.step()
         if self.ema is not None:
-            self.ema.update(self.flow)
+            self.ema.update(self.flow, num_updates=self.step)
         return stats
 
     def _stop_non_finite(self, stats: Tensor) -> None:
@@ -387,6 +389,11 @@ class Trainer:
 
         c = self.config
         end = c.steps if until is None else min(until, c.steps)
+        preset = f" (preset {self.run.preset!r})" if self.run.preset else ""
+        what = f"{self.run.arch}{preset} on {self.run.dataset}"
+        plan = (f"resuming {what} at step {self.step} of {c.steps}" if self.step
+                else f"training {what} for {c.steps} steps")
+        self._print(f"{plan} on {self.dist.world_size} x {self.device}, writing to {self.out_dir}")
         if self.dist.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             if self.step == 0:
