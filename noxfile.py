@@ -19,6 +19,8 @@ PACKAGES = ["packages/nf-core", "packages/nf-arch-glow-maf", "packages/nf-arch-t
 PLUGINS = sorted(str(p.parent.relative_to(ROOT)) for p in ROOT.glob("plugins/*/pyproject.toml"))
 ARCHITECTURES = {"nf-core": [], "nf-arch-glow-maf": ["glow", "maf"], "nf-arch-tarflow": ["tarflow"],
                  "nf-arch-denseflow": ["denseflow"]}
+# The test tensors are tiny: one OpenMP thread per process is faster than several fighting over two cores.
+TEST_ENV = {"OMP_NUM_THREADS": "1"}
 PYTEST = ("pytest", "-q", "--import-mode=importlib", "-p", "no:cacheprovider")
 
 nox.options.sessions = ["lint", "tests", "integration", "docs", "wheels"]
@@ -42,14 +44,14 @@ def lint(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """Every package's and plugin's own tests."""
     install_everything(session)
-    session.run(*PYTEST, *[f"{path}/tests" for path in PACKAGES + PLUGINS], *session.posargs)
+    session.run(*PYTEST, *[f"{path}/tests" for path in PACKAGES + PLUGINS], *session.posargs, env=TEST_ENV)
 
 
 @nox.session
 def integration(session: nox.Session) -> None:
     """The tests across packages in integration_tests/."""
     install_everything(session)
-    session.run(*PYTEST, "integration_tests", *session.posargs)
+    session.run(*PYTEST, "integration_tests", *session.posargs, env=TEST_ENV)
 
 
 @nox.session

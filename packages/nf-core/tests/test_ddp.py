@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 import nf_core.testing.tiny as tiny
@@ -19,7 +20,7 @@ from nf_core.plugins import PluginManager
 from nf_core.train import Trainer, make_run_config
 
 # Every source of randomness is on: data order, dequantization noise, flips, label dropout; ActNorm initialises from
-# the data. 179 training images, global batch 32: 16 per process.
+# the data. 179 training images, global batch 32: 16 per process; one thread each (train.cpu_threads).
 TRAIN = {"steps": 6, "batch_size": 32, "lr": 1e-3, "warmup_steps": 2, "ema_decay": 0.8, "hflip": True,
          "class_conditional": True, "label_dropout": 0.25, "val_every": 3, "sample_every": 6, "num_samples": 10,
          "log_every": 3, "progress": False}
@@ -27,7 +28,6 @@ DATA = {"val_fraction": 0.45, "test_fraction": 0.45}
 
 
 def train(out_dir: str | Path) -> Trainer:
-    torch.set_num_threads(1)
     manager = PluginManager(autoload=False)
     manager.register(tiny, "nf-testing")
     run = make_run_config("tiny", "digits", data=DATA, train=TRAIN, registry=manager.registry)
@@ -39,7 +39,14 @@ def train(out_dir: str | Path) -> Trainer:
     return trainer
 
 
-def test_two_processes_train_like_one(tmp_path):
+@pytest.fixture
+def restore_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_two_processes_train_like_one(tmp_path, restore_threads):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", __file__,
                str(tmp_path / "ddp")]

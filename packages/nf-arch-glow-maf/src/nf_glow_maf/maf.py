@@ -1,7 +1,7 @@
 """Masked Autoregressive Flow (Papamakarios, Pavlakou & Murray 2017).
 
 A MAF layer is a Gaussian MADE used as a bijection: with ``(m, log_p) = MADE(x)`` (mean and log-precision of each
-conditional, each depending only on the inputs before it),
+conditional, each depending only on the inputs before it)::
 
     u = (x - m) * exp(log_p / 2),        log |det du/dx| = sum(log_p) / 2        (MAF, eq. 4-5)
 

@@ -36,8 +36,9 @@ class TrainConfig:
         precision: ``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``fp32`` or ``bf16``; evaluation is always fp32.
         compile: run the training step's model through ``torch.compile``.
         device: ``auto``, ``cpu`` or ``cuda`` (a distributed run uses ``cuda:LOCAL_RANK``).
-        cpu_threads: PyTorch's intra-op threads when training on the CPU (PyTorch's default when unset). Small flows
-            run fastest on 1 thread when other processes compete for the cores.
+        cpu_threads: PyTorch's intra-op threads when training on the CPU (unset: PyTorch's default, one per core).
+            The small flows one trains on a CPU run as fast on one thread as on two, and several times slower on two
+            when other processes compete for the cores (``benchmarks/results/train_cpu.md``); hence 1.
         class_conditional: condition the flow on the class labels (the architecture is told ``num_classes``).
         label_dropout: probability of dropping a label to ``-1`` during training (classifier-free guidance).
         noise_sigma: Gaussian noise augmentation of this standard deviation instead of uniform dequantization;
@@ -67,7 +68,7 @@ class TrainConfig:
     precision: str = "auto"
     compile: bool = False
     device: str = "auto"
-    cpu_threads: int | None = None
+    cpu_threads: int | None = 1
     class_conditional: bool = False
     label_dropout: float = 0.0
     noise_sigma: float | None = None
