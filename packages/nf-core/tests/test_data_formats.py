@@ -115,7 +115,7 @@ def test_tabular_npz_file(registry, tmp_path):
 
 
 def test_tabular_errors_name_the_file(registry, tmp_path):
-    with pytest.raises(DataError, match=r"needs a path: set data.path=PATH"):
+    with pytest.raises(DataError, match=r"needs a path: set data.root=PATH"):
         load_dataset("tabular", TabularConfig(), "train", registry)
     with pytest.raises(DataError, match=f"{tmp_path / 'nowhere'} does not exist"):
         load_dataset("tabular", TabularConfig(str(tmp_path / "nowhere")), "train", registry)

@@ -1,6 +1,6 @@
 """Tabular data as arrays: the layout of the MAF density-estimation benchmarks (Papamakarios et al. 2017).
 
-``data.path`` is either a folder holding ``train.npy``, ``val.npy`` and ``test.npy`` (each ``(N, D)``), or one
+``data.root`` is either a folder holding ``train.npy``, ``val.npy`` and ``test.npy`` (each ``(N, D)``), or one
 ``.npz`` file holding arrays named ``train``, ``val`` and ``test``. The arrays are used as they are (the MAF
 preprocessing, e.g. standardisation, already applied), as float32, unlabelled.
 """
@@ -26,10 +26,10 @@ class TabularConfig:
     """Options of the ``tabular`` dataset.
 
     Attributes:
-        path: the folder of ``{train,val,test}.npy`` files, or the ``.npz`` file.
+        root: the folder of ``{train,val,test}.npy`` files, or the ``.npz`` file.
     """
 
-    path: str = ""
+    root: str = ""
 
 
 def _read_array(path: Path, split: str) -> np.ndarray:
@@ -47,7 +47,7 @@ def _read_array(path: Path, split: str) -> np.ndarray:
 def load_tabular(config: TabularConfig, split: str) -> ArrayDataset:
     """The ``split`` array as unlabelled float vectors."""
     check_split("tabular", split)
-    path = require_path("tabular", "path", config.path, LAYOUT)
+    path = require_path("tabular", "root", config.root, LAYOUT)
     array = _read_array(path, split)
     if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
         raise DataError(f"the {split!r} array of {path} has shape {array.shape} and dtype {array.dtype}; "

@@ -37,8 +37,9 @@ class TrainConfig:
         compile: run the training step's model through ``torch.compile``.
         device: ``auto``, ``cpu`` or ``cuda`` (a distributed run uses ``cuda:LOCAL_RANK``).
         cpu_threads: PyTorch's intra-op threads when training on the CPU (unset: PyTorch's default, one per core).
-            The small flows one trains on a CPU run as fast on one thread as on two, and several times slower on two
-            when other processes compete for the cores (``benchmarks/results/train_cpu.md``); hence 1.
+            The small flows one trains on a CPU gain little from a second thread (at best ~10% for Glow on digits)
+            and slow down many times over when other processes compete for the cores
+            (``benchmarks/results/train_cpu.md``); hence 1.
         class_conditional: condition the flow on the class labels (the architecture is told ``num_classes``).
         label_dropout: probability of dropping a label to ``-1`` during training (classifier-free guidance).
         noise_sigma: Gaussian noise augmentation of this standard deviation instead of uniform dequantization;
