@@ -19,17 +19,19 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
-import multiprocessing
-import os
-import platform
-import resource
-import sys
-import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
+from common import (
+    PeakMemory,
+    autocast,
+    make_parser,
+    parse_args,
+    report_header,
+    run_each,
+    seconds_per_call,
+    write_report,
+)
 
 from nf_core.plugins import DataInfo
 from nf_denseflow import PRESETS, DenseFlowConfig, build_denseflow
@@ -55,19 +57,6 @@ SETUPS = {
                    eval_images=1, eval_samples=8, eval_sample_batch=4),
 }
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def peak_rss_mib() -> float:
-    """Peak resident set size of this process in MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def autocast(device: torch.device, bf16: bool) -> torch.autocast:
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
-
 
 def levels(setup: Setup, batch: int, device: torch.device) -> torch.Tensor:
     return torch.randint(0, setup.data.num_bins, (batch, *setup.data.shape), device=device).float()
@@ -86,47 +75,33 @@ def measure_training(flow, setup: Setup, device: torch.device, bf16: bool, steps
         loss.backward()
         optimizer.step()
 
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    rss_before = peak_rss_mib()
-    step()  # warm-up (and ActNorm initialisation)
-    synchronize(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    synchronize(device)
-    elapsed = time.perf_counter() - start
-    memory = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else peak_rss_mib() - rss_before
+    with PeakMemory(device) as memory:
+        seconds = seconds_per_call(step, device, steps)  # the warm-up step also initialises ActNorm
     flow.eval()
-    return steps / elapsed, memory
+    return 1 / seconds, memory.mib
 
 
 def measure_sampling(flow, setup: Setup, device: torch.device, bf16: bool, repeats: int) -> float:
     """Images per second of ``flow.sample``."""
     generator = torch.Generator(device=device).manual_seed(0)
     with autocast(device, bf16):
-        flow.sample(setup.sample_batch, generator=generator)
-        synchronize(device)
-        start = time.perf_counter()
-        for _ in range(repeats):
-            flow.sample(setup.sample_batch, generator=generator)
-        synchronize(device)
-    return repeats * setup.sample_batch / (time.perf_counter() - start)
+        seconds = seconds_per_call(lambda: flow.sample(setup.sample_batch, generator=generator), device, repeats)
+    return setup.sample_batch / seconds
 
 
 def measure_evaluation(flow, setup: Setup, device: torch.device, bf16: bool) -> float:
     """Seconds per image of the K-sample importance-weighted log-likelihood."""
     x = levels(setup, setup.eval_images, device)
     generator = torch.Generator(device=device).manual_seed(0)
+
+    def evaluate(num_samples: int) -> None:
+        flow.importance_weighted_log_prob(x, num_samples=num_samples, sample_batch_size=setup.eval_sample_batch,
+                                          noise=generator)
+
     with autocast(device, bf16):
-        flow.importance_weighted_log_prob(x, num_samples=setup.eval_sample_batch,
-                                          sample_batch_size=setup.eval_sample_batch, noise=generator)
-        synchronize(device)
-        start = time.perf_counter()
-        flow.importance_weighted_log_prob(x, num_samples=setup.eval_samples,
-                                          sample_batch_size=setup.eval_sample_batch, noise=generator)
-        synchronize(device)
-    return (time.perf_counter() - start) / setup.eval_images
+        evaluate(setup.eval_sample_batch)  # warm-up: one pass
+        seconds = seconds_per_call(lambda: evaluate(setup.eval_samples), device, calls=1, warmup=0)
+    return seconds / setup.eval_images
 
 
 def run_setup(name: str, device_name: str, bf16: bool, train_steps: int, repeats: int, threads: int) -> dict:
@@ -145,9 +120,9 @@ def run_setup(name: str, device_name: str, bf16: bool, train_steps: int, repeats
 
 
 def table(results: list[dict], device: str) -> str:
-    memory_kind = "peak allocated" if device.startswith("cuda") else "peak RSS growth"
-    lines = [f"| config | image | params | train batch | train steps/s | train memory ({memory_kind}, MiB) | "
-             f"sample batch | sampling img/s | K | draws per pass | K-sample eval, s/image |",
+    lines = [f"| config | image | params | train batch | train steps/s | "
+             f"train memory ({PeakMemory.kind(device)}, MiB) | sample batch | sampling img/s | K | draws per pass | "
+             "K-sample eval, s/image |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         s = r["setup"]
@@ -159,44 +134,22 @@ def table(results: list[dict], device: str) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu", help="cpu or cuda[:index]")
-    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA only)")
+    parser = make_parser(__doc__.splitlines()[0], output_help="Markdown file for the tables",
+                         bf16_help="bf16 autocast (CUDA only)")
     parser.add_argument("--configs", nargs="+", default=list(SETUPS), choices=list(SETUPS))
     parser.add_argument("--train-steps", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=1, help="timed sampling calls per setup")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads on CPU")
-    parser.add_argument("--output", type=Path, default=None, help="Markdown file for the tables")
-    args = parser.parse_args()
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        parser.error("--device cuda requested but CUDA is not available")
-    if args.bf16 and not args.device.startswith("cuda"):
-        parser.error("--bf16 autocast is applied on CUDA only")
+    args = parse_args(parser)
     if args.threads:
         torch.set_num_threads(args.threads)
 
     jobs = [(name, args.device, args.bf16, args.train_steps, args.repeats, torch.get_num_threads())
             for name in args.configs]
-    if args.device == "cpu":
-        with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
-            results = [pool.apply(run_setup, job) for job in jobs]
-    else:
-        results = [run_setup(*job) for job in jobs]
-
-    device = torch.device(args.device)
-    if device.type == "cuda":
-        hardware = torch.cuda.get_device_name(device)
-    else:
-        load = ", load average {:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
-        hardware = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads: "
-                    f"{torch.get_num_threads()}{load}")
-    header = (f"DenseFlow benchmark on {args.device} ({hardware}), {'bf16 autocast' if args.bf16 else 'fp32'}, "
-              f"torch {torch.__version__}; `python benchmarks/denseflow.py {' '.join(sys.argv[1:])}`")
-    report = f"{header}\n\n{table(results, args.device)}\n"
+    results = run_each(run_setup, jobs, fresh_process=args.device == "cpu")
+    report = f"{report_header('DenseFlow benchmark', args.device, args.bf16)}\n\n{table(results, args.device)}\n"
     print(report)
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(report)
+    write_report(args.output, report)
     return 0
 
 

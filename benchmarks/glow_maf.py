@@ -21,7 +21,6 @@ orders for MAF (nf's MAF without batch norm, as zuko has none; the row ``nf (+BN
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import gc
 import platform
@@ -31,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from common import command_line, describe_hardware, make_parser, parse_args, synchronize, write_report
 from torch import Tensor, nn
 
 from nf_core.plugins import DataInfo
@@ -134,8 +134,11 @@ def cases(quick: bool) -> list[Case]:
 # ---------------------------------------------------------------------------------------------- measurement
 
 
-class PeakMemory:
-    """The rise of peak memory (MiB) inside a ``with`` block; ``None`` where it cannot be measured."""
+class PhasePeakMemory:
+    """The rise of peak memory (MiB) inside a ``with`` block; ``None`` where it cannot be measured.
+
+    Unlike :class:`common.PeakMemory` it resets the peak on entry, so that one process can measure many phases.
+    """
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
@@ -148,7 +151,7 @@ class PeakMemory:
                 return int(line.split()[1])
         raise KeyError(field)
 
-    def __enter__(self) -> PeakMemory:
+    def __enter__(self) -> PhasePeakMemory:
         gc.collect()
         if self.device.type == "cuda":
             torch.cuda.synchronize()
@@ -170,11 +173,6 @@ class PeakMemory:
             self.mib = (torch.cuda.max_memory_allocated() - self.base) / 2 ** 20
         elif self.base is not None:
             self.mib = (self._status_kib("VmHWM") - self.base) / 1024
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def clock(device: torch.device) -> Callable[[], float]:
@@ -222,7 +220,7 @@ def measure(case: Case, name: str, device: torch.device, min_time: float, result
     train_step()  # data-dependent initialisations and warm-up
     first = result is None
     result = result or Result(sum(p.numel() for p in module.parameters()))
-    with PeakMemory(device) as memory:
+    with PhasePeakMemory(device) as memory:
         seconds = time_per_call(train_step, device, min_time, 3)
     result.train_steps_per_s = max(result.train_steps_per_s, 1 / seconds)
     if first:
@@ -231,7 +229,7 @@ def measure(case: Case, name: str, device: torch.device, min_time: float, result
     module.eval()
     with torch.no_grad():
         sample_fn(case.num_samples)  # warm-up
-        with PeakMemory(device) as memory:
+        with PhasePeakMemory(device) as memory:
             seconds = time_per_call(lambda: sample_fn(case.num_samples), device, min_time, 2)
     result.samples_per_s = max(result.samples_per_s, case.num_samples / seconds)
     if first:
@@ -244,15 +242,13 @@ def fmt(value: float | None, digits: int = 1) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cpu")
+    parser = make_parser(__doc__, output_flag="--out", output_help="also write the table to this markdown file")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads on CPU (1 keeps a shared machine from skewing the comparison)")
     parser.add_argument("--repeats", type=int, default=5, help="alternating repeats; the best is reported")
     parser.add_argument("--min-time", type=float, default=2.0, help="seconds per timed phase")
     parser.add_argument("--quick", action="store_true", help="smaller models and one short repeat")
-    parser.add_argument("--out", type=Path, help="also write the table to this markdown file")
-    args = parser.parse_args()
+    args = parse_args(parser)
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     if args.quick:
@@ -280,27 +276,13 @@ def main() -> None:
     import zuko
 
     timing = "thread CPU time" if clock(device) is time.thread_time else "wall time"
-    threads = "" if device.type == "cuda" else f" ({args.threads} thread{'s' if args.threads > 1 else ''})"
-    environment = (f"device {device}{threads}, {timing}, "
+    environment = (f"device {device} ({describe_hardware(args.device)}), {timing}, "
                    f"torch {torch.__version__}, zuko {zuko.__version__}, normflows {normflows.__version__}, "
-                   f"python {platform.python_version()}, {platform.machine()}; best of {args.repeats} alternating "
+                   f"python {platform.python_version()}; best of {args.repeats} alternating "
                    f"repeats of >= {args.min_time:g} s; speed-up is relative to the other library's row")
     table = "\n".join(lines)
     print("\n" + table + "\n\n" + environment)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        command = " ".join(["python benchmarks/glow_maf.py", *_argv_for_record(args)])
-        args.out.write_text(f"# Glow and MAF speed\n\n`{command}`\n\n{table}\n\n{environment}\n")
-
-
-def _argv_for_record(args: argparse.Namespace) -> list[str]:
-    recorded = []
-    if args.device != "cpu":
-        recorded += ["--device", args.device]
-    if args.quick:
-        recorded.append("--quick")
-    recorded += ["--threads", str(args.threads), "--repeats", str(args.repeats), "--min-time", f"{args.min_time:g}"]
-    return recorded + (["--out", str(args.out)] if args.out else [])
+    write_report(args.output, f"# Glow and MAF speed\n\n`{command_line()}`\n\n{table}\n\n{environment}\n")
 
 
 if __name__ == "__main__":

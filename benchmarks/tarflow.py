@@ -11,22 +11,26 @@ For a small and a medium configuration this prints one Markdown table (and write
 
 Usage::
 
-    python benchmarks/tarflow.py                          # CPU, fp32, writes benchmarks/results/tarflow_cpu.md
+    python benchmarks/tarflow.py                          # CPU, fp32, prints the table
+    python benchmarks/tarflow.py --threads 1 --train-steps 5 --repeats 2 --output benchmarks/results/tarflow_cpu.md
     python benchmarks/tarflow.py --device cuda --bf16 --output benchmarks/results/tarflow_h100_bf16.md
 """
 
 from __future__ import annotations
 
-import argparse
-import multiprocessing
-import platform
-import resource
-import sys
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
+from common import (
+    PeakMemory,
+    autocast,
+    make_parser,
+    parse_args,
+    report_header,
+    run_each,
+    seconds_per_call,
+    write_report,
+)
 
 from nf_tarflow import TarFlow, TarFlowConfig
 
@@ -51,16 +55,6 @@ SETUPS = {
 GUIDANCE = dict(guidance=2.0, attn_temp=1.0)
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def peak_rss_mib() -> float:
-    """Peak resident set size of this process in MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def build(setup: Setup, device: torch.device) -> TarFlow:
     config = TarFlowConfig(**setup.options, attention_backend="auto")
     torch.manual_seed(0)
@@ -70,11 +64,6 @@ def build(setup: Setup, device: torch.device) -> TarFlow:
         for block in flow.blocks:
             block.proj_out.weight.normal_(0.0, 1e-3)
     return flow
-
-
-def autocast(device: torch.device, bf16: bool) -> torch.autocast:
-    """bf16 autocast on CUDA when asked (TarFlow keeps its layer norms and affine updates in fp32 inside it)."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
 
 def measure_training(flow: TarFlow, setup: Setup, device: torch.device, bf16: bool,
@@ -93,23 +82,10 @@ def measure_training(flow: TarFlow, setup: Setup, device: torch.device, bf16: bo
         loss.backward()
         optimizer.step()
 
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    rss_before = peak_rss_mib()
-    for _ in range(2):
-        step()
-    synchronize(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    synchronize(device)
-    elapsed = time.perf_counter() - start
-    if device.type == "cuda":
-        memory = torch.cuda.max_memory_allocated(device) / 2**20
-    else:
-        memory = peak_rss_mib() - rss_before
+    with PeakMemory(device) as memory:
+        seconds = seconds_per_call(step, device, steps, warmup=2)
     flow.eval()
-    return steps / elapsed, memory
+    return 1 / seconds, memory.mib
 
 
 def measure_sampling(flow: TarFlow, setup: Setup, device: torch.device, bf16: bool, kv_cache: bool, guided: bool,
@@ -119,14 +95,10 @@ def measure_sampling(flow: TarFlow, setup: Setup, device: torch.device, bf16: bo
     labels = torch.randint(0, setup.num_classes, (batch,), device=device)
     kwargs = GUIDANCE if guided else {}
     generator = torch.Generator(device=device).manual_seed(0)
-    with autocast(device, bf16):
-        flow.sample(batch, labels, generator=generator, kv_cache=kv_cache, **kwargs)
-        synchronize(device)
-        start = time.perf_counter()
-        for _ in range(repeats):
-            flow.sample(batch, labels, generator=generator, kv_cache=kv_cache, **kwargs)
-        synchronize(device)
-    return repeats * batch / (time.perf_counter() - start)
+    with autocast(device, bf16):  # TarFlow keeps its layer norms and affine updates in fp32 inside it
+        seconds = seconds_per_call(lambda: flow.sample(batch, labels, generator=generator, kv_cache=kv_cache, **kwargs),
+                                   device, repeats)
+    return batch / seconds
 
 
 def run_setup(name: str, device_name: str, bf16: bool, train_steps: int, repeats: int, threads: int) -> dict:
@@ -145,10 +117,10 @@ def run_setup(name: str, device_name: str, bf16: bool, train_steps: int, repeats
 
 
 def table(results: list[dict], device: str) -> str:
-    memory_kind = "peak allocated" if device.startswith("cuda") else "peak RSS growth"
     lines = [
-        f"| config | image | tokens (T x D) | params | train batch | train steps/s | train memory ({memory_kind}, "
-        f"MiB) | sample batch | guidance | KV cache img/s | naive img/s | speed-up |",
+        f"| config | image | tokens (T x D) | params | train batch | train steps/s | "
+        f"train memory ({PeakMemory.kind(device)}, MiB) | sample batch | guidance | KV cache img/s | naive img/s | "
+        "speed-up |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
@@ -164,44 +136,23 @@ def table(results: list[dict], device: str) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu", help="cpu or cuda[:index]")
-    parser.add_argument("--bf16", action="store_true", help="bf16 autocast of the Transformers (CUDA only)")
+    parser = make_parser(__doc__.splitlines()[0], bf16_help="bf16 autocast of the Transformers (CUDA only)")
     parser.add_argument("--configs", nargs="+", default=list(SETUPS), choices=list(SETUPS))
     parser.add_argument("--train-steps", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=2, help="timed sampling calls per setting")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads on CPU")
-    parser.add_argument("--output", type=Path, default=None, help="Markdown file for the table")
-    args = parser.parse_args()
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        parser.error("--device cuda requested but CUDA is not available")
-    if args.bf16 and not args.device.startswith("cuda"):
-        parser.error("--bf16 autocast is applied on CUDA only")
+    args = parse_args(parser)
     if args.threads:
         torch.set_num_threads(args.threads)
 
     jobs = [(name, args.device, args.bf16, args.train_steps, args.repeats, torch.get_num_threads())
             for name in args.configs]
-    if args.device == "cpu":
-        with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
-            results = [pool.apply(run_setup, job) for job in jobs]
-    else:
-        results = [run_setup(*job) for job in jobs]
-
-    if args.device.startswith("cuda"):
-        hardware = torch.cuda.get_device_name(args.device)
-    else:
-        hardware = f"{platform.processor() or platform.machine()}, torch threads: {torch.get_num_threads()}"
-    header = (f"TarFlow benchmark on {args.device} ({hardware}), {'bf16 autocast' if args.bf16 else 'fp32'}, "
-              f"torch {torch.__version__}; "
-              f"`python benchmarks/tarflow.py {' '.join(sys.argv[1:])}`")
-    report = f"{header}\n\n{table(results, args.device)}\n"
+    results = run_each(run_setup, jobs, fresh_process=args.device == "cpu")
+    report = f"{report_header('TarFlow benchmark', args.device, args.bf16)}\n\n{table(results, args.device)}\n"
     print(report)
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(report)
+    write_report(args.output, report)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from nf_core import DiagonalGaussian, Flow, Sequential, bits_per_dim
+from nf_core.flow import log_prob_draws
 from nf_core import noise as noise_lib
 from nf_core.layers import Split, Squeeze
 from nf_core.plugins import DataInfo
@@ -124,17 +125,8 @@ class DenseFlow(Flow):
                 noise: noise_lib.NoiseSource | torch.Generator | None) -> Tensor:
         """``(K, batch)`` single-sample bounds for ``K`` independent draws of the noise."""
         self._check_input(x)
-        num_samples = self._num_samples(num_samples)
         chunk = self.config.eval_sample_batch_size if sample_batch_size is None else int(sample_batch_size)
-        if chunk < 1:
-            raise ValueError(f"sample_batch_size must be at least 1, got {chunk}")
-        bounds = []
-        with noise_lib.use(noise):
-            for start in range(0, num_samples, chunk):
-                copies = min(chunk, num_samples - start)
-                repeated = x.repeat(copies, *([1] * (x.dim() - 1)))
-                bounds.append(self.log_prob(repeated).view(copies, x.shape[0]))
-        return torch.cat(bounds)
+        return log_prob_draws(self, x, None, self._num_samples(num_samples), chunk, noise=noise)
 
 
 def build_denseflow(config: DenseFlowConfig, data: DataInfo) -> DenseFlow:

@@ -24,7 +24,8 @@ from nf_core import noise as noise_lib
 from nf_core.priors import Prior
 from nf_core.transform import Sequential, Transform
 
-__all__ = ["FlowProtocol", "Flow", "LogLikelihood", "bits_per_dim", "importance_weighted_log_prob"]
+__all__ = ["FlowProtocol", "Flow", "LogLikelihood", "bits_per_dim", "forward_draws_noise", "importance_weighted_log_prob",
+           "log_prob_draws"]
 
 Noise = noise_lib.NoiseSource | torch.Generator | None
 
@@ -195,13 +196,43 @@ def _step_paths(module: nn.Module, prefix: str = "") -> Iterable[tuple[str, nn.M
 
 
 @torch.no_grad()
+def log_prob_draws(flow: Flow, x: Tensor, context: Tensor | None = None, num_samples: int = 32,
+                   sample_batch_size: int = 1, *, noise: Noise = None) -> Tensor:
+    """``K = num_samples`` one-sample bounds of :meth:`Flow.log_prob` under independent noise, shape ``(K, batch)``.
+
+    ``sample_batch_size`` draws share one forward pass (the batch is repeated that many times): faster, at the cost
+    of memory. Call it in eval mode, where layers with batch statistics use their running averages.
+    """
+    if num_samples < 1 or sample_batch_size < 1:
+        raise ValueError(f"num_samples and sample_batch_size must be at least 1, got {num_samples} and "
+                         f"{sample_batch_size}")
+    bounds = []
+    with noise_lib.use(noise):
+        for start in range(0, num_samples, sample_batch_size):
+            copies = min(sample_batch_size, num_samples - start)
+            repeated = x.repeat(copies, *([1] * (x.dim() - 1)))
+            repeated_context = None if context is None else context.repeat(copies, *([1] * (context.dim() - 1)))
+            bounds.append(flow.log_prob(repeated, repeated_context).view(copies, x.shape[0]))
+    return torch.cat(bounds)
+
+
+@torch.no_grad()
 def importance_weighted_log_prob(flow: Flow, x: Tensor, context: Tensor | None = None, num_samples: int = 32,
-                                 *, noise: Noise = None) -> Tensor:
+                                 sample_batch_size: int = 1, *, noise: Noise = None) -> Tensor:
     """The importance-weighted estimate ``log (1/K) sum_k exp(L_k)`` over ``K`` independent draws of all noise.
 
-    ``L_k`` are one-sample bounds of :meth:`Flow.log_prob`. The estimate is a tighter lower bound of ``log p(x)``
-    than their mean (Burda et al. 2016, eq. 8) and equals it for flows without stochastic layers.
+    ``L_k`` are one-sample bounds of :meth:`Flow.log_prob` (see :func:`log_prob_draws`). The estimate is a tighter
+    lower bound of ``log p(x)`` than their mean (Burda et al. 2016, eq. 8) and equals it for flows whose forward pass
+    draws no noise.
     """
-    with noise_lib.use(noise):
-        bounds = torch.stack([flow.log_prob(x, context) for _ in range(num_samples)])
+    bounds = log_prob_draws(flow, x, context, num_samples, sample_batch_size, noise=noise)
     return torch.logsumexp(bounds, dim=0) - math.log(num_samples)
+
+
+@torch.no_grad()
+def forward_draws_noise(flow: Flow, x: Tensor, context: Tensor | None = None) -> bool:
+    """Whether ``flow.log_prob(x)`` draws any noise (dequantizers, augmentation): only then can the
+    importance-weighted estimate differ from the one-sample bound."""
+    with noise_lib.use(noise_lib.Record()) as record:
+        flow.log_prob(x, context)
+    return bool(record.draws)

@@ -48,6 +48,9 @@ class TrainConfig:
         log_every: steps between metric lines in ``metrics.jsonl``.
         val_every: steps between validation bits/dim evaluations.
         val_max_examples: evaluate at most this many validation examples at each interval (all when unset).
+        eval_samples: ``K`` of the importance-weighted bound that the final report adds for flows whose likelihood
+            draws noise (dequantizers, noise augmentation); 1 reports the single-sample bound only.
+        eval_sample_batch_size: noise draws evaluated in one forward pass for that bound (memory for speed).
         sample_every: steps between sample grids and loss/bpd plots.
         num_samples: samples in each grid.
         sample_temperature: temperature of the grid samples.
@@ -77,6 +80,8 @@ class TrainConfig:
     log_every: int = 10
     val_every: int = 250
     val_max_examples: int | None = None
+    eval_samples: int = 16
+    eval_sample_batch_size: int = 4
     sample_every: int = 500
     num_samples: int = 64
     sample_temperature: float = 1.0
@@ -86,7 +91,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         positive = {name: getattr(self, name) for name in ("steps", "batch_size", "log_every", "val_every",
-                                                            "sample_every", "num_samples", "checkpoint_every")}
+                                                            "sample_every", "num_samples", "checkpoint_every",
+                                                            "eval_samples", "eval_sample_batch_size")}
         bad = {name: value for name, value in positive.items() if value < 1}
         if bad:
             raise ValueError(f"train options must be positive: {bad}")

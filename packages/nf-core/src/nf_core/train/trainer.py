@@ -43,7 +43,7 @@ from torch.utils.data.distributed import DistributedSampler
 from nf_core import noise
 from nf_core.checkpoint import CHECKPOINT_NAME, read_checkpoint, save_checkpoint
 from nf_core.data import Preprocessing, dataset_info, load_dataset
-from nf_core.flow import bits_per_dim
+from nf_core.flow import bits_per_dim, forward_draws_noise, importance_weighted_log_prob
 from nf_core.plugins import DataInfo, Registry, get_registry
 from nf_core.train.config import RunConfig, TrainConfig, coerce_options
 from nf_core.train.distributed import setup
@@ -299,8 +299,11 @@ class Trainer:
         return self.ema.model if self.ema is not None else self.flow
 
     @torch.no_grad()
-    def evaluate(self, dataset: Dataset, max_examples: int | None = None) -> float:
+    def evaluate(self, dataset: Dataset, max_examples: int | None = None, num_samples: int = 1) -> float:
         """Mean bits/dim of :attr:`eval_flow` over ``dataset`` (in fp32, with fixed noise), over all processes.
+
+        With ``num_samples`` K > 1 each example gets the importance-weighted bound over K draws of the flow's noise
+        (:func:`nf_core.flow.importance_weighted_log_prob`) instead of the single-sample bound.
 
         Examples are dealt out to the processes in the same interleaved order as training batches, and evaluation
         batch ``b`` draws its noise as step ``-(b + 1)`` would, so the result does not depend on the process count.
@@ -315,11 +318,21 @@ class Trainer:
             source = ShardedNoise(self.config.seed, -(batch + 1), self.dist.rank, self.dist.world_size, self.device)
             with noise.use(source):
                 x, labels = self.preprocessing(x.to(self.device), labels.to(self.device), train=False)
-                log_prob = flow.log_prob(x, self._context(labels))
+                if num_samples > 1:
+                    log_prob = importance_weighted_log_prob(flow, x, self._context(labels), num_samples,
+                                                            self.config.eval_sample_batch_size)
+                else:
+                    log_prob = flow.log_prob(x, self._context(labels))
             totals[0] += bits_per_dim(log_prob, self.num_dims, self.preprocessing.log_bin_width).double().sum()
             totals[1] += len(x)
         totals = self.dist.all_reduce_sum(totals)
         return (totals[0] / totals[1]).item()
+
+    def _likelihood_draws_noise(self) -> bool:
+        """Whether the flow's likelihood is stochastic (then the importance-weighted bound is worth reporting)."""
+        x, labels = next(iter(DataLoader(self.val_set, batch_size=2)))
+        x, labels = self.preprocessing(x.to(self.device), labels.to(self.device), train=False)
+        return forward_draws_noise(self.eval_flow.eval(), x, self._context(labels))
 
     @torch.no_grad()
     def sample(self, n: int) -> Tensor:
@@ -443,8 +456,13 @@ class Trainer:
 
     def report(self, samples_per_s: float | None = None) -> dict[str, Any]:
         """Evaluate the final weights on the full validation and test splits; write ``report.json`` and print it."""
+        test_set = self.load_split("test")
         val_bpd = self.evaluate(self.val_set)
-        test_bpd = self.evaluate(self.load_split("test"))
+        test_bpd = self.evaluate(test_set)
+        k = self.config.eval_samples
+        weighted = k > 1 and self._likelihood_draws_noise()
+        val_bpd_iw = self.evaluate(self.val_set, num_samples=k) if weighted else None
+        test_bpd_iw = self.evaluate(test_set, num_samples=k) if weighted else None
         train_rows = [row for row in self.metrics.rows if "bpd" in row and "event" not in row]
         report = {
             "architecture": self.run.arch, "preset": self.run.preset, "dataset": self.run.dataset,
@@ -454,6 +472,7 @@ class Trainer:
             "preprocessing": self.preprocessing.mode, "log_bin_width": self.preprocessing.log_bin_width,
             "train_bpd": train_rows[-1]["bpd"] if train_rows else None,
             "val_bpd": val_bpd, "test_bpd": test_bpd,
+            "eval_samples": k if weighted else None, "val_bpd_iw": val_bpd_iw, "test_bpd_iw": test_bpd_iw,
             "train_samples_per_s": samples_per_s,
             "checkpoint": str(self.out_dir / CHECKPOINT_NAME),
             "samples": str(self.out_dir / "samples" / f"step_{self.step:06d}.png"),
@@ -465,7 +484,9 @@ class Trainer:
             self._print(f"\n{self.run.arch} on {self.run.dataset}, {self.step} steps: bits/dim "
                         f"train {train_bpd} (last log interval), validation {val_bpd:.4f}, "
                         f"test {test_bpd:.4f} ({report['weights']} weights, {self.preprocessing.mode})\n"
-                        f"report: {self.out_dir / 'report.json'}\nsamples: {report['samples']}\n"
+                        + (f"importance-weighted bound over {k} noise draws: validation {val_bpd_iw:.4f}, "
+                           f"test {test_bpd_iw:.4f} bits/dim\n" if weighted else "")
+                        + f"report: {self.out_dir / 'report.json'}\nsamples: {report['samples']}\n"
                         f"curves: {report['curves']}\ncheckpoint: {report['checkpoint']}")
         return report
 

@@ -1,0 +1,148 @@
+"""Plumbing shared by the benchmark scripts: options, devices, timing, memory, processes and the report.
+
+The scripts import it as ``common`` (Python puts a script's own folder first on ``sys.path``), so each one still runs
+as ``python benchmarks/<script>.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import platform
+import resource
+import shlex
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+
+T = TypeVar("T")
+
+
+def make_parser(description: str, *, output_flag: str = "--output", output_help: str = "Markdown file for the table",
+                bf16_help: str | None = None) -> argparse.ArgumentParser:
+    """A parser with the options every benchmark has: ``--device``, the Markdown output file and, where ``bf16_help``
+    is given, ``--bf16``. The output file is ``args.output`` whatever its flag is called."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:index]")
+    if bf16_help is not None:
+        parser.add_argument("--bf16", action="store_true", help=bf16_help)
+    parser.add_argument(output_flag, dest="output", type=Path, default=None, metavar="FILE", help=output_help)
+    return parser
+
+
+def parse_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """Parse the command line, rejecting a CUDA device that is not there and bf16 autocast off CUDA."""
+    args = parser.parse_args()
+    on_cuda = args.device.startswith("cuda")
+    if on_cuda and not torch.cuda.is_available():
+        parser.error("--device cuda requested but CUDA is not available")
+    if getattr(args, "bf16", False) and not on_cuda:
+        parser.error("--bf16 autocast is applied on CUDA only")
+    return args
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work, so that a clock read afterwards covers it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def autocast(device: torch.device, bf16: bool) -> torch.autocast:
+    """bf16 autocast on ``device`` when ``bf16`` is set, a no-op context otherwise."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+
+
+def seconds_per_call(fn: Callable[[], Any], device: torch.device, calls: int, warmup: int = 1) -> float:
+    """Wall-clock seconds per call of ``fn``, averaged over ``calls`` calls after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    synchronize(device)
+    return (time.perf_counter() - start) / calls
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def peak_memory_mib(device: torch.device) -> float:
+    """The peak memory so far: ``torch.cuda.max_memory_allocated`` on CUDA, the process's peak resident set on CPU."""
+    return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else peak_rss_mib()
+
+
+class PeakMemory:
+    """Peak memory (MiB, in ``.mib``) of a ``with`` block: on CUDA the peak allocated memory, on CPU the growth of the
+    process's peak resident set. The latter never goes down, so measure each model in a fresh process
+    (:func:`run_each`)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.mib = 0.0
+
+    @staticmethod
+    def kind(device: str) -> str:
+        """What ``.mib`` is on ``device``, for a table's column title."""
+        return "peak allocated" if device.startswith("cuda") else "peak RSS growth"
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        self._baseline = 0.0 if self.device.type == "cuda" else peak_rss_mib()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.mib = peak_memory_mib(self.device) - self._baseline
+
+
+def run_each(fn: Callable[..., T], jobs: Sequence[tuple], fresh_process: bool) -> list[T]:
+    """``fn(*job)`` for every job, one after the other; with ``fresh_process`` each in its own spawned process, so that
+    its peak memory is its own (``fn`` must then be a module-level function and its results picklable)."""
+    if not fresh_process:
+        return [fn(*job) for job in jobs]
+    with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
+        return [pool.apply(fn, job) for job in jobs]
+
+
+def cpu_model() -> str:
+    """The CPU's model name from ``/proc/cpuinfo``, or the machine type where that is not available."""
+    try:
+        with open("/proc/cpuinfo") as file:
+            return next(line.split(":", 1)[1].strip() for line in file if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
+def describe_hardware(device: str, threads: bool = True) -> str:
+    """The GPU's name on CUDA; on CPU its model, logical CPUs, torch threads (when ``threads``) and load average."""
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(device)
+    torch_threads = f", torch threads: {torch.get_num_threads()}" if threads else ""
+    load = "{:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
+    return f"{cpu_model()}, {os.cpu_count()} logical CPUs{torch_threads}, load average {load}"
+
+
+def command_line() -> str:
+    """The command that ran this benchmark, as typed from the repository root."""
+    return shlex.join(["python", f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]])
+
+
+def report_header(title: str, device: str, bf16: bool) -> str:
+    """``<title> on <device> (<hardware>), <precision>, torch <version>; `<command>```: a report's first line."""
+    return (f"{title} on {device} ({describe_hardware(device)}), {'bf16 autocast' if bf16 else 'fp32'}, "
+            f"torch {torch.__version__}; `{command_line()}`")
+
+
+def write_report(path: Path | None, text: str) -> None:
+    """Write ``text`` to ``path`` (creating its folder); nothing when ``path`` is None."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
