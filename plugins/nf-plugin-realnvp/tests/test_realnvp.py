@@ -6,10 +6,10 @@ import math
 
 import pytest
 import torch
+from nf_realnvp import RealNVPConfig, build_realnvp
 
 from nf_core.plugins import DataInfo, PluginManager
 from nf_core.testing import check_flow
-from nf_realnvp import RealNVPConfig, build_realnvp
 
 
 def test_registered_through_the_entry_point():
@@ -45,7 +45,7 @@ def test_learns_two_moons():
     flow = build_realnvp(RealNVPConfig(couplings=3, hidden=64), DataInfo((2,)))
     optimizer = torch.optim.Adam(flow.parameters(), lr=3e-3)
     initial = -flow.log_prob(held_out).mean().item()
-    for step in range(300):
+    for _ in range(300):
         batch = train[torch.randint(0, len(train), (256,))]
         loss = -flow.log_prob(batch).mean()
         optimizer.zero_grad()

@@ -16,8 +16,8 @@ import torch
 from torch import Tensor
 
 from nf_core import DiagonalGaussian, Flow, Sequential, bits_per_dim
-from nf_core.flow import log_prob_draws
 from nf_core import noise as noise_lib
+from nf_core.flow import log_prob_draws
 from nf_core.layers import Split, Squeeze
 from nf_core.plugins import DataInfo
 from nf_denseflow.block import DenseFlowBlock

@@ -24,8 +24,8 @@ from nf_core import noise as noise_lib
 from nf_core.priors import Prior
 from nf_core.transform import Sequential, Transform
 
-__all__ = ["FlowProtocol", "Flow", "LogLikelihood", "bits_per_dim", "forward_draws_noise", "importance_weighted_log_prob",
-           "log_prob_draws"]
+__all__ = ["FlowProtocol", "Flow", "LogLikelihood", "bits_per_dim", "forward_draws_noise",
+           "importance_weighted_log_prob", "log_prob_draws"]
 
 Noise = noise_lib.NoiseSource | torch.Generator | None
 
