@@ -30,7 +30,7 @@ nox.options.default_venv_backend = "uv|virtualenv"
 def install_everything(session: nox.Session, editable: bool = True) -> None:
     flag = ["-e"] if editable else []
     args = [item for path in PACKAGES + PLUGINS for item in (*flag, path)]
-    session.install(*CONSTRAINTS, *args, "pytest", "scikit-image")
+    session.install(*CONSTRAINTS, *args, "pytest")
 
 
 @nox.session

@@ -112,6 +112,26 @@ def run_each(fn: Callable[..., T], jobs: Sequence[tuple], fresh_process: bool) -
         return [pool.apply(fn, job) for job in jobs]
 
 
+def add_setup_arguments(parser: argparse.ArgumentParser, setups: Sequence[str], *, train_steps: int, repeats: int,
+                        repeats_help: str) -> None:
+    """The options of a benchmark that trains and samples named setups: ``--configs``, ``--train-steps``,
+    ``--repeats`` and ``--threads`` (see :func:`run_setups`)."""
+    parser.add_argument("--configs", nargs="+", default=list(setups), choices=list(setups))
+    parser.add_argument("--train-steps", type=int, default=train_steps)
+    parser.add_argument("--repeats", type=int, default=repeats, help=repeats_help)
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads on CPU")
+
+
+def run_setups(run_setup: Callable[[str, str, bool, int, int, int], T], args: argparse.Namespace) -> list[T]:
+    """``run_setup(name, device, bf16, train_steps, repeats, threads)`` for every setup in ``args.configs``, each in a
+    fresh process on CPU (options from :func:`make_parser` and :func:`add_setup_arguments`)."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    jobs = [(name, args.device, args.bf16, args.train_steps, args.repeats, torch.get_num_threads())
+            for name in args.configs]
+    return run_each(run_setup, jobs, fresh_process=args.device == "cpu")
+
+
 def cpu_model() -> str:
     """The CPU's model name from ``/proc/cpuinfo``, or the machine type where that is not available."""
     try:

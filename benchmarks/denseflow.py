@@ -21,17 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import common
 import torch
-from common import (
-    PeakMemory,
-    autocast,
-    make_parser,
-    parse_args,
-    report_header,
-    run_each,
-    seconds_per_call,
-    write_report,
-)
 
 from nf_core.plugins import DataInfo
 from nf_denseflow import PRESETS, DenseFlowConfig, build_denseflow
@@ -69,14 +60,14 @@ def measure_training(flow, setup: Setup, device: torch.device, bf16: bool, steps
     flow.train()
 
     def step() -> None:
-        with autocast(device, bf16):
+        with common.autocast(device, bf16):
             loss = flow.bits_per_dim(x).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
-    with PeakMemory(device) as memory:
-        seconds = seconds_per_call(step, device, steps)  # the warm-up step also initialises ActNorm
+    with common.PeakMemory(device) as memory:
+        seconds = common.seconds_per_call(step, device, steps)  # the warm-up step also initialises ActNorm
     flow.eval()
     return 1 / seconds, memory.mib
 
@@ -84,8 +75,9 @@ def measure_training(flow, setup: Setup, device: torch.device, bf16: bool, steps
 def measure_sampling(flow, setup: Setup, device: torch.device, bf16: bool, repeats: int) -> float:
     """Images per second of ``flow.sample``."""
     generator = torch.Generator(device=device).manual_seed(0)
-    with autocast(device, bf16):
-        seconds = seconds_per_call(lambda: flow.sample(setup.sample_batch, generator=generator), device, repeats)
+    with common.autocast(device, bf16):
+        seconds = common.seconds_per_call(lambda: flow.sample(setup.sample_batch, generator=generator), device,
+                                          repeats)
     return setup.sample_batch / seconds
 
 
@@ -98,9 +90,9 @@ def measure_evaluation(flow, setup: Setup, device: torch.device, bf16: bool) -> 
         flow.importance_weighted_log_prob(x, num_samples=num_samples, sample_batch_size=setup.eval_sample_batch,
                                           noise=generator)
 
-    with autocast(device, bf16):
+    with common.autocast(device, bf16):
         evaluate(setup.eval_sample_batch)  # warm-up: one pass
-        seconds = seconds_per_call(lambda: evaluate(setup.eval_samples), device, calls=1, warmup=0)
+        seconds = common.seconds_per_call(lambda: evaluate(setup.eval_samples), device, calls=1, warmup=0)
     return seconds / setup.eval_images
 
 
@@ -120,9 +112,9 @@ def run_setup(name: str, device_name: str, bf16: bool, train_steps: int, repeats
 
 
 def table(results: list[dict], device: str) -> str:
-    lines = [f"| config | image | params | train batch | train steps/s | "
-             f"train memory ({PeakMemory.kind(device)}, MiB) | sample batch | sampling img/s | K | draws per pass | "
-             "K-sample eval, s/image |",
+    memory = common.PeakMemory.kind(device)
+    lines = [f"| config | image | params | train batch | train steps/s | train memory ({memory}, MiB) | "
+             f"sample batch | sampling img/s | K | draws per pass | K-sample eval, s/image |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         s = r["setup"]
@@ -134,22 +126,15 @@ def table(results: list[dict], device: str) -> str:
 
 
 def main() -> int:
-    parser = make_parser(__doc__.splitlines()[0], output_help="Markdown file for the tables",
-                         bf16_help="bf16 autocast (CUDA only)")
-    parser.add_argument("--configs", nargs="+", default=list(SETUPS), choices=list(SETUPS))
-    parser.add_argument("--train-steps", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=1, help="timed sampling calls per setup")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads on CPU")
-    args = parse_args(parser)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
-    jobs = [(name, args.device, args.bf16, args.train_steps, args.repeats, torch.get_num_threads())
-            for name in args.configs]
-    results = run_each(run_setup, jobs, fresh_process=args.device == "cpu")
-    report = f"{report_header('DenseFlow benchmark', args.device, args.bf16)}\n\n{table(results, args.device)}\n"
+    parser = common.make_parser(__doc__.splitlines()[0], output_help="Markdown file for the tables",
+                                bf16_help="bf16 autocast (CUDA only)")
+    common.add_setup_arguments(parser, list(SETUPS), train_steps=2, repeats=1,
+                               repeats_help="timed sampling calls per setup")
+    args = common.parse_args(parser)
+    results = common.run_setups(run_setup, args)
+    report = f"{common.report_header('DenseFlow benchmark', args.device, args.bf16)}\n\n{table(results, args.device)}\n"
     print(report)
-    write_report(args.output, report)
+    common.write_report(args.output, report)
     return 0
 
 

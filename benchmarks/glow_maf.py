@@ -29,8 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import common
 import torch
-from common import command_line, describe_hardware, make_parser, parse_args, synchronize, write_report
 from torch import Tensor, nn
 
 from nf_core.plugins import DataInfo
@@ -190,7 +190,7 @@ def time_per_call(fn: Callable[[], None], device: torch.device, min_time: float,
     while calls < min_calls or now() - start < min_time:
         fn()
         calls += 1
-    synchronize(device)
+    common.synchronize(device)
     return (now() - start) / calls
 
 
@@ -242,13 +242,13 @@ def fmt(value: float | None, digits: int = 1) -> str:
 
 
 def main() -> None:
-    parser = make_parser(__doc__, output_flag="--out", output_help="also write the table to this markdown file")
+    parser = common.make_parser(__doc__, output_flag="--out", output_help="also write the table to this markdown file")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads on CPU (1 keeps a shared machine from skewing the comparison)")
     parser.add_argument("--repeats", type=int, default=5, help="alternating repeats; the best is reported")
     parser.add_argument("--min-time", type=float, default=2.0, help="seconds per timed phase")
     parser.add_argument("--quick", action="store_true", help="smaller models and one short repeat")
-    args = parse_args(parser)
+    args = common.parse_args(parser)
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     if args.quick:
@@ -276,13 +276,13 @@ def main() -> None:
     import zuko
 
     timing = "thread CPU time" if clock(device) is time.thread_time else "wall time"
-    environment = (f"device {device} ({describe_hardware(args.device)}), {timing}, "
+    environment = (f"device {device} ({common.describe_hardware(args.device)}), {timing}, "
                    f"torch {torch.__version__}, zuko {zuko.__version__}, normflows {normflows.__version__}, "
                    f"python {platform.python_version()}; best of {args.repeats} alternating "
                    f"repeats of >= {args.min_time:g} s; speed-up is relative to the other library's row")
     table = "\n".join(lines)
     print("\n" + table + "\n\n" + environment)
-    write_report(args.output, f"# Glow and MAF speed\n\n`{command_line()}`\n\n{table}\n\n{environment}\n")
+    common.write_report(args.output, f"# Glow and MAF speed\n\n`{common.command_line()}`\n\n{table}\n\n{environment}\n")
 
 
 if __name__ == "__main__":

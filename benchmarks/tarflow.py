@@ -20,17 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import common
 import torch
-from common import (
-    PeakMemory,
-    autocast,
-    make_parser,
-    parse_args,
-    report_header,
-    run_each,
-    seconds_per_call,
-    write_report,
-)
 
 from nf_tarflow import TarFlow, TarFlowConfig
 
@@ -76,14 +67,14 @@ def measure_training(flow: TarFlow, setup: Setup, device: torch.device, bf16: bo
 
     def step() -> None:
         noisy = x + flow.noise_std * torch.randn_like(x)
-        with autocast(device, bf16):
+        with common.autocast(device, bf16):
             loss = -flow.log_prob(noisy, labels).mean() / flow.num_dims
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
-    with PeakMemory(device) as memory:
-        seconds = seconds_per_call(step, device, steps, warmup=2)
+    with common.PeakMemory(device) as memory:
+        seconds = common.seconds_per_call(step, device, steps, warmup=2)
     flow.eval()
     return 1 / seconds, memory.mib
 
@@ -95,9 +86,9 @@ def measure_sampling(flow: TarFlow, setup: Setup, device: torch.device, bf16: bo
     labels = torch.randint(0, setup.num_classes, (batch,), device=device)
     kwargs = GUIDANCE if guided else {}
     generator = torch.Generator(device=device).manual_seed(0)
-    with autocast(device, bf16):  # TarFlow keeps its layer norms and affine updates in fp32 inside it
-        seconds = seconds_per_call(lambda: flow.sample(batch, labels, generator=generator, kv_cache=kv_cache, **kwargs),
-                                   device, repeats)
+    with common.autocast(device, bf16):  # TarFlow keeps its layer norms and affine updates in fp32 inside it
+        seconds = common.seconds_per_call(
+            lambda: flow.sample(batch, labels, generator=generator, kv_cache=kv_cache, **kwargs), device, repeats)
     return batch / seconds
 
 
@@ -117,10 +108,10 @@ def run_setup(name: str, device_name: str, bf16: bool, train_steps: int, repeats
 
 
 def table(results: list[dict], device: str) -> str:
+    memory = common.PeakMemory.kind(device)
     lines = [
-        f"| config | image | tokens (T x D) | params | train batch | train steps/s | "
-        f"train memory ({PeakMemory.kind(device)}, MiB) | sample batch | guidance | KV cache img/s | naive img/s | "
-        "speed-up |",
+        f"| config | image | tokens (T x D) | params | train batch | train steps/s | train memory ({memory}, MiB) | "
+        f"sample batch | guidance | KV cache img/s | naive img/s | speed-up |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
@@ -136,21 +127,14 @@ def table(results: list[dict], device: str) -> str:
 
 
 def main() -> int:
-    parser = make_parser(__doc__.splitlines()[0], bf16_help="bf16 autocast of the Transformers (CUDA only)")
-    parser.add_argument("--configs", nargs="+", default=list(SETUPS), choices=list(SETUPS))
-    parser.add_argument("--train-steps", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=2, help="timed sampling calls per setting")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads on CPU")
-    args = parse_args(parser)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
-    jobs = [(name, args.device, args.bf16, args.train_steps, args.repeats, torch.get_num_threads())
-            for name in args.configs]
-    results = run_each(run_setup, jobs, fresh_process=args.device == "cpu")
-    report = f"{report_header('TarFlow benchmark', args.device, args.bf16)}\n\n{table(results, args.device)}\n"
+    parser = common.make_parser(__doc__.splitlines()[0], bf16_help="bf16 autocast of the Transformers (CUDA only)")
+    common.add_setup_arguments(parser, list(SETUPS), train_steps=10, repeats=2,
+                               repeats_help="timed sampling calls per setting")
+    args = common.parse_args(parser)
+    results = common.run_setups(run_setup, args)
+    report = f"{common.report_header('TarFlow benchmark', args.device, args.bf16)}\n\n{table(results, args.device)}\n"
     print(report)
-    write_report(args.output, report)
+    common.write_report(args.output, report)
     return 0
 
 

@@ -15,16 +15,14 @@ Peak memory is the process's peak resident set size on CPU (PyTorch and the data
 
 from __future__ import annotations
 
-import argparse
-import json
+import contextlib
+import io
 import os
 import platform
-import resource
 import statistics
-import subprocess
-import sys
 import tempfile
 
+import common
 import torch
 
 import nf_core
@@ -47,7 +45,8 @@ def measure(arch: str, data: str, batch_size: int, warmup: int, steps: int, devi
              "progress": False,
              "log_every": warmup + steps, "val_every": 10**9, "sample_every": 10**9, "checkpoint_every": 10**9}
     run = make_run_config(arch, data, train=train, registry=registry)
-    with tempfile.TemporaryDirectory() as out:
+    # The trainer announces its plan on stdout; the table is this script's only output.
+    with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):
         trainer = Trainer(run, out, registry=registry)
         trainer.fit(until=warmup)
         if trainer.device.type == "cuda":
@@ -55,12 +54,11 @@ def measure(arch: str, data: str, batch_size: int, warmup: int, steps: int, devi
         trainer.fit(until=warmup + steps)
         timed = trainer.metrics.rows[-1]
         assert timed["step"] == warmup + steps
-    peak = (torch.cuda.max_memory_allocated() if trainer.device.type == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     return {"arch": arch, "preset": run.preset, "data": data, "device": str(trainer.device), "threads": threads,
             "batch_size": batch_size, "parameters": sum(p.numel() for p in trainer.flow.parameters()),
             "steps": steps, "samples_per_s": timed["samples_per_s"],
-            "ms_per_step": 1000 * batch_size / timed["samples_per_s"], "peak_mib": peak / 2**20,
+            "ms_per_step": 1000 * batch_size / timed["samples_per_s"],
+            "peak_mib": common.peak_memory_mib(trainer.device),
             "peak_kind": "cuda allocated" if trainer.device.type == "cuda" else "process RSS"}
 
 
@@ -80,61 +78,34 @@ def table(runs: list[list[dict]]) -> str:
     return header + "\n".join(lines)
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as file:
-            cpu = next(line.split(":", 1)[1].strip() for line in file if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return (f"{cpu}, {os.cpu_count()} logical CPUs, load average {load} at the start; Python "
-            f"{platform.python_version()}, torch {torch.__version__}, nf-core {nf_core.version()}")
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = common.make_parser(__doc__.split("\n\n")[0], output_flag="--markdown",
+                                output_help="also write the table, the machine and the command here")
     parser.add_argument("--arch", default="glow")
     parser.add_argument("--data", default="digits")
     parser.add_argument("--batch-size", type=int, default=64, help="the trainer's default")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
     parser.add_argument("--steps", type=int, default=50, help="timed steps")
-    parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, nargs="+", default=sorted({1, os.cpu_count() or 1}),
                         help="train.cpu_threads values to compare (CPU only)")
     parser.add_argument("--repeats", type=int, default=3, help="fresh processes per configuration")
-    parser.add_argument("--markdown", metavar="FILE", help="also write the table, the machine and the command here")
-    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # a child process: one configuration
-    args = parser.parse_args()
-    if args.one:
-        print(json.dumps(measure(args.arch, args.data, args.batch_size, args.warmup, args.steps, args.device,
-                                 args.threads[0])))
-        return
-    about = machine()
+    args = common.parse_args(parser)
+    about = (f"{common.describe_hardware(args.device, threads=False)}; Python {platform.python_version()}, "
+             f"torch {torch.__version__}, nf-core {nf_core.version()}")
     busy = os.getloadavg()[0] > (os.cpu_count() or 1)
     runs = []
     for threads in args.threads:
-        child = [sys.executable, __file__, "--one", "--arch", args.arch, "--data", args.data, "--batch-size",
-                 str(args.batch_size), "--warmup", str(args.warmup), "--steps", str(args.steps), "--device",
-                 args.device, "--threads", str(threads)]
-        repeats = []
-        for _ in range(args.repeats):
-            result = subprocess.run(child, capture_output=True, text=True, check=True)
-            repeats.append(json.loads(result.stdout.strip().splitlines()[-1]))
-        runs.append(repeats)
+        job = (args.arch, args.data, args.batch_size, args.warmup, args.steps, args.device, threads)
+        runs.append(common.run_each(measure, [job] * args.repeats, fresh_process=True))
     text = table(runs)
     print(about)
     print(text)
-    if args.markdown:
-        command = "python benchmarks/train_throughput.py " + " ".join(sys.argv[1:])
-        with open(args.markdown, "w") as file:
-            file.write(f"# Training throughput\n\n`{command}`\n\n{about}.\n\n{text}\n\n"
-                       f"Timed: {args.steps} steps after {args.warmup} warm-up steps, through "
-                       f"`nf_core.train.Trainer` (data loading, preprocessing, forward, backward, AdamW), "
-                       f"{args.repeats} fresh processes per row.\n")
-            if busy:
-                file.write("\nThe load average exceeded the number of CPUs: other processes competed for the cores "
-                           "while these numbers were taken, which the ranges reflect.\n")
+    note = ("\nThe load average exceeded the number of CPUs: other processes competed for the cores while these "
+            "numbers were taken, which the ranges reflect.\n" if busy else "")
+    timed = (f"Timed: {args.steps} steps after {args.warmup} warm-up steps, through `nf_core.train.Trainer` (data "
+             f"loading, preprocessing, forward, backward, AdamW), {args.repeats} fresh processes per row.")
+    common.write_report(args.output, f"# Training throughput\n\n`{common.command_line()}`\n\n{about}.\n\n{text}\n\n"
+                                     f"{timed}\n{note}")
 
 
 if __name__ == "__main__":
