@@ -14,21 +14,6 @@ from nf_core.plugins import PluginManager, UnknownNameError
 from nf_core.train import Trainer, make_run_config
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def registry():
-    manager = PluginManager(autoload=False)
-    manager.register(tiny, "nf-testing")
-    return manager.registry
-
-
 @pytest.fixture(scope="module")
 def trained(registry, tmp_path_factory):
     """A short run on digits with a weight average; its folder and trainer."""

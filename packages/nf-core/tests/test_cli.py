@@ -7,7 +7,6 @@ import types
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import nf_core.plugins.manager as manager_module
@@ -35,14 +34,6 @@ def build_guided(config, data):
 @hookimpl
 def register_guided(registry):
     registry.add_architecture(ArchitectureSpec("guided", tiny.TinyConfig, build_guided, "tiny with a guidance knob"))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

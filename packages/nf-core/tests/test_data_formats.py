@@ -17,12 +17,7 @@ from nf_core.data.image_folder import ImageFolderConfig
 from nf_core.data.imagenet_npz import ImagenetNpzConfig
 from nf_core.data.tabular import TabularConfig
 from nf_core.data.toy2d import DISTRIBUTIONS, Toy2dConfig
-from nf_core.plugins import PluginManager, UnknownNameError
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return PluginManager(autoload=False).registry
+from nf_core.plugins import UnknownNameError
 
 
 def test_every_builtin_dataset_is_registered_by_nf_core(registry):

@@ -18,22 +18,6 @@ SMALL_DIGITS = {"val_fraction": 0.45, "test_fraction": 0.45}  # 179 training ima
 QUIET = {"progress": False, "val_every": 1000, "sample_every": 1000}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models train much faster on one thread than on several competing ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def registry():
-    manager = PluginManager(autoload=False)
-    manager.register(tiny, "nf-testing")
-    return manager.registry
-
-
 def states_equal(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
