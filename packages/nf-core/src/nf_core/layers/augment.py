@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from nf_core import noise
-from nf_core.layers.conditioning import PARAM_LAYOUTS, check_choice, run_conditioner, split_params
+from nf_core.layers.conditioning import PARAM_LAYOUTS, check_choice, gaussian_params
 from nf_core.priors import normal_log_prob
 from nf_core.transform import Transform, sum_except_batch
 
@@ -42,14 +42,7 @@ class Augment(Transform):
 
     def _mean_and_log_scale(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
         shape = (x.shape[0], self.noise_channels, *x.shape[2:])
-        if self.conditioner is None:
-            zeros = x.new_zeros(shape)
-            return zeros, zeros
-        mean, log_scale = split_params(run_conditioner(self.conditioner, x, context), self.params)
-        if mean.shape != shape:
-            raise ValueError(f"Augment's conditioner must give mean and log-scale of shape {shape} each (i.e. "
-                             f"{2 * self.noise_channels} channels), got {tuple(mean.shape)} each")
-        return mean, log_scale
+        return gaussian_params(self.conditioner, x, context, shape, self.params, "Augment's conditioner")
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         mean, log_scale = self._mean_and_log_scale(x, context)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-__all__ = ["PARAM_LAYOUTS", "check_choice", "run_conditioner", "split_params"]
+__all__ = ["PARAM_LAYOUTS", "check_choice", "gaussian_params", "run_conditioner", "split_params"]
 
 PARAM_LAYOUTS = ("halves", "interleaved")
 
@@ -34,6 +34,23 @@ def split_params(h: Tensor, layout: str) -> tuple[Tensor, Tensor]:
     if layout == "interleaved":
         return h[:, 0::2], h[:, 1::2]
     raise ValueError(f"unknown parameter layout {layout!r}; expected one of {PARAM_LAYOUTS}")
+
+
+def gaussian_params(net: nn.Module | None, h: Tensor, context: Tensor | None, shape: tuple[int, ...],
+                    layout: str, owner: str) -> tuple[Tensor, Tensor]:
+    """Mean and log-scale, each of ``shape``, of a diagonal Gaussian predicted by ``net`` from ``h``.
+
+    Without a network the Gaussian is ``N(0, I)``. ``owner`` names the network in the error raised when its output
+    has the wrong number of channels.
+    """
+    if net is None:
+        zeros = h.new_zeros(shape)
+        return zeros, zeros
+    mean, log_scale = split_params(run_conditioner(net, h, context), layout)
+    if mean.shape != shape:
+        raise ValueError(f"{owner} must give mean and log-scale of shape {shape} each (i.e. {2 * shape[1]} "
+                         f"channels), got {tuple(mean.shape)} each")
+    return mean, log_scale
 
 
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from nf_core import noise
-from nf_core.layers.conditioning import PARAM_LAYOUTS, check_choice, run_conditioner, split_params
+from nf_core.layers.conditioning import PARAM_LAYOUTS, check_choice, gaussian_params
 from nf_core.priors import normal_log_prob
 from nf_core.transform import Transform, sum_except_batch
 
@@ -48,14 +48,7 @@ class Split(Transform):
 
     def _mean_and_log_scale(self, kept: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
         shape = (kept.shape[0], self.num_channels - self.keep_channels, *kept.shape[2:])
-        if self.conditional_net is None:
-            zeros = kept.new_zeros(shape)
-            return zeros, zeros
-        mean, log_scale = split_params(run_conditioner(self.conditional_net, kept, context), self.params)
-        if mean.shape != shape:
-            raise ValueError(f"Split's conditional_net must give mean and log-scale of shape {shape} each (i.e. "
-                             f"{2 * shape[1]} channels), got {tuple(mean.shape)} each")
-        return mean, log_scale
+        return gaussian_params(self.conditional_net, kept, context, shape, self.params, "Split's conditional_net")
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         if x.dim() < 2 or x.shape[1] != self.num_channels:
