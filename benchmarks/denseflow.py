@@ -10,22 +10,45 @@ table (and writes it to ``--output``):
 * evaluation: seconds per image of the importance-weighted estimate over ``K`` draws of all the noise
   (``DenseFlow.importance_weighted_log_prob``, ``sample_batch_size`` draws per forward pass).
 
+With ``--official-root PATH`` it instead compares nf's DenseFlow with the official implementation
+(matejgrcic/DenseFlow, built on didriknielsen/survae_flows) at the official constructor arguments: ``small`` is the
+reference fixture's configuration (3x16x16, blocks [2, 2, 1], modules [1, 1, 2], 8 channels, growth 4), ``cifar`` is
+DenseFlow-74-10 (3x32x32, blocks [6, 4, 1], modules [5, 6, 20], 48 channels, growth 10), both without gradient
+checkpointing (the official training script's default). In one process per configuration, the official model is
+built and its ActNorm initialised on the batch, and nf's model is loaded from its state dict
+(``nf_denseflow.from_official_state_dict``), so both compute the same function of the same weights on the same
+inputs. Timed: one AdamW step on the official training loss (bits/dim of the single-sample bound), ``sample`` in eval
+mode, and the K-sample importance-weighted bound the way the official ``eval_loglik.py`` computes it
+(``denseflow.utils.iwbo_batched`` under ``torch.no_grad``: K/kbs passes over the batch repeated kbs times). Peak
+memory is not compared (both models share one process). ``PATH`` must hold the two checkouts::
+
+    PATH/DenseFlow/experiments/image/model/dense_flow.py   (the official model, imported as model.dense_flow)
+    PATH/DenseFlow/denseflow/...                           (the repository's survae fork)
+    PATH/survae_flows/survae/...                           (didriknielsen/survae_flows)
+
+The official code is third-party and is never part of this repository.
+
 Usage::
 
     python benchmarks/denseflow.py                   # CPU, fp32, prints the table
     python benchmarks/denseflow.py --output benchmarks/results/denseflow_cpu.md
     python benchmarks/denseflow.py --device cuda --bf16 --output benchmarks/results/denseflow_h100_bf16.md
+    python benchmarks/denseflow.py --official-root /tmp/official --threads 1 \\
+        --output benchmarks/results/denseflow_vs_official_cpu.md
 """
 
 from __future__ import annotations
 
+import math
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import common
 import torch
 
 from nf_core.plugins import DataInfo
-from nf_denseflow import PRESETS, DenseFlowConfig, build_denseflow
+from nf_denseflow import PRESETS, DenseFlowConfig, build_denseflow, from_official_state_dict
 
 
 @dataclass
@@ -45,6 +68,21 @@ SETUPS = {
     "small": Setup("digits", DataInfo((1, 8, 8), num_bins=17), train_batch=64, sample_batch=64, eval_images=4,
                    eval_samples=32, eval_sample_batch=32),
     "cifar": Setup("denseflow-74-10", DataInfo((3, 32, 32), num_bins=256), train_batch=4, sample_batch=4,
+                   eval_images=1, eval_samples=8, eval_sample_batch=4),
+}
+
+
+# The official constructor arguments compared with ``--official-root``, and the batch sizes used for them.
+OFFICIAL_CONFIGS = {
+    "small": dict(data_shape=(3, 16, 16), block_config=[2, 2, 1], layers_config=[1, 1, 2], layer_mid_chnls=[8, 8, 8],
+                  growth_rate=4),
+    "cifar": dict(data_shape=(3, 32, 32), block_config=[6, 4, 1], layers_config=[5, 6, 20],
+                  layer_mid_chnls=[48, 48, 48], growth_rate=10),
+}
+OFFICIAL_SETUPS = {
+    "small": Setup("official fixture config", DataInfo((3, 16, 16), num_bins=256), train_batch=16, sample_batch=16,
+                   eval_images=2, eval_samples=16, eval_sample_batch=8),
+    "cifar": Setup("DenseFlow-74-10", DataInfo((3, 32, 32), num_bins=256), train_batch=4, sample_batch=4,
                    eval_images=1, eval_samples=8, eval_sample_batch=4),
 }
 
@@ -111,6 +149,92 @@ def run_setup(name: str, device_name: str, bf16: bool, train_steps: int, repeats
                 eval_s_per_image=measure_evaluation(flow, setup, device, bf16))
 
 
+def import_official(root: Path):
+    """The official ``DenseFlow`` class and ``iwbo_batched`` from the checkouts under ``root``."""
+    model_file = root / "DenseFlow" / "experiments" / "image" / "model" / "dense_flow.py"
+    if not model_file.is_file():
+        raise FileNotFoundError(f"--official-root {root}: {model_file} not found (see this script's docstring)")
+    sys.path[:0] = [str(root / "DenseFlow"), str(model_file.parents[1]), str(root / "survae_flows")]
+    from denseflow.utils import iwbo_batched
+    from model.dense_flow import DenseFlow as OfficialDenseFlow
+    return OfficialDenseFlow, iwbo_batched
+
+
+def time_training(flow, loss_fn, x: torch.Tensor, device: torch.device, steps: int) -> float:
+    """Steps per second of AdamW steps on ``loss_fn(flow, x)``."""
+    optimizer = torch.optim.AdamW(flow.parameters(), lr=1e-4)
+    flow.train()
+
+    def step() -> None:
+        loss = loss_fn(flow, x)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    seconds = common.seconds_per_call(step, device, steps)
+    flow.eval()
+    return 1 / seconds
+
+
+def official_bits_per_dim(flow, x: torch.Tensor) -> torch.Tensor:
+    """The official training loss (``denseflow.utils.elbo_bpd``)."""
+    return -flow.log_prob(x).sum() / (math.log(2) * x.numel())
+
+
+def run_official_setup(name: str, device_name: str, train_steps: int, repeats: int, threads: int,
+                       root: Path) -> dict:
+    """nf's and the official DenseFlow at one official configuration, same weights and inputs."""
+    torch.set_num_threads(threads)
+    device = torch.device(device_name)
+    setup = OFFICIAL_SETUPS[name]
+    OfficialDenseFlow, iwbo_batched = import_official(root)
+    torch.manual_seed(0)
+    official = OfficialDenseFlow(**OFFICIAL_CONFIGS[name], checkpointing=False).to(device)
+    x = levels(setup, setup.train_batch, device)
+    with torch.no_grad():
+        official.train()
+        official.log_prob(x)  # the data-dependent ActNorm initialisation, so that both start from the same weights
+    ours = from_official_state_dict(official.state_dict(), OFFICIAL_CONFIGS[name]).to(device)
+    result = dict(name=name, setup=setup, params=sum(p.numel() for p in ours.parameters()),
+                  official_params=sum(p.numel() for p in official.parameters()))
+    result["steps_per_s"] = time_training(ours, lambda flow, x: flow.bits_per_dim(x).mean(), x, device, train_steps)
+    result["official_steps_per_s"] = time_training(official, official_bits_per_dim, x, device, train_steps)
+
+    generator = torch.Generator(device=device).manual_seed(0)
+    n = setup.sample_batch
+    result["images_per_s"] = n / common.seconds_per_call(lambda: ours.sample(n, generator=generator), device, repeats)
+    with torch.no_grad():
+        result["official_images_per_s"] = n / common.seconds_per_call(lambda: official.sample(n), device, repeats)
+
+    x_eval = levels(setup, setup.eval_images, device)
+    k, kbs = setup.eval_samples, setup.eval_sample_batch
+    result["eval_s_per_image"] = common.seconds_per_call(
+        lambda: ours.importance_weighted_log_prob(x_eval, num_samples=k, sample_batch_size=kbs, noise=generator),
+        device, calls=1) / setup.eval_images
+    with torch.no_grad():
+        result["official_eval_s_per_image"] = common.seconds_per_call(
+            lambda: iwbo_batched(official, x_eval, k, kbs), device, calls=1) / setup.eval_images
+    return result
+
+
+def official_table(results: list[dict]) -> str:
+    lines = ["| config | image | params (nf / official) | train batch | train steps/s: nf | official | nf/official | "
+             "sample batch | sampling img/s: nf | official | nf/official | K | draws per pass | "
+             "K-sample eval s/image: nf | official | nf/official |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        s = r["setup"]
+        lines.append(
+            f"| {r['name']} ({s.preset}) | {'x'.join(map(str, s.data.shape))} | {r['params'] / 1e6:.2f} M / "
+            f"{r['official_params'] / 1e6:.2f} M | {s.train_batch} | {r['steps_per_s']:.3g} | "
+            f"{r['official_steps_per_s']:.3g} | {r['steps_per_s'] / r['official_steps_per_s']:.2f} | "
+            f"{s.sample_batch} | {r['images_per_s']:.3g} | {r['official_images_per_s']:.3g} | "
+            f"{r['images_per_s'] / r['official_images_per_s']:.2f} | {s.eval_samples} | {s.eval_sample_batch} | "
+            f"{r['eval_s_per_image']:.3g} | {r['official_eval_s_per_image']:.3g} | "
+            f"{r['eval_s_per_image'] / r['official_eval_s_per_image']:.2f} |")
+    return "\n".join(lines)
+
+
 def table(results: list[dict], device: str) -> str:
     memory = common.PeakMemory.kind(device)
     lines = [f"| config | image | params | train batch | train steps/s | train memory ({memory}, MiB) | "
@@ -130,9 +254,23 @@ def main() -> int:
                                 bf16_help="bf16 autocast (CUDA only)")
     common.add_setup_arguments(parser, list(SETUPS), train_steps=2, repeats=1,
                                repeats_help="timed sampling calls per setup")
+    parser.add_argument("--official-root", type=Path, default=None, metavar="PATH",
+                        help="folder holding the official DenseFlow and survae_flows checkouts: compare with them")
     args = common.parse_args(parser)
-    results = common.run_setups(run_setup, args)
-    report = f"{common.report_header('DenseFlow benchmark', args.device, args.bf16)}\n\n{table(results, args.device)}\n"
+    if args.official_root is not None:
+        if args.bf16:
+            parser.error("--official-root compares fp32 runs only")
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        jobs = [(name, args.device, args.train_steps, args.repeats, torch.get_num_threads(),
+                 args.official_root.resolve()) for name in args.configs]
+        results = common.run_each(run_official_setup, jobs, fresh_process=args.device == "cpu")
+        header = common.report_header("DenseFlow: nf against the official implementation", args.device, False)
+        report = f"{header}\n\n{official_table(results)}\n"
+    else:
+        results = common.run_setups(run_setup, args)
+        header = common.report_header("DenseFlow benchmark", args.device, args.bf16)
+        report = f"{header}\n\n{table(results, args.device)}\n"
     print(report)
     common.write_report(args.output, report)
     return 0
