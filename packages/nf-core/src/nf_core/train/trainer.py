@@ -152,7 +152,9 @@ class Trainer:
             self.model = nn.parallel.DistributedDataParallel(
                 self.flow, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         if self.config.compile:
-            self.model = torch.compile(self.model)
+            # Training batches all have one shape (drop_last); static shapes also avoid symbolic-shape failures
+            # that some architectures (DenseFlow) hit under automatic dynamic shapes.
+            self.model = torch.compile(self.model, dynamic=False)
         self.metrics = MetricsLog(self.out_dir / "metrics.jsonl", write=self.dist.is_main, start_step=self.step)
 
     @classmethod
