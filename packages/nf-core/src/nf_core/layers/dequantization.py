@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nf_core import noise
+from nf_core.priors import normal_log_prob
 from nf_core.transform import Transform, sum_except_batch
 
 __all__ = ["UniformDequantization", "VariationalDequantization"]
@@ -123,7 +124,7 @@ class VariationalDequantization(_Dequantization):
             raise ValueError(f"the dequantization encoder must return the shape of x, {tuple(x.shape)}, "
                              f"got {tuple(v.shape)}")
         log_sigmoid_det = sum_except_batch(F.logsigmoid(v) + F.logsigmoid(-v))
-        log_q = sum_except_batch(-0.5 * (eps ** 2 + math.log(2 * math.pi))) - encoder_log_det - log_sigmoid_det
+        log_q = sum_except_batch(normal_log_prob(eps)) - encoder_log_det - log_sigmoid_det
         return torch.sigmoid(v), log_q
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
