@@ -79,6 +79,7 @@ OFFICIAL_CONFIGS = {
     "cifar": dict(data_shape=(3, 32, 32), block_config=[6, 4, 1], layers_config=[5, 6, 20],
                   layer_mid_chnls=[48, 48, 48], growth_rate=10),
 }
+DEFAULT_FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "reference" / "denseflow_small.pt"
 OFFICIAL_SETUPS = {
     "small": Setup("official fixture config", DataInfo((3, 16, 16), num_bins=256), train_batch=16, sample_batch=16,
                    eval_images=2, eval_samples=16, eval_sample_batch=8),
@@ -93,7 +94,7 @@ def levels(setup: Setup, batch: int, device: torch.device) -> torch.Tensor:
 
 def measure_training(flow, setup: Setup, device: torch.device, bf16: bool, steps: int) -> tuple[float, float]:
     """Steps per second and peak memory (MiB) of AdamW training steps."""
-    optimizer = torch.optim.AdamW(flow.parameters(), lr=1e-4)
+    optimizer = adamw(flow, fused=True)
     x = levels(setup, setup.train_batch, device)
     flow.train()
 
@@ -160,13 +161,19 @@ def import_official(root: Path):
     return OfficialDenseFlow, iwbo_batched
 
 
-def time_training(flow, loss_fn, x: torch.Tensor, device: torch.device, steps: int) -> float:
-    """Steps per second of AdamW steps on ``loss_fn(flow, x)``."""
-    optimizer = torch.optim.AdamW(flow.parameters(), lr=1e-4)
+def adamw(flow: torch.nn.Module, fused: bool) -> torch.optim.AdamW:
+    """AdamW as nf's Trainer builds it (``fused``) or as the official training script does (the per-tensor loop)."""
+    return torch.optim.AdamW(flow.parameters(), lr=1e-4, fused=fused)
+
+
+def time_training(flow, loss_fn, x: torch.Tensor, device: torch.device, steps: int, bf16: bool, fused: bool) -> float:
+    """Steps per second of AdamW steps on ``loss_fn(flow, x)``, the loss under bf16 autocast when ``bf16``."""
+    optimizer = adamw(flow, fused)
     flow.train()
 
     def step() -> None:
-        loss = loss_fn(flow, x)
+        with common.autocast(device, bf16):
+            loss = loss_fn(flow, x)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -181,57 +188,108 @@ def official_bits_per_dim(flow, x: torch.Tensor) -> torch.Tensor:
     return -flow.log_prob(x).sum() / (math.log(2) * x.numel())
 
 
+def official_model(OfficialDenseFlow, name: str, fixture: Path | None, x: torch.Tensor, device: torch.device):
+    """The official model of configuration ``name``: the reference fixture's weights where they fit, else a fresh one
+    after the official data-dependent ActNorm initialisation on ``x``."""
+    official = OfficialDenseFlow(**OFFICIAL_CONFIGS[name], checkpointing=False)
+    if fixture is not None and fixture.is_file():
+        recorded = torch.load(fixture, map_location="cpu", weights_only=False)
+        if recorded["config"] == OFFICIAL_CONFIGS[name]:
+            official.load_state_dict(recorded["state_dict"])
+            return official.to(device).eval(), "reference fixture"
+    official = official.to(device)
+    with torch.no_grad():
+        official.train()
+        official.log_prob(x)
+    return official.eval(), "fresh, ActNorm initialised"
+
+
+def bf16_error(log_prob, x: torch.Tensor, device: torch.device, num_dims: int) -> float:
+    """Largest |bits/dim under bf16 autocast - bits/dim in fp32| over ``x``, with the same noise draws in both
+    (``log_prob(x)`` must seed its own draws)."""
+    with torch.no_grad():
+        fp32 = log_prob(x)
+        with common.autocast(device, True):
+            bf16 = log_prob(x)
+    return ((bf16 - fp32).abs().max() / (num_dims * math.log(2))).item()
+
+
 def run_official_setup(name: str, device_name: str, train_steps: int, repeats: int, threads: int,
-                       root: Path) -> dict:
-    """nf's and the official DenseFlow at one official configuration, same weights and inputs."""
+                       root: Path, fixture: Path | None) -> dict:
+    """The official DenseFlow (fp32, as its scripts run it) and nf's (fp32 and bf16 autocast) at one official
+    configuration, from the same weights and on the same inputs."""
     torch.set_num_threads(threads)
     device = torch.device(device_name)
     setup = OFFICIAL_SETUPS[name]
     OfficialDenseFlow, iwbo_batched = import_official(root)
     torch.manual_seed(0)
-    official = OfficialDenseFlow(**OFFICIAL_CONFIGS[name], checkpointing=False).to(device)
     x = levels(setup, setup.train_batch, device)
-    with torch.no_grad():
-        official.train()
-        official.log_prob(x)  # the data-dependent ActNorm initialisation, so that both start from the same weights
-    ours = from_official_state_dict(official.state_dict(), OFFICIAL_CONFIGS[name]).to(device)
-    result = dict(name=name, setup=setup, params=sum(p.numel() for p in ours.parameters()),
+    official, weights = official_model(OfficialDenseFlow, name, fixture, x, device)
+    ours = from_official_state_dict(official.state_dict(), OFFICIAL_CONFIGS[name]).to(device).eval()
+    num_dims = math.prod(setup.data.shape)
+    result = dict(name=name, setup=setup, weights=weights, params=sum(p.numel() for p in ours.parameters()),
                   official_params=sum(p.numel() for p in official.parameters()))
-    result["steps_per_s"] = time_training(ours, lambda flow, x: flow.bits_per_dim(x).mean(), x, device, train_steps)
-    result["official_steps_per_s"] = time_training(official, official_bits_per_dim, x, device, train_steps)
 
-    generator = torch.Generator(device=device).manual_seed(0)
+    def seeded_official_log_prob(x: torch.Tensor) -> torch.Tensor:
+        torch.manual_seed(1)
+        return official.log_prob(x)
+
+    result["official_bf16_error"] = bf16_error(seeded_official_log_prob, x, device, num_dims)
+    result["bf16_error"] = bf16_error(
+        lambda x: ours.log_prob(x, noise=torch.Generator(device=device).manual_seed(1)), x, device, num_dims)
+
+    result["official_steps_per_s"] = time_training(official, official_bits_per_dim, x, device, train_steps,
+                                                   bf16=False, fused=False)
+    for precision, bf16 in (("fp32", False), ("bf16", True)):
+        result[f"steps_per_s_{precision}"] = time_training(
+            ours, lambda flow, x: flow.bits_per_dim(x).mean(), x, device, train_steps, bf16=bf16, fused=True)
+
     n = setup.sample_batch
-    result["images_per_s"] = n / common.seconds_per_call(lambda: ours.sample(n, generator=generator), device, repeats)
+    generator = torch.Generator(device=device).manual_seed(0)
     with torch.no_grad():
         result["official_images_per_s"] = n / common.seconds_per_call(lambda: official.sample(n), device, repeats)
-
     x_eval = levels(setup, setup.eval_images, device)
     k, kbs = setup.eval_samples, setup.eval_sample_batch
-    result["eval_s_per_image"] = common.seconds_per_call(
-        lambda: ours.importance_weighted_log_prob(x_eval, num_samples=k, sample_batch_size=kbs, noise=generator),
-        device, calls=1) / setup.eval_images
     with torch.no_grad():
         result["official_eval_s_per_image"] = common.seconds_per_call(
             lambda: iwbo_batched(official, x_eval, k, kbs), device, calls=1) / setup.eval_images
+    for precision, bf16 in (("fp32", False), ("bf16", True)):
+        with common.autocast(device, bf16):
+            result[f"images_per_s_{precision}"] = n / common.seconds_per_call(
+                lambda: ours.sample(n, generator=generator), device, repeats)
+            result[f"eval_s_per_image_{precision}"] = common.seconds_per_call(
+                lambda: ours.importance_weighted_log_prob(x_eval, num_samples=k, sample_batch_size=kbs,
+                                                          noise=generator), device, calls=1) / setup.eval_images
     return result
 
 
 def official_table(results: list[dict]) -> str:
-    lines = ["| config | image | params (nf / official) | train batch | train steps/s: nf | official | nf/official | "
-             "sample batch | sampling img/s: nf | official | nf/official | K | draws per pass | "
-             "K-sample eval s/image: nf | official | nf/official |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    """Speed: the official code and nf in fp32 and bf16; the last column of each group is the official time over nf's
+    bf16 time (above 1: nf is faster)."""
+    lines = ["| config | image | params (nf / official) | train batch | train steps/s: official | nf fp32 | nf bf16 | "
+             "speed-up | sample batch | sampling img/s: official | nf fp32 | nf bf16 | speed-up | K | draws per pass | "
+             "K-sample eval s/image: official | nf fp32 | nf bf16 | speed-up |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         s = r["setup"]
         lines.append(
             f"| {r['name']} ({s.preset}) | {'x'.join(map(str, s.data.shape))} | {r['params'] / 1e6:.2f} M / "
-            f"{r['official_params'] / 1e6:.2f} M | {s.train_batch} | {r['steps_per_s']:.3g} | "
-            f"{r['official_steps_per_s']:.3g} | {r['steps_per_s'] / r['official_steps_per_s']:.2f} | "
-            f"{s.sample_batch} | {r['images_per_s']:.3g} | {r['official_images_per_s']:.3g} | "
-            f"{r['images_per_s'] / r['official_images_per_s']:.2f} | {s.eval_samples} | {s.eval_sample_batch} | "
-            f"{r['eval_s_per_image']:.3g} | {r['official_eval_s_per_image']:.3g} | "
-            f"{r['eval_s_per_image'] / r['official_eval_s_per_image']:.2f} |")
+            f"{r['official_params'] / 1e6:.2f} M | {s.train_batch} | {r['official_steps_per_s']:.3g} | "
+            f"{r['steps_per_s_fp32']:.3g} | {r['steps_per_s_bf16']:.3g} | "
+            f"{r['steps_per_s_bf16'] / r['official_steps_per_s']:.2f}x | {s.sample_batch} | "
+            f"{r['official_images_per_s']:.3g} | {r['images_per_s_fp32']:.3g} | {r['images_per_s_bf16']:.3g} | "
+            f"{r['images_per_s_bf16'] / r['official_images_per_s']:.2f}x | {s.eval_samples} | {s.eval_sample_batch} | "
+            f"{r['official_eval_s_per_image']:.3g} | {r['eval_s_per_image_fp32']:.3g} | "
+            f"{r['eval_s_per_image_bf16']:.3g} | {r['official_eval_s_per_image'] / r['eval_s_per_image_bf16']:.2f}x |")
+    return "\n".join(lines)
+
+
+def accuracy_table(results: list[dict]) -> str:
+    """What bf16 autocast does to the likelihood: nf's and the official code run under the same autocast."""
+    lines = ["| config | weights | largest bits/dim change under bf16 autocast: nf | official |", "|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r['name']} ({r['setup'].preset}) | {r['weights']} | {r['bf16_error']:.2g} | "
+                     f"{r['official_bf16_error']:.2g} |")
     return "\n".join(lines)
 
 
@@ -251,22 +309,25 @@ def table(results: list[dict], device: str) -> str:
 
 def main() -> int:
     parser = common.make_parser(__doc__.splitlines()[0], output_help="Markdown file for the tables",
-                                bf16_help="bf16 autocast (CUDA only)")
+                                bf16_help="bf16 autocast (CUDA, or a CPU with native bf16)")
     common.add_setup_arguments(parser, list(SETUPS), train_steps=2, repeats=1,
                                repeats_help="timed sampling calls per setup")
     parser.add_argument("--official-root", type=Path, default=None, metavar="PATH",
                         help="folder holding the official DenseFlow and survae_flows checkouts: compare with them")
+    parser.add_argument("--fixture", type=Path, default=DEFAULT_FIXTURE, metavar="FILE",
+                        help="with --official-root: the reference fixture whose official weights the 'small' "
+                             "configuration uses where the file exists (default: %(default)s)")
     args = common.parse_args(parser)
     if args.official_root is not None:
         if args.bf16:
-            parser.error("--official-root compares fp32 runs only")
+            parser.error("--official-root always measures nf in fp32 and in bf16; leave out --bf16")
         if args.threads:
             torch.set_num_threads(args.threads)
         jobs = [(name, args.device, args.train_steps, args.repeats, torch.get_num_threads(),
-                 args.official_root.resolve()) for name in args.configs]
+                 args.official_root.resolve(), args.fixture) for name in args.configs]
         results = common.run_each(run_official_setup, jobs, fresh_process=args.device == "cpu")
         header = common.report_header("DenseFlow: nf against the official implementation", args.device, False)
-        report = f"{header}\n\n{official_table(results)}\n"
+        report = f"{header}\n\n{official_table(results)}\n\n{accuracy_table(results)}\n"
     else:
         results = common.run_setups(run_setup, args)
         header = common.report_header("DenseFlow benchmark", args.device, args.bf16)

@@ -127,7 +127,8 @@ def table(results: list[dict], device: str) -> str:
 
 
 def main() -> int:
-    parser = common.make_parser(__doc__.splitlines()[0], bf16_help="bf16 autocast of the Transformers (CUDA only)")
+    parser = common.make_parser(__doc__.splitlines()[0],
+                                bf16_help="bf16 autocast of the Transformers (CUDA, or a CPU with native bf16)")
     common.add_setup_arguments(parser, list(SETUPS), train_steps=10, repeats=2,
                                repeats_help="timed sampling calls per setting")
     args = common.parse_args(parser)

@@ -105,3 +105,20 @@ def test_data_parallel_prefix_is_removed(fixture, model):
     loaded = from_official_state_dict(prefixed, fixture["config"]).state_dict()
     for name, value in model.state_dict().items():
         assert torch.equal(loaded[name], value), name
+
+
+def test_bf16_autocast_keeps_the_likelihood_and_the_samples(fixture, model):
+    """Under bf16 autocast the coupling networks run in bf16 and the data path stays in float32.
+
+    Measured on the 2-core development machine: ``log_prob`` moves by at most 0.005 nats of ~4550 (3e-5 bits/dim) and
+    2 of the 2304 sampled levels move by one. The official code under the same autocast moves ``log_prob`` by 3.5 nats
+    and 692 levels, because its 1x1 convolutions and pseudo-inverses then run in bf16.
+    """
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        total = model.log_prob(fixture["x"], noise=noise.Replay(fixture["log_prob_noise"]))
+    assert total.dtype == torch.float32
+    torch.testing.assert_close(total, fixture["log_prob"], rtol=0, atol=0.05)
+    with torch.autocast("cpu", dtype=torch.bfloat16), noise.use(noise.Replay(fixture["sample_noise"])):
+        samples = model.sample(3).long()
+    moved = samples - fixture["samples"]
+    assert moved.abs().max() <= 1 and (moved != 0).sum() <= 12

@@ -49,3 +49,20 @@ def test_mixes_channels_like_a_1x1_convolution():
 def test_wrong_channel_count_is_an_error():
     with pytest.raises(ValueError, match="InvertibleConv1x1 expects input of shape"):
         InvertibleConv1x1(3)(torch.randn(2, 4, 2, 2))
+
+
+@pytest.mark.parametrize("lu", [True, False])
+def test_bf16_autocast_leaves_the_data_path_in_float32(lu):
+    """Under autocast only the coupling networks should run in bf16: a bf16 mixing would round the latent at every
+    layer (8 bits of mantissa) and break the round trip."""
+    torch.manual_seed(0)
+    layer = InvertibleConv1x1(8, lu=lu)
+    x = torch.randn(2, 8, 3, 3)
+    with torch.no_grad():
+        z, log_det = layer(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            z_autocast, log_det_autocast = layer(x)
+            x_back, _ = layer.inverse(z_autocast)
+    assert z_autocast.dtype == log_det_autocast.dtype == torch.float32
+    assert torch.equal(z_autocast, z) and torch.equal(log_det_autocast, log_det)
+    torch.testing.assert_close(x_back, x, atol=1e-5, rtol=0)

@@ -19,8 +19,9 @@ from torch import Tensor, nn
 
 from nf_core import Sequential, Transform
 from nf_core.layers import ActNorm, AffineCoupling, Augment, ChannelSwap, InvertibleConv1x1
+from nf_core.layers.conditioning import at_least_float32
 from nf_denseflow.coupling_net import DenseAttentionNet
-from nf_denseflow.nets import at_least_float32, zero_init
+from nf_denseflow.nets import zero_init
 
 __all__ = ["NoiseConditioner", "DenseFlowBlock", "glow_module"]
 
@@ -30,7 +31,8 @@ class NoiseConditioner(nn.Module):
 
     Called by :class:`nf_core.layers.Augment` as ``conditioner(y, history)``; the representation ``y`` being
     augmented is not an input of ``g_i``, the concatenated ``history`` is. The log-scale is bounded as
-    ``2 tanh(s / 2)``. Returns ``[mu, log sigma]`` (the ``"halves"`` layout), at least in float32.
+    ``2 tanh(s / 2)``, in (at least) float32 also under autocast. Returns ``[mu, log sigma]`` (the ``"halves"``
+    layout).
     """
 
     def __init__(self, in_channels: int, noise_channels: int, hidden_factor: int = 4) -> None:

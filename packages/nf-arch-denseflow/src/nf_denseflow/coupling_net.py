@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from nf_denseflow.attention import NystromAttention
-from nf_denseflow.nets import DenseBlock, at_least_float32, zero_init
+from nf_denseflow.nets import DenseBlock, zero_init
 
 __all__ = ["DenseAttentionNet"]
 
@@ -15,8 +15,7 @@ class DenseAttentionNet(nn.Module):
     """A 1x1 projection, then a dense block and Nyström self-attention side by side, fused by BatchNorm-ReLU-Conv.
 
     ``h = project(x)``; ``output(fuse([attention(h), dense(h)]))``. The output convolution starts at zero so that the
-    coupling it parametrises starts as the identity. The result is at least float32 (see
-    :func:`~nf_denseflow.nets.at_least_float32`).
+    coupling it parametrises starts as the identity.
 
     Args:
         in_channels: channels of the conditioning half.
@@ -44,4 +43,4 @@ class DenseAttentionNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         h = self.project(x)
         h = self.fuse(torch.cat([self.attention(h), self.dense(h)], dim=1))
-        return at_least_float32(self.output(h))
+        return self.output(h)

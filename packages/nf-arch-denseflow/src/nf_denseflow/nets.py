@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ["GatedConv2d", "DenseLayer", "DenseBlock", "ResidualDenseNet", "at_least_float32", "zero_init"]
+__all__ = ["GatedConv2d", "DenseLayer", "DenseBlock", "ResidualDenseNet", "zero_init"]
 
 
 def zero_init(conv: nn.Conv2d) -> nn.Conv2d:
@@ -21,15 +21,6 @@ def zero_init(conv: nn.Conv2d) -> nn.Conv2d:
     if conv.bias is not None:
         nn.init.zeros_(conv.bias)
     return conv
-
-
-def at_least_float32(x: Tensor) -> Tensor:
-    """``x`` in float32 if it is in a half-precision type (as under bf16 autocast), else unchanged.
-
-    The networks that parametrise layers return their outputs through this, so that log-scales, shifts and the
-    log-determinants summed from them stay in (at least) float32 when the networks run in bfloat16.
-    """
-    return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
 class GatedConv2d(nn.Module):
@@ -91,8 +82,7 @@ class DenseBlock(nn.Module):
 class ResidualDenseNet(nn.Module):
     """``output(h + dense(h))`` with ``h = project(x)``: the coupling network of the variational dequantizer.
 
-    ``output`` is initialised to zero, so the coupling it parametrises starts as the identity. The result is at least
-    float32 (see :func:`at_least_float32`).
+    ``output`` is initialised to zero, so the coupling it parametrises starts as the identity.
     """
 
     def __init__(self, in_channels: int, out_channels: int, mid_channels: int, depth: int, growth: int) -> None:
@@ -103,4 +93,4 @@ class ResidualDenseNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.project(x)
-        return at_least_float32(self.output(h + self.dense(h)))
+        return self.output(h + self.dense(h))

@@ -2,20 +2,31 @@
 
 A conditioner is any :class:`torch.nn.Module`. Layers call it as ``net(h)`` when the flow has no context and as
 ``net(h, context)`` when it has one, so the same rule holds for couplings, splits and augmentations.
+
+Under bf16 autocast the networks compute in bf16 while the layers stay in float32: a layer reads its network's output
+in (at least) float32, so that the values it transforms and the log-determinants summed over thousands of elements
+keep float32 precision. Any function of the conditioning input gives an exact inverse and log-determinant, so this
+mixed precision changes the model slightly but never makes its likelihood approximate.
 """
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
-__all__ = ["PARAM_LAYOUTS", "check_choice", "gaussian_params", "run_conditioner", "split_params"]
+__all__ = ["PARAM_LAYOUTS", "at_least_float32", "check_choice", "gaussian_params", "run_conditioner", "split_params"]
 
 PARAM_LAYOUTS = ("halves", "interleaved")
 
 
+def at_least_float32(x: Tensor) -> Tensor:
+    """``x`` in float32 if it is in a half-precision type (as under bf16 autocast), else unchanged."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def run_conditioner(net: nn.Module, h: Tensor, context: Tensor | None) -> Tensor:
-    """``net(h)`` without context, ``net(h, context)`` with one."""
-    return net(h) if context is None else net(h, context)
+    """``net(h)`` without context, ``net(h, context)`` with one; the result at least in float32."""
+    return at_least_float32(net(h) if context is None else net(h, context))
 
 
 def split_params(h: Tensor, layout: str) -> tuple[Tensor, Tensor]:

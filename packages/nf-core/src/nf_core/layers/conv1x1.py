@@ -19,7 +19,9 @@ class InvertibleConv1x1(Transform):
     permutation ``P`` and signs, a unit lower-triangular ``L`` (parameter ``lower``), a strictly upper-triangular ``U``
     (parameter ``upper``) and ``log_diag``, so that ``log |det W| = sum(log_diag)``.
 
-    Works on vectors ``(B, C)`` and on ``(B, C, *spatial)``.
+    Works on vectors ``(B, C)`` and on ``(B, C, *spatial)``. The mixing runs in the dtype of its input even under
+    autocast: it is on the data path, where rounding to bfloat16 would perturb the latent and the likelihood at every
+    layer and make the inverse inexact (the networks of the couplings are where autocast pays off).
     """
 
     def __init__(self, num_channels: int, lu: bool = True) -> None:
@@ -54,12 +56,14 @@ class InvertibleConv1x1(Transform):
 
     def _mix(self, matrix: Tensor, x: Tensor) -> Tensor:
         check_channels("InvertibleConv1x1", x, self.num_channels)
-        return torch.einsum("ij,bj...->bi...", matrix, x)
+        return torch.einsum("ij,bj...->bi...", matrix.to(x.dtype), x)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        log_det = (self.log_abs_det() * positions(x)).repeat(x.shape[0])
-        return self._mix(self.matrix(), x), log_det
+        with torch.autocast(x.device.type, enabled=False):
+            log_det = (self.log_abs_det() * positions(x)).repeat(x.shape[0])
+            return self._mix(self.matrix(), x), log_det
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        log_det = (self.log_abs_det() * positions(z)).repeat(z.shape[0])
-        return self._mix(torch.linalg.inv(self.matrix()), z), -log_det
+        with torch.autocast(z.device.type, enabled=False):
+            log_det = (self.log_abs_det() * positions(z)).repeat(z.shape[0])
+            return self._mix(torch.linalg.inv(self.matrix()), z), -log_det

@@ -35,8 +35,10 @@ class EMA:
     def update(self, model: nn.Module, num_updates: int) -> None:
         """Move the average towards the current weights of ``model`` (the ``num_updates``-th update)."""
         weight = 1 - self.decay_at(num_updates)
-        for average, current in zip(self.model.parameters(), model.parameters(), strict=True):
-            average.lerp_(current, weight)
+        averages, currents = list(self.model.parameters()), list(model.parameters())
+        if len(averages) != len(currents):
+            raise ValueError(f"EMA of a model with {len(averages)} parameters updated from one with {len(currents)}")
+        torch._foreach_lerp_(averages, currents, weight)
         for average, buffer in zip(self.model.buffers(), model.buffers(), strict=True):
             average.copy_(buffer)
 
