@@ -66,3 +66,36 @@ def test_bf16_autocast_leaves_the_data_path_in_float32(lu):
     assert z_autocast.dtype == log_det_autocast.dtype == torch.float32
     assert torch.equal(z_autocast, z) and torch.equal(log_det_autocast, log_det)
     torch.testing.assert_close(x_back, x, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("lu", [True, False])
+def test_matrices_reused_without_autograd_follow_every_parameter_change(lu, monkeypatch):
+    inversions = []
+    inv = torch.linalg.inv
+    monkeypatch.setattr(torch.linalg, "inv", lambda matrix: inversions.append(1) or inv(matrix))
+    torch.manual_seed(0)
+    layer = InvertibleConv1x1(5, lu=lu)
+    z = torch.randn(2, 5, 3, 3)
+
+    def fresh_inverse() -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.enable_grad():
+            x, log_det = layer.inverse(z)
+        return x.detach(), log_det.detach()
+
+    with torch.no_grad():
+        first = layer.inverse(z)
+        torch.testing.assert_close(layer.inverse(z), first, rtol=0, atol=0)
+        assert len(inversions) == 1  # W^-1 was stored, not computed again
+        torch.testing.assert_close(first, fresh_inverse(), rtol=0, atol=0)
+        for parameter in layer.parameters():  # an optimizer step, in place
+            parameter.add_(0.1 * torch.randn_like(parameter))
+        second = layer.inverse(z)
+        torch.testing.assert_close(second, fresh_inverse(), rtol=0, atol=0)
+        assert not torch.allclose(second[0], first[0])
+        layer.load_state_dict({k: v + 0.05 for k, v in layer.state_dict().items()
+                               if k in dict(layer.named_parameters())}, strict=False)
+        torch.testing.assert_close(layer.inverse(z), fresh_inverse(), rtol=0, atol=0)
+        x, log_det = layer(layer.inverse(z)[0])
+        torch.testing.assert_close(x, z, atol=1e-5, rtol=0)
+        layer64 = layer.double()
+        assert layer64.inverse(z.double())[0].dtype == torch.float64

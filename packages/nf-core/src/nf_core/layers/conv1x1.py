@@ -28,6 +28,8 @@ class InvertibleConv1x1(Transform):
         super().__init__()
         self.num_channels = int(num_channels)
         self.lu = bool(lu)
+        self._cache_key: tuple = ()
+        self._cache: dict[bool, tuple[Tensor, Tensor]] = {}
         rotation, _ = torch.linalg.qr(torch.randn(self.num_channels, self.num_channels))
         if not self.lu:
             self.weight = nn.Parameter(rotation)
@@ -54,16 +56,34 @@ class InvertibleConv1x1(Transform):
         """``log |det W|``."""
         return self.log_diag.sum() if self.lu else torch.linalg.slogdet(self.weight).logabsdet
 
+    def _mixing(self, inverse: bool) -> tuple[Tensor, Tensor]:
+        """``(W, log |det W|)``, or ``(W^-1, log |det W|)``.
+
+        Without autograd (sampling, evaluation) both are computed once and reused until a parameter changes (an
+        in-place update bumps its version counter, ``.to()`` moves it): building and inverting the large ``C x C``
+        matrices of a deep flow's last levels at every call costs about a tenth of DenseFlow's sampling time.
+        """
+        if torch.is_grad_enabled():
+            matrix = self.matrix()
+            return (torch.linalg.inv(matrix) if inverse else matrix), self.log_abs_det()
+        key = tuple((p.data_ptr(), p._version) for p in self.parameters())
+        if key != self._cache_key:
+            self._cache_key, self._cache = key, {}
+        if inverse not in self._cache:
+            matrix = self.matrix()
+            self._cache[inverse] = (torch.linalg.inv(matrix) if inverse else matrix), self.log_abs_det()
+        return self._cache[inverse]
+
     def _mix(self, matrix: Tensor, x: Tensor) -> Tensor:
         check_channels("InvertibleConv1x1", x, self.num_channels)
         return torch.einsum("ij,bj...->bi...", matrix.to(x.dtype), x)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         with torch.autocast(x.device.type, enabled=False):
-            log_det = (self.log_abs_det() * positions(x)).repeat(x.shape[0])
-            return self._mix(self.matrix(), x), log_det
+            matrix, log_abs_det = self._mixing(inverse=False)
+            return self._mix(matrix, x), (log_abs_det * positions(x)).repeat(x.shape[0])
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         with torch.autocast(z.device.type, enabled=False):
-            log_det = (self.log_abs_det() * positions(z)).repeat(z.shape[0])
-            return self._mix(torch.linalg.inv(self.matrix()), z), -log_det
+            inverse_matrix, log_abs_det = self._mixing(inverse=True)
+            return self._mix(inverse_matrix, z), -(log_abs_det * positions(z)).repeat(z.shape[0])

@@ -33,7 +33,8 @@ class TrainConfig:
             warms up over the first steps, see :class:`nf_core.train.EMA`); the average is what validation, samples
             and the final report use.
         seed: seeds model initialisation, data order and every noise draw.
-        precision: ``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``fp32`` or ``bf16``; evaluation is always fp32.
+        precision: ``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``fp32`` or ``bf16`` (on CPU it pays off where the
+            CPU has native bf16 arithmetic); evaluation is always fp32.
         compile: run the training step's model through ``torch.compile``.
         device: ``auto``, ``cpu`` or ``cuda`` (a distributed run uses ``cuda:LOCAL_RANK``).
         cpu_threads: PyTorch's intra-op threads when training on the CPU (unset: PyTorch's default, one per core).
