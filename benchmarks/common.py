@@ -70,6 +70,22 @@ def seconds_per_call(fn: Callable[[], Any], device: torch.device, calls: int, wa
     return (time.perf_counter() - start) / calls
 
 
+def best_seconds_per_call(fns: dict[str, Callable[[], Any]], device: torch.device, calls: int, rounds: int,
+                          warmup: int = 1) -> dict[str, float]:
+    """Seconds per call of each of ``fns``, which take turns: after ``warmup`` calls of each, ``rounds`` rounds in
+    which every function runs ``calls`` times (in reverse order every other round). The best round of each is
+    reported: on a shared machine it is the one least slowed down by other work, and taking turns exposes every
+    function to the same background load."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    best = dict.fromkeys(fns, float("inf"))
+    for round_ in range(rounds):
+        for name in (list(fns) if round_ % 2 == 0 else list(reversed(fns))):
+            best[name] = min(best[name], seconds_per_call(fns[name], device, calls, warmup=0))
+    return best
+
+
 def peak_rss_mib() -> float:
     """Peak resident set size of this process in MiB (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -156,10 +172,13 @@ def command_line() -> str:
     return shlex.join(["python", f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]])
 
 
-def report_header(title: str, device: str, bf16: bool) -> str:
-    """``<title> on <device> (<hardware>), <precision>, torch <version>; `<command>```: a report's first line."""
-    return (f"{title} on {device} ({describe_hardware(device)}), {'bf16 autocast' if bf16 else 'fp32'}, "
-            f"torch {torch.__version__}; `{command_line()}`")
+def report_header(title: str, device: str, bf16: bool, precision: str | None = None) -> str:
+    """``<title> on <device> (<hardware>), <precision>, torch <version>; `<command>```: a report's first line.
+
+    The precision is ``"bf16 autocast"`` or ``"fp32"`` after ``bf16``, unless ``precision`` describes it."""
+    precision = precision or ("bf16 autocast" if bf16 else "fp32")
+    return (f"{title} on {device} ({describe_hardware(device)}), {precision}, torch {torch.__version__}; "
+            f"`{command_line()}`")
 
 
 def write_report(path: Path | None, text: str) -> None:

@@ -12,15 +12,19 @@ table (and writes it to ``--output``):
 
 With ``--official-root PATH`` it instead compares nf's DenseFlow with the official implementation
 (matejgrcic/DenseFlow, built on didriknielsen/survae_flows) at the official constructor arguments: ``small`` is the
-reference fixture's configuration (3x16x16, blocks [2, 2, 1], modules [1, 1, 2], 8 channels, growth 4), ``cifar`` is
-DenseFlow-74-10 (3x32x32, blocks [6, 4, 1], modules [5, 6, 20], 48 channels, growth 10), both without gradient
-checkpointing (the official training script's default). In one process per configuration, the official model is
-built and its ActNorm initialised on the batch, and nf's model is loaded from its state dict
+reference fixture's configuration (3x16x16, blocks [2, 2, 1], modules [1, 1, 2], 8 channels, growth 4) with the
+fixture's weights where ``--fixture`` exists, ``cifar`` is DenseFlow-74-10 (3x32x32, blocks [6, 4, 1], modules
+[5, 6, 20], 48 channels, growth 10), fresh and ActNorm-initialised on the batch; both without gradient checkpointing
+(the official training script's default). nf's model is loaded from the official model's state dict
 (``nf_denseflow.from_official_state_dict``), so both compute the same function of the same weights on the same
-inputs. Timed: one AdamW step on the official training loss (bits/dim of the single-sample bound), ``sample`` in eval
-mode, and the K-sample importance-weighted bound the way the official ``eval_loglik.py`` computes it
-(``denseflow.utils.iwbo_batched`` under ``torch.no_grad``: K/kbs passes over the batch repeated kbs times). Peak
-memory is not compared (both models share one process). ``PATH`` must hold the two checkouts::
+inputs. Three variants are timed, taking turns (``--repeats`` rounds, the best round of each reported): the official
+code as its scripts run it (fp32; ``torch.optim.AdamW`` with its per-tensor loop, the official default), nf in fp32
+and nf under bf16 autocast (both with the fused AdamW of nf's Trainer). Timed: AdamW steps on the training loss
+(bits/dim of the single-sample bound), ``sample`` in eval mode, and the K-sample importance-weighted bound the way the
+official ``eval_loglik.py`` computes it (``denseflow.utils.iwbo_batched`` under ``torch.no_grad``: K/kbs passes over
+the batch repeated kbs times). A second table gives the largest change of bits/dim that bf16 autocast causes, for nf
+and for the official code under the same autocast, with the same noise draws. Peak memory is not compared (all
+variants share one process). ``PATH`` must hold the two checkouts::
 
     PATH/DenseFlow/experiments/image/model/dense_flow.py   (the official model, imported as model.dense_flow)
     PATH/DenseFlow/denseflow/...                           (the repository's survae fork)
@@ -166,21 +170,19 @@ def adamw(flow: torch.nn.Module, fused: bool) -> torch.optim.AdamW:
     return torch.optim.AdamW(flow.parameters(), lr=1e-4, fused=fused)
 
 
-def time_training(flow, loss_fn, x: torch.Tensor, device: torch.device, steps: int, bf16: bool, fused: bool) -> float:
-    """Steps per second of AdamW steps on ``loss_fn(flow, x)``, the loss under bf16 autocast when ``bf16``."""
+def training_step(flow, loss_fn, x: torch.Tensor, device: torch.device, bf16: bool, fused: bool):
+    """One AdamW step on ``loss_fn(flow, x)``, the loss under bf16 autocast when ``bf16``."""
     optimizer = adamw(flow, fused)
-    flow.train()
 
     def step() -> None:
+        flow.train()
         with common.autocast(device, bf16):
             loss = loss_fn(flow, x)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
-    seconds = common.seconds_per_call(step, device, steps)
-    flow.eval()
-    return 1 / seconds
+    return step
 
 
 def official_bits_per_dim(flow, x: torch.Tensor) -> torch.Tensor:
@@ -238,49 +240,59 @@ def run_official_setup(name: str, device_name: str, train_steps: int, repeats: i
     result["bf16_error"] = bf16_error(
         lambda x: ours.log_prob(x, noise=torch.Generator(device=device).manual_seed(1)), x, device, num_dims)
 
-    result["official_steps_per_s"] = time_training(official, official_bits_per_dim, x, device, train_steps,
-                                                   bf16=False, fused=False)
-    for precision, bf16 in (("fp32", False), ("bf16", True)):
-        result[f"steps_per_s_{precision}"] = time_training(
-            ours, lambda flow, x: flow.bits_per_dim(x).mean(), x, device, train_steps, bf16=bf16, fused=True)
+    def nf_bits_per_dim(flow, x: torch.Tensor) -> torch.Tensor:
+        return flow.bits_per_dim(x).mean()
+
+    variants = {"official": (official, False), "fp32": (ours, False), "bf16": (ours, True)}
+    seconds = common.best_seconds_per_call(
+        {name: training_step(flow, official_bits_per_dim if name == "official" else nf_bits_per_dim, x, device,
+                             bf16, fused=name != "official")
+         for name, (flow, bf16) in variants.items()}, device, train_steps, repeats)
+    official.eval()
+    ours.eval()
+    result["steps_per_s"] = {name: 1 / s for name, s in seconds.items()}
 
     n = setup.sample_batch
     generator = torch.Generator(device=device).manual_seed(0)
-    with torch.no_grad():
-        result["official_images_per_s"] = n / common.seconds_per_call(lambda: official.sample(n), device, repeats)
     x_eval = levels(setup, setup.eval_images, device)
     k, kbs = setup.eval_samples, setup.eval_sample_batch
-    with torch.no_grad():
-        result["official_eval_s_per_image"] = common.seconds_per_call(
-            lambda: iwbo_batched(official, x_eval, k, kbs), device, calls=1) / setup.eval_images
-    for precision, bf16 in (("fp32", False), ("bf16", True)):
-        with common.autocast(device, bf16):
-            result[f"images_per_s_{precision}"] = n / common.seconds_per_call(
-                lambda: ours.sample(n, generator=generator), device, repeats)
-            result[f"eval_s_per_image_{precision}"] = common.seconds_per_call(
-                lambda: ours.importance_weighted_log_prob(x_eval, num_samples=k, sample_batch_size=kbs,
-                                                          noise=generator), device, calls=1) / setup.eval_images
+
+    def in_precision(fn, bf16: bool):
+        def run() -> None:
+            with torch.no_grad(), common.autocast(device, bf16):
+                fn()
+        return run
+
+    seconds = common.best_seconds_per_call(
+        {"official": in_precision(lambda: official.sample(n), False)}
+        | {name: in_precision(lambda: ours.sample(n, generator=generator), bf16)
+           for name, (_, bf16) in variants.items() if name != "official"}, device, 1, repeats)
+    result["images_per_s"] = {name: n / s for name, s in seconds.items()}
+    seconds = common.best_seconds_per_call(
+        {"official": in_precision(lambda: iwbo_batched(official, x_eval, k, kbs), False)}
+        | {name: in_precision(lambda: ours.importance_weighted_log_prob(x_eval, num_samples=k, sample_batch_size=kbs,
+                                                                        noise=generator), bf16)
+           for name, (_, bf16) in variants.items() if name != "official"}, device, 1, repeats)
+    result["eval_s_per_image"] = {name: s / setup.eval_images for name, s in seconds.items()}
     return result
 
 
 def official_table(results: list[dict]) -> str:
-    """Speed: the official code and nf in fp32 and bf16; the last column of each group is the official time over nf's
-    bf16 time (above 1: nf is faster)."""
+    """Speed: the official code and nf in fp32 and bf16; "speed-up" is the official time over nf's bf16 time."""
     lines = ["| config | image | params (nf / official) | train batch | train steps/s: official | nf fp32 | nf bf16 | "
              "speed-up | sample batch | sampling img/s: official | nf fp32 | nf bf16 | speed-up | K | draws per pass | "
              "K-sample eval s/image: official | nf fp32 | nf bf16 | speed-up |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
-        s = r["setup"]
+        s, train, sample, evaluate = r["setup"], r["steps_per_s"], r["images_per_s"], r["eval_s_per_image"]
         lines.append(
             f"| {r['name']} ({s.preset}) | {'x'.join(map(str, s.data.shape))} | {r['params'] / 1e6:.2f} M / "
-            f"{r['official_params'] / 1e6:.2f} M | {s.train_batch} | {r['official_steps_per_s']:.3g} | "
-            f"{r['steps_per_s_fp32']:.3g} | {r['steps_per_s_bf16']:.3g} | "
-            f"{r['steps_per_s_bf16'] / r['official_steps_per_s']:.2f}x | {s.sample_batch} | "
-            f"{r['official_images_per_s']:.3g} | {r['images_per_s_fp32']:.3g} | {r['images_per_s_bf16']:.3g} | "
-            f"{r['images_per_s_bf16'] / r['official_images_per_s']:.2f}x | {s.eval_samples} | {s.eval_sample_batch} | "
-            f"{r['official_eval_s_per_image']:.3g} | {r['eval_s_per_image_fp32']:.3g} | "
-            f"{r['eval_s_per_image_bf16']:.3g} | {r['official_eval_s_per_image'] / r['eval_s_per_image_bf16']:.2f}x |")
+            f"{r['official_params'] / 1e6:.2f} M | {s.train_batch} | {train['official']:.3g} | {train['fp32']:.3g} | "
+            f"{train['bf16']:.3g} | {train['bf16'] / train['official']:.2f}x | {s.sample_batch} | "
+            f"{sample['official']:.3g} | {sample['fp32']:.3g} | {sample['bf16']:.3g} | "
+            f"{sample['bf16'] / sample['official']:.2f}x | {s.eval_samples} | {s.eval_sample_batch} | "
+            f"{evaluate['official']:.3g} | {evaluate['fp32']:.3g} | {evaluate['bf16']:.3g} | "
+            f"{evaluate['official'] / evaluate['bf16']:.2f}x |")
     return "\n".join(lines)
 
 
@@ -326,7 +338,8 @@ def main() -> int:
         jobs = [(name, args.device, args.train_steps, args.repeats, torch.get_num_threads(),
                  args.official_root.resolve(), args.fixture) for name in args.configs]
         results = common.run_each(run_official_setup, jobs, fresh_process=args.device == "cpu")
-        header = common.report_header("DenseFlow: nf against the official implementation", args.device, False)
+        header = common.report_header("DenseFlow: nf against the official implementation", args.device, False,
+                                      precision="official in fp32, nf in fp32 and under bf16 autocast")
         report = f"{header}\n\n{official_table(results)}\n\n{accuracy_table(results)}\n"
     else:
         results = common.run_setups(run_setup, args)
