@@ -43,6 +43,7 @@ Usage::
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from dataclasses import dataclass
@@ -98,17 +99,7 @@ def levels(setup: Setup, batch: int, device: torch.device) -> torch.Tensor:
 
 def measure_training(flow, setup: Setup, device: torch.device, bf16: bool, steps: int) -> tuple[float, float]:
     """Steps per second and peak memory (MiB) of AdamW training steps."""
-    optimizer = adamw(flow, fused=True)
-    x = levels(setup, setup.train_batch, device)
-    flow.train()
-
-    def step() -> None:
-        with common.autocast(device, bf16):
-            loss = flow.bits_per_dim(x).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
+    step = training_step(flow, nf_bits_per_dim, levels(setup, setup.train_batch, device), device, bf16, fused=True)
     with common.PeakMemory(device) as memory:
         seconds = common.seconds_per_call(step, device, steps)  # the warm-up step also initialises ActNorm
     flow.eval()
@@ -185,6 +176,11 @@ def training_step(flow, loss_fn, x: torch.Tensor, device: torch.device, bf16: bo
     return step
 
 
+def nf_bits_per_dim(flow, x: torch.Tensor) -> torch.Tensor:
+    """nf's training loss: the mean bits/dim of the single-sample bound."""
+    return flow.bits_per_dim(x).mean()
+
+
 def official_bits_per_dim(flow, x: torch.Tensor) -> torch.Tensor:
     """The official training loss (``denseflow.utils.elbo_bpd``)."""
     return -flow.log_prob(x).sum() / (math.log(2) * x.numel())
@@ -240,9 +236,6 @@ def run_official_setup(name: str, device_name: str, train_steps: int, repeats: i
     result["bf16_error"] = bf16_error(
         lambda x: ours.log_prob(x, noise=torch.Generator(device=device).manual_seed(1)), x, device, num_dims)
 
-    def nf_bits_per_dim(flow, x: torch.Tensor) -> torch.Tensor:
-        return flow.bits_per_dim(x).mean()
-
     variants = {"official": (official, False), "fp32": (ours, False), "bf16": (ours, True)}
     seconds = common.best_seconds_per_call(
         {name: training_step(flow, official_bits_per_dim if name == "official" else nf_bits_per_dim, x, device,
@@ -257,22 +250,19 @@ def run_official_setup(name: str, device_name: str, train_steps: int, repeats: i
     x_eval = levels(setup, setup.eval_images, device)
     k, kbs = setup.eval_samples, setup.eval_sample_batch
 
-    def in_precision(fn, bf16: bool):
-        def run() -> None:
-            with torch.no_grad(), common.autocast(device, bf16):
-                fn()
-        return run
+    def seconds_per_call(official_fn, nf_fn) -> dict[str, float]:
+        """Best seconds per call, without autograd, of ``official_fn`` and of ``nf_fn`` in fp32 and in bf16."""
+        def call(name: str) -> None:
+            with torch.no_grad(), common.autocast(device, variants[name][1]):
+                (official_fn if name == "official" else nf_fn)()
+        return common.best_seconds_per_call({name: functools.partial(call, name) for name in variants}, device, 1,
+                                            repeats)
 
-    seconds = common.best_seconds_per_call(
-        {"official": in_precision(lambda: official.sample(n), False)}
-        | {name: in_precision(lambda: ours.sample(n, generator=generator), bf16)
-           for name, (_, bf16) in variants.items() if name != "official"}, device, 1, repeats)
+    seconds = seconds_per_call(lambda: official.sample(n), lambda: ours.sample(n, generator=generator))
     result["images_per_s"] = {name: n / s for name, s in seconds.items()}
-    seconds = common.best_seconds_per_call(
-        {"official": in_precision(lambda: iwbo_batched(official, x_eval, k, kbs), False)}
-        | {name: in_precision(lambda: ours.importance_weighted_log_prob(x_eval, num_samples=k, sample_batch_size=kbs,
-                                                                        noise=generator), bf16)
-           for name, (_, bf16) in variants.items() if name != "official"}, device, 1, repeats)
+    seconds = seconds_per_call(lambda: iwbo_batched(official, x_eval, k, kbs),
+                               lambda: ours.importance_weighted_log_prob(x_eval, num_samples=k, sample_batch_size=kbs,
+                                                                         noise=generator))
     result["eval_s_per_image"] = {name: s / setup.eval_images for name, s in seconds.items()}
     return result
 
