@@ -12,13 +12,14 @@ import shutil
 from pathlib import Path
 
 import nox
+import tomllib
 
 ROOT = Path(__file__).parent
 CONSTRAINTS = ("-c", str(ROOT / "constraints.txt"))
 PACKAGES = ["packages/nf-core", "packages/nf-arch-glow-maf", "packages/nf-arch-tarflow", "packages/nf-arch-denseflow"]
 PLUGINS = sorted(str(p.parent.relative_to(ROOT)) for p in ROOT.glob("plugins/*/pyproject.toml"))
-ARCHITECTURES = {"nf-core": [], "nf-arch-glow-maf": ["glow", "maf"], "nf-arch-tarflow": ["tarflow"],
-                 "nf-arch-denseflow": ["denseflow"]}
+ARCHITECTURES = {"nfkit-core": [], "nfkit-glow-maf": ["glow", "maf"], "nfkit-tarflow": ["tarflow"],
+                 "nfkit-denseflow": ["denseflow"]}
 # The test tensors are tiny: one OpenMP thread per process is faster than several fighting over two cores.
 TEST_ENV = {"OMP_NUM_THREADS": "1"}
 PYTEST = ("pytest", "-q", "--import-mode=importlib", "-p", "no:cacheprovider")
@@ -75,8 +76,8 @@ def wheels(session: nox.Session) -> None:
                     "--outdir", str(dist), path)
     uv = shutil.which("uv")
     for path in PACKAGES:
-        name = Path(path).name
-        # The wheel file itself, not its name: PyPI's unrelated "nf-core" (Nextflow tools) has higher versions.
+        name = tomllib.loads((ROOT / path / "pyproject.toml").read_text())["project"]["name"]
+        # The wheel file itself, not its name, so that no index can hand over another build.
         (wheel,) = dist.glob(f"{name.replace('-', '_')}-*.whl")
         env = Path(session.create_tmp()) / f"env-{name}"
         python = str(env / "bin" / "python")
@@ -90,9 +91,9 @@ def wheels(session: nox.Session) -> None:
         script = (
             "import importlib.metadata as m, json;"
             f"d = m.distribution({name!r});"
-            "eps = [e for e in d.entry_points if e.group == 'nf'];"
+            "eps = [e for e in d.entry_points if e.group == 'nfkit'];"
             "[e.load() for e in eps];"
-            "from nf_core.plugins import get_plugin_manager;"
+            "from nfkit_core.plugins import get_plugin_manager;"
             "p = get_plugin_manager();"
             "bad = {n: i.error for n, i in p.plugins.items() if i.error};"
             "assert not bad, bad;"

@@ -16,7 +16,7 @@ reference fixture's configuration (3x16x16, blocks [2, 2, 1], modules [1, 1, 2],
 fixture's weights where ``--fixture`` exists, ``cifar`` is DenseFlow-74-10 (3x32x32, blocks [6, 4, 1], modules
 [5, 6, 20], 48 channels, growth 10), fresh and ActNorm-initialised on the batch; both without gradient checkpointing
 (the official training script's default). nf's model is loaded from the official model's state dict
-(``nf_denseflow.from_official_state_dict``), so both compute the same function of the same weights on the same
+(``nfkit_denseflow.from_official_state_dict``), so both compute the same function of the same weights on the same
 inputs. Three variants are timed, taking turns (``--repeats`` rounds, the best round of each reported): the official
 code as its scripts run it (fp32; ``torch.optim.AdamW`` with its per-tensor loop, the official default), nf in fp32
 and nf under bf16 autocast (both with the fused AdamW of nf's Trainer). Timed: AdamW steps on the training loss
@@ -52,8 +52,8 @@ from pathlib import Path
 import common
 import torch
 
-from nf_core.plugins import DataInfo
-from nf_denseflow import PRESETS, DenseFlowConfig, build_denseflow, from_official_state_dict
+from nfkit_core.plugins import DataInfo
+from nfkit_denseflow import PRESETS, DenseFlowConfig, build_denseflow, from_official_state_dict
 
 
 @dataclass

@@ -33,8 +33,8 @@ import common
 import torch
 from torch import Tensor, nn
 
-from nf_core.plugins import DataInfo
-from nf_glow_maf import GlowConfig, MAFConfig, build_glow, build_maf
+from nfkit_core.plugins import DataInfo
+from nfkit_glow_maf import GlowConfig, MAFConfig, build_glow, build_maf
 
 
 @dataclass

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import common
 import torch
 
-from nf_tarflow import TarFlow, TarFlowConfig
+from nfkit_tarflow import TarFlow, TarFlowConfig
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 The default run is ``nf train --arch glow --data digits`` (Glow's ``digits`` preset, the trainer's default options).
 Each configuration runs in a fresh process, so that its peak memory is its own: it trains ``--warmup`` steps, then
-``--steps`` timed steps through the public :class:`nf_core.train.Trainer` (data loading, preprocessing, forward,
+``--steps`` timed steps through the public :class:`nfkit_core.train.Trainer` (data loading, preprocessing, forward,
 backward, AdamW), and reports the trainer's own throughput measurement (``samples_per_s`` in ``metrics.jsonl``).
 
 Peak memory is the process's peak resident set size on CPU (PyTorch and the data included) and
@@ -25,17 +25,17 @@ import tempfile
 import common
 import torch
 
-import nf_core
+import nfkit_core
 
 
 def measure(arch: str, data: str, batch_size: int, warmup: int, steps: int, device: str, threads: int) -> dict:
     """Train one configuration in this process and return its numbers."""
-    from nf_core.plugins import PluginManager, get_registry
-    from nf_core.train import Trainer, make_run_config
+    from nfkit_core.plugins import PluginManager, get_registry
+    from nfkit_core.train import Trainer, make_run_config
 
     registry = get_registry()
-    if arch == "tiny":  # nf-core's test architecture, for a check that needs no architecture package
-        import nf_core.testing.tiny as tiny
+    if arch == "tiny":  # nfkit-core's test architecture, for a check that needs no architecture package
+        import nfkit_core.testing.tiny as tiny
 
         manager = PluginManager(autoload=False)
         manager.register(tiny, "nf-testing")
@@ -91,7 +91,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="fresh processes per configuration")
     args = common.parse_args(parser)
     about = (f"{common.describe_hardware(args.device, threads=False)}; Python {platform.python_version()}, "
-             f"torch {torch.__version__}, nf-core {nf_core.version()}")
+             f"torch {torch.__version__}, nfkit-core {nfkit_core.version()}")
     busy = os.getloadavg()[0] > (os.cpu_count() or 1)
     runs = []
     for threads in args.threads:
@@ -102,7 +102,7 @@ def main() -> None:
     print(text)
     note = ("\nThe load average exceeded the number of CPUs: other processes competed for the cores while these "
             "numbers were taken, which the ranges reflect.\n" if busy else "")
-    timed = (f"Timed: {args.steps} steps after {args.warmup} warm-up steps, through `nf_core.train.Trainer` (data "
+    timed = (f"Timed: {args.steps} steps after {args.warmup} warm-up steps, through `nfkit_core.train.Trainer` (data "
              f"loading, preprocessing, forward, backward, AdamW), {args.repeats} fresh processes per row.")
     common.write_report(args.output, f"# Training throughput\n\n`{common.command_line()}`\n\n{about}.\n\n{text}\n\n"
                                      f"{timed}\n{note}")

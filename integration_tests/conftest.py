@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nf_core.plugins import PluginManager
+from nfkit_core.plugins import PluginManager
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-ARCHITECTURES = {"glow": "nf-arch-glow-maf", "maf": "nf-arch-glow-maf", "tarflow": "nf-arch-tarflow",
-                 "denseflow": "nf-arch-denseflow", "realnvp": "nf-plugin-realnvp"}
+ARCHITECTURES = {"glow": "nfkit-glow-maf", "maf": "nfkit-glow-maf", "tarflow": "nfkit-tarflow",
+                 "denseflow": "nfkit-denseflow", "realnvp": "nfkit-plugin-realnvp"}
 
 
 def smallest_digits_preset(spec) -> str:

@@ -7,7 +7,7 @@ import json
 import numpy as np
 from sklearn.datasets import load_breast_cancer
 
-from nf_core.cli import main
+from nfkit_core.cli import main
 
 
 def test_maf_trains_on_tabular_files(tmp_path):

@@ -1,4 +1,4 @@
-"""The packages find each other only through plugins, and nf-core never imports an architecture."""
+"""The packages find each other only through plugins, and nfkit-core never imports an architecture."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from shared import ARCHITECTURES
 
 ROOT = Path(__file__).resolve().parents[1]
-ARCHITECTURE_MODULES = {"nf_tarflow", "nf_denseflow", "nf_glow_maf", "nf_realnvp"}
+ARCHITECTURE_MODULES = {"nfkit_tarflow", "nfkit_denseflow", "nfkit_glow_maf", "nfkit_realnvp"}
 
 
 def test_every_architecture_is_registered_by_its_distribution(registry):
@@ -21,7 +21,7 @@ def test_every_architecture_is_registered_by_its_distribution(registry):
 
 def test_nf_core_source_never_imports_an_architecture():
     offenders = []
-    for path in (ROOT / "packages" / "nf-core" / "src").rglob("*.py"):
+    for path in (ROOT / "packages" / "nfkit-core" / "src").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
@@ -31,8 +31,8 @@ def test_nf_core_source_never_imports_an_architecture():
 
 def test_importing_all_of_nf_core_loads_no_architecture():
     script = (
-        "import importlib, json, pkgutil, sys, nf_core;"
-        "[importlib.import_module(m.name) for m in pkgutil.walk_packages(nf_core.__path__, 'nf_core.')"
+        "import importlib, json, pkgutil, sys, nfkit_core;"
+        "[importlib.import_module(m.name) for m in pkgutil.walk_packages(nfkit_core.__path__, 'nfkit_core.')"
         " if not m.name.endswith('__main__')];"
         f"print(json.dumps(sorted(set(sys.modules) & set({sorted(ARCHITECTURE_MODULES)!r}))))"
     )
@@ -42,10 +42,10 @@ def test_importing_all_of_nf_core_loads_no_architecture():
 
 
 def test_nf_plugins_lists_every_distribution_without_errors():
-    result = subprocess.run([sys.executable, "-m", "nf_core.cli", "plugins", "--json"], capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "nfkit_core.cli", "plugins", "--json"], capture_output=True,
                             text=True)
     assert result.returncode == 0, result.stderr
     plugins = {p["name"]: p for p in json.loads(result.stdout)}
-    assert {p["distribution"] for p in plugins.values()} >= set(ARCHITECTURES.values()) | {"nf-core"}
+    assert {p["distribution"] for p in plugins.values()} >= set(ARCHITECTURES.values()) | {"nfkit-core"}
     assert all(p["error"] is None for p in plugins.values())
     assert "architecture glow" in plugins["glow-maf"]["registered"]

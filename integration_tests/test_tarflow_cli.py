@@ -8,7 +8,7 @@ import json
 import numpy as np
 from PIL import Image
 
-from nf_core.cli import main
+from nfkit_core.cli import main
 
 
 def test_train_then_sample_guided_and_denoised_grids(tmp_path):

@@ -1,4 +1,4 @@
-"""Every registered architecture trains on digits through nf-core's trainer, checkpoints, reloads and samples."""
+"""Every registered architecture trains on digits through nfkit-core's trainer, checkpoints, reloads and samples."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import pytest
 import torch
 from shared import ARCHITECTURES, smallest_digits_preset
 
-from nf_core import load_checkpoint
-from nf_core.cli import main
-from nf_core.testing import check_flow
-from nf_core.train import Trainer, make_run_config
+from nfkit_core import load_checkpoint
+from nfkit_core.cli import main
+from nfkit_core.testing import check_flow
+from nfkit_core.train import Trainer, make_run_config
 
 STEPS = 20
 

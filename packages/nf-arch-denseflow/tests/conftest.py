@@ -1,4 +1,4 @@
-"""Shared test settings for nf-arch-denseflow."""
+"""Shared test settings for nfkit-denseflow."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from nf_denseflow.attention import NystromAttention, iterative_pinv
+from nfkit_denseflow.attention import NystromAttention, iterative_pinv
 
 
 def softmax_attention(q, k, v):

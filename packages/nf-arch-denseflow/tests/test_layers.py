@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nf_core import noise
-from nf_core.priors import normal_log_prob
-from nf_core.testing import check_transform
-from nf_denseflow import DenseAttentionNet, DenseFlowBlock
-from nf_denseflow.block import glow_module
-from nf_denseflow.dequantization import make_dequantizer
-from nf_denseflow.nets import DenseBlock
+from nfkit_core import noise
+from nfkit_core.priors import normal_log_prob
+from nfkit_core.testing import check_transform
+from nfkit_denseflow import DenseAttentionNet, DenseFlowBlock
+from nfkit_denseflow.block import glow_module
+from nfkit_denseflow.dequantization import make_dequantizer
+from nfkit_denseflow.nets import DenseBlock
 
 
 def tiny_net(channels: int) -> DenseAttentionNet:

@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
-import nf_core
-from nf_core import noise
-from nf_core.plugins import DataInfo, get_registry
-from nf_core.testing import check_flow
-from nf_denseflow import PRESETS, DenseFlow, DenseFlowConfig, build_denseflow
+import nfkit_core
+from nfkit_core import noise
+from nfkit_core.plugins import DataInfo, get_registry
+from nfkit_core.testing import check_flow
+from nfkit_denseflow import PRESETS, DenseFlow, DenseFlowConfig, build_denseflow
 
 DIGITS = DataInfo(shape=(1, 8, 8), num_classes=10, num_bins=17)
 
@@ -100,7 +100,7 @@ def test_batched_importance_weighting_equals_the_generic_loop():
     x = digits_levels(2)
     ours = flow.importance_weighted_log_prob(x, num_samples=5, sample_batch_size=1,
                                              noise=torch.Generator().manual_seed(3))
-    generic = nf_core.importance_weighted_log_prob(flow, x, num_samples=5, noise=torch.Generator().manual_seed(3))
+    generic = nfkit_core.importance_weighted_log_prob(flow, x, num_samples=5, noise=torch.Generator().manual_seed(3))
     torch.testing.assert_close(ours, generic)
     one = flow.importance_weighted_log_prob(x, num_samples=1, noise=torch.Generator().manual_seed(3))
     torch.testing.assert_close(one, flow.log_prob(x, noise=torch.Generator().manual_seed(3)))

@@ -7,10 +7,10 @@ import dataclasses
 import pytest
 import torch
 
-from nf_core import noise
-from nf_core.testing import load_reference_fixture
-from nf_denseflow import DenseFlow, convert_official_state_dict, from_official_state_dict
-from nf_denseflow.official import official_config
+from nfkit_core import noise
+from nfkit_core.testing import load_reference_fixture
+from nfkit_denseflow import DenseFlow, convert_official_state_dict, from_official_state_dict
+from nfkit_denseflow.official import official_config
 
 
 @pytest.fixture(scope="module")

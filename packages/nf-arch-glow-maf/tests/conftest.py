@@ -1,4 +1,4 @@
-"""Shared test settings of nf-arch-glow-maf."""
+"""Shared test settings of nfkit-glow-maf."""
 
 import pytest
 import torch

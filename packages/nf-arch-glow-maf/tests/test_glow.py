@@ -1,4 +1,4 @@
-"""Glow: its networks and steps follow openai/glow, and steps, levels and flows pass the nf-core conformance suite."""
+"""Glow: its networks and steps follow openai/glow, and steps, levels and flows pass the conformance suite."""
 
 import math
 
@@ -6,12 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nf_core import ClassConditionalGaussian, DiagonalGaussian, StandardNormal
-from nf_core.layers import Split
-from nf_core.plugins import DataInfo
-from nf_core.priors import normal_log_prob
-from nf_core.testing import check_flow, check_transform
-from nf_glow_maf import GLOW_PRESETS, GlowConditioner, GlowConfig, GlowConv2d, ZeroConv2d, build_glow, glow_step
+from nfkit_core import ClassConditionalGaussian, DiagonalGaussian, StandardNormal
+from nfkit_core.layers import Split
+from nfkit_core.plugins import DataInfo
+from nfkit_core.priors import normal_log_prob
+from nfkit_core.testing import check_flow, check_transform
+from nfkit_glow_maf import GLOW_PRESETS, GlowConditioner, GlowConfig, GlowConv2d, ZeroConv2d, build_glow, glow_step
 
 # The conformance suite perturbs every parameter. Glow's zero-initialised output convolutions scale by exp(3 logs) and
 # feed sigmoid(h + 2), so its default perturbation (0.1) can make scales of 1e-8, whose inverses overflow in float32;
@@ -189,7 +189,7 @@ def test_sampling_temperature_scales_every_latent_draw():
     draws = []
     with torch.no_grad():
         for temperature in (1.0, 0.5):
-            from nf_core import noise
+            from nfkit_core import noise
 
             record = noise.Record(noise.GeneratorNoise(torch.Generator().manual_seed(0)))
             with noise.use(record, temperature=temperature):

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from nf_glow_maf.made import MADE, hidden_degrees, input_degrees
+from nfkit_glow_maf.made import MADE, hidden_degrees, input_degrees
 
 
 def output_jacobian(made: MADE, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:

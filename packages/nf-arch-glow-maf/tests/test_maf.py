@@ -1,15 +1,15 @@
-"""MAF: the Gaussian MADE bijection and whole flows pass the nf-core conformance suite; structure as in the paper."""
+"""MAF: the Gaussian MADE bijection and whole flows pass the nfkit-core conformance suite; structure as in the paper."""
 
 import math
 
 import pytest
 import torch
 
-from nf_core import Sequential
-from nf_core.layers import BatchNorm
-from nf_core.plugins import DataInfo
-from nf_core.testing import check_flow, check_transform
-from nf_glow_maf import MADE, MAF_PRESETS, Flatten, MAFConfig, MaskedAutoregressiveTransform, build_maf
+from nfkit_core import Sequential
+from nfkit_core.layers import BatchNorm
+from nfkit_core.plugins import DataInfo
+from nfkit_core.testing import check_flow, check_transform
+from nfkit_glow_maf import MADE, MAF_PRESETS, Flatten, MAFConfig, MaskedAutoregressiveTransform, build_maf
 
 
 def made_transform(features, **kwargs):

@@ -2,16 +2,16 @@
 
 import torch
 
-from nf_core import Flow
-from nf_core.plugins import DataInfo, PluginManager
-from nf_glow_maf import GlowConfig, MAFConfig
+from nfkit_core import Flow
+from nfkit_core.plugins import DataInfo, PluginManager
+from nfkit_glow_maf import GlowConfig, MAFConfig
 
 
 def test_glow_and_maf_are_registered_by_this_distribution():
     registry = PluginManager(autoload=True, blocked=set()).registry
     entries = {e.name: e for e in registry.entries("architecture") if e.name in ("glow", "maf")}
     assert set(entries) == {"glow", "maf"}
-    assert {e.distribution for e in entries.values()} == {"nf-arch-glow-maf"}
+    assert {e.distribution for e in entries.values()} == {"nfkit-glow-maf"}
     assert entries["glow"].obj.config_class is GlowConfig and entries["maf"].obj.config_class is MAFConfig
 
 

@@ -9,12 +9,12 @@ import math
 import torch
 from sklearn.datasets import load_breast_cancer
 
-from nf_core import noise
-from nf_core.data.digits import DigitsConfig, load_digits
-from nf_core.data.preprocess import uniform_dequantize
-from nf_core.flow import bits_per_dim
-from nf_core.plugins import DataInfo
-from nf_glow_maf import GLOW_PRESETS, MAF_PRESETS, GlowConfig, MAFConfig, build_glow, build_maf
+from nfkit_core import noise
+from nfkit_core.data.digits import DigitsConfig, load_digits
+from nfkit_core.data.preprocess import uniform_dequantize
+from nfkit_core.flow import bits_per_dim
+from nfkit_core.plugins import DataInfo
+from nfkit_glow_maf import GLOW_PRESETS, MAF_PRESETS, GlowConfig, MAFConfig, build_glow, build_maf
 
 
 def train(flow, sample_batch, steps: int, lr: float) -> None:

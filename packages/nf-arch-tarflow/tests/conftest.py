@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nf_tarflow import TarFlow, TarFlowConfig
+from nfkit_tarflow import TarFlow, TarFlowConfig
 
 
 def _randomize(flow: torch.nn.Module, seed: int = 0, scale: float = 0.2) -> torch.nn.Module:

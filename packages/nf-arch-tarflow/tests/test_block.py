@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nf_tarflow import Patchify, TarFlowBlock
+from nfkit_tarflow import Patchify, TarFlowBlock
 
 
 @pytest.fixture

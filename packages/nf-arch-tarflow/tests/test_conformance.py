@@ -1,12 +1,12 @@
-"""The nf-core conformance suite on TarFlow's layers and on whole TarFlow models."""
+"""The nfkit-core conformance suite on TarFlow's layers and on whole TarFlow models."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from nf_core.testing import check_flow, check_transform
-from nf_tarflow import Patchify, TarFlowBlock
+from nfkit_core.testing import check_flow, check_transform
+from nfkit_tarflow import Patchify, TarFlowBlock
 
 
 def test_patchify_conforms():

@@ -7,10 +7,17 @@ import math
 import pytest
 import torch
 
-from nf_core import noise
-from nf_core.plugins import DataInfo, PluginManager
-from nf_tarflow import PRESETS, LearnedVarianceNormal, TarFlow, TarFlowConfig, build_tarflow, from_official_state_dict
-from nf_tarflow import plugin as tarflow_plugin
+from nfkit_core import noise
+from nfkit_core.plugins import DataInfo, PluginManager
+from nfkit_tarflow import (
+    PRESETS,
+    LearnedVarianceNormal,
+    TarFlow,
+    TarFlowConfig,
+    build_tarflow,
+    from_official_state_dict,
+)
+from nfkit_tarflow import plugin as tarflow_plugin
 
 
 def test_plugin_registers_tarflow_with_presets():

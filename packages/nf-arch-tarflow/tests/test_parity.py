@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from nf_core import noise
-from nf_core.testing import load_reference_fixture
-from nf_tarflow import TarFlow, from_official_state_dict
+from nfkit_core import noise
+from nfkit_core.testing import load_reference_fixture
+from nfkit_tarflow import TarFlow, from_official_state_dict
 
 FIXTURES = ["tarflow_uncond.pt", "tarflow_cond.pt"]
 

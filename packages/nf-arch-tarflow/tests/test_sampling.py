@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nf_core import noise
-from nf_tarflow import Guidance
-from nf_tarflow.transformer import KVCache, LayerKVCache
+from nfkit_core import noise
+from nfkit_tarflow import Guidance
+from nfkit_tarflow.transformer import KVCache, LayerKVCache
 
 SETTINGS = [
     dict(),

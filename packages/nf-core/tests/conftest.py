@@ -1,12 +1,12 @@
-"""Fixtures shared by nf-core's tests."""
+"""Fixtures shared by nfkit-core's tests."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-import nf_core.testing.tiny as tiny
-from nf_core.plugins import PluginManager
+import nfkit_core.testing.tiny as tiny
+from nfkit_core.plugins import PluginManager
 
 
 @pytest.fixture(autouse=True)
@@ -21,7 +21,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def registry():
-    """nf-core's built-ins plus the tiny test architecture of :mod:`nf_core.testing.tiny`, no installed plugins."""
+    """nfkit-core's built-ins and the tiny test architecture of :mod:`nfkit_core.testing.tiny`, no installed plugins."""
     manager = PluginManager(autoload=False)
     manager.register(tiny, "nf-testing")
     return manager.registry

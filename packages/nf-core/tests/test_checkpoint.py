@@ -7,11 +7,11 @@ import os
 import pytest
 import torch
 
-import nf_core
-import nf_core.testing.tiny as tiny
-from nf_core.checkpoint import CheckpointError, build_flow, read_checkpoint, save_checkpoint
-from nf_core.plugins import PluginManager, UnknownNameError
-from nf_core.train import Trainer, make_run_config
+import nfkit_core
+import nfkit_core.testing.tiny as tiny
+from nfkit_core.checkpoint import CheckpointError, build_flow, read_checkpoint, save_checkpoint
+from nfkit_core.plugins import PluginManager, UnknownNameError
+from nfkit_core.train import Trainer, make_run_config
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_a_checkpoint_holds_the_whole_run(trained):
     assert state["schedule"] == {"name": "warmup_cosine", "lr": 1e-3, "warmup_steps": 100, "total_steps": 3,
                                  "min_lr_ratio": 0.0}
     assert state["optimizer"]["state"][0]["step"].item() == 3
-    assert state["versions"]["nf-core"] == nf_core.version() and state["versions"]["torch"] == torch.__version__
+    assert state["versions"]["nfkit-core"] == nfkit_core.version() and state["versions"]["torch"] == torch.__version__
     assert set(state["rng"][0]) == {"torch", "cuda", "numpy", "python"}
     for key, value in trainer.flow.state_dict().items():
         assert torch.equal(state["model"][key], value)
@@ -49,12 +49,12 @@ def test_a_checkpoint_holds_the_whole_run(trained):
 def test_load_checkpoint_rebuilds_the_flow_through_the_registry(trained, registry):
     folder, trainer = trained
     x = trainer.val_set.data[:8].float()
-    with nf_core.noise.use(torch.Generator().manual_seed(0)):
+    with nfkit_core.noise.use(torch.Generator().manual_seed(0)):
         y = trainer.preprocessing(x, torch.zeros(8, dtype=torch.long), train=False)[0]
-    flow = nf_core.load_checkpoint(folder, registry=registry)
+    flow = nfkit_core.load_checkpoint(folder, registry=registry)
     assert not flow.training
     assert torch.equal(flow.log_prob(y), trainer.ema.model.log_prob(y))  # the average by default
-    trained_weights = nf_core.load_checkpoint(folder / "checkpoint.pt", ema=False, registry=registry)
+    trained_weights = nfkit_core.load_checkpoint(folder / "checkpoint.pt", ema=False, registry=registry)
     assert torch.equal(trained_weights.log_prob(y), trainer.flow.eval().log_prob(y))
     assert not torch.equal(trained_weights.log_prob(y), flow.log_prob(y))
 
@@ -104,7 +104,7 @@ def test_truncated_and_foreign_files_are_clear_errors(trained, tmp_path):
         read_checkpoint(incomplete)
     newer = tmp_path / "newer.pt"
     torch.save({**read_checkpoint(folder), "format_version": 99}, newer)
-    with pytest.raises(CheckpointError, match="has checkpoint format 99, newer than this nf-core reads"):
+    with pytest.raises(CheckpointError, match="has checkpoint format 99, newer than this nfkit-core reads"):
         read_checkpoint(newer)
 
 

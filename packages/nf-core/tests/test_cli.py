@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import nf_core.plugins.manager as manager_module
-import nf_core.testing.tiny as tiny
-from nf_core.cli import main
-from nf_core.flow import Flow
-from nf_core.plugins import ArchitectureSpec, PluginManager, hookimpl
+import nfkit_core.plugins.manager as manager_module
+import nfkit_core.testing.tiny as tiny
+from nfkit_core.cli import main
+from nfkit_core.flow import Flow
+from nfkit_core.plugins import ArchitectureSpec, PluginManager, hookimpl
 
 DIGITS = ["--set", "data.val_fraction=0.45", "--set", "data.test_fraction=0.45"]
 SHORT = ["--set", "progress=false", "--set", "batch_size=32", "--set", "val_every=1000", "--set", "sample_every=1000"]
@@ -38,7 +38,7 @@ def register_guided(registry):
 
 @pytest.fixture
 def nf(monkeypatch, capsys):
-    """Run ``nf`` in-process with nf-core's built-ins and two test architectures; returns (exit code, out, err)."""
+    """Run ``nf`` in-process with nfkit-core's built-ins and two test architectures; returns (exit code, out, err)."""
     guided = types.ModuleType("guided_plugin")
     guided.nf_register_architectures = register_guided
     manager = PluginManager(autoload=False)
@@ -75,7 +75,7 @@ def test_every_command_has_help(nf, capsys):
 def test_train_help_lists_the_options_of_the_architecture_and_dataset(nf):
     code, out, _ = nf("train", "--arch", "tiny", "--data", "toy2d", "--help")
     assert code == 0
-    assert "model options of architecture 'tiny' (a small coupling flow for nf-core's own tests):" in out
+    assert "model options of architecture 'tiny' (a small coupling flow for nfkit-core's own tests):" in out
     assert "model.hidden: int = 8\n      width of the conditioner networks." in out
     assert "model.dequantize: bool = False" in out
     assert "presets (--preset NAME):\n    digits: hidden=12" in out

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from nf_core import Flow, Sequential, StandardNormal, Transform, noise
-from nf_core.layers import ActNorm, AffineCoupling, BatchNorm
-from nf_core.testing import check_flow, check_transform
+from nfkit_core import Flow, Sequential, StandardNormal, Transform, noise
+from nfkit_core.layers import ActNorm, AffineCoupling, BatchNorm
+from nfkit_core.testing import check_flow, check_transform
 
 
 class Scale(Transform):
@@ -138,7 +138,7 @@ def test_a_correct_layer_passes_and_reports_its_errors():
     (lambda: ForgetfulActNorm(4), r"state_dict\[train\]: forward outputs of the original and the reloaded layer are "
                                   r"not identical"),
     (lambda: BatchNorm(4), r"roundtrip\[train\]"),
-    (lambda: NoisyAugment("torch"), r"deterministic\[forward\]: outputs of two passes drawing no nf_core.noise"),
+    (lambda: NoisyAugment("torch"), r"deterministic\[forward\]: outputs of two passes drawing no nfkit_core.noise"),
     (lambda: NoisyAugment("unused"), r"noise_seeded\[forward\]: a different seed gave identical results"),
     (lambda: NoisyAugment("shared"), r"per_sample_independence\[forward\]: noise draws \[\(1, 4\)\] do not start"),
 ])
@@ -171,7 +171,7 @@ def test_zero_initialised_networks_are_checked_after_perturbation():
 
 
 class NoDrawPrior(StandardNormal):
-    """Samples with torch.randn instead of nf_core.noise, so that a seeded generator does not reproduce it."""
+    """Samples with torch.randn instead of nfkit_core.noise, so that a seeded generator does not reproduce it."""
 
     def sample(self, n, context=None):
         return torch.randn(n, *self.event_shape)

@@ -10,20 +10,20 @@ import pytest
 import torch
 from PIL import Image
 
-from nf_core.data import BUILTIN_DATASETS, DataError, load_dataset
-from nf_core.data.cifar10 import Cifar10Config
-from nf_core.data.digits import DigitsConfig
-from nf_core.data.image_folder import ImageFolderConfig
-from nf_core.data.imagenet_npz import ImagenetNpzConfig
-from nf_core.data.tabular import TabularConfig
-from nf_core.data.toy2d import DISTRIBUTIONS, Toy2dConfig
-from nf_core.plugins import UnknownNameError
+from nfkit_core.data import BUILTIN_DATASETS, DataError, load_dataset
+from nfkit_core.data.cifar10 import Cifar10Config
+from nfkit_core.data.digits import DigitsConfig
+from nfkit_core.data.image_folder import ImageFolderConfig
+from nfkit_core.data.imagenet_npz import ImagenetNpzConfig
+from nfkit_core.data.tabular import TabularConfig
+from nfkit_core.data.toy2d import DISTRIBUTIONS, Toy2dConfig
+from nfkit_core.plugins import UnknownNameError
 
 
 def test_every_builtin_dataset_is_registered_by_nf_core(registry):
     assert registry.names("dataset") == sorted(spec.name for spec in BUILTIN_DATASETS)
     assert set(registry.names("dataset")) == {"digits", "image-folder", "cifar10", "imagenet-npz", "tabular", "toy2d"}
-    assert {e.distribution for e in registry.entries("dataset")} == {"nf-core"}
+    assert {e.distribution for e in registry.entries("dataset")} == {"nfkit-core"}
 
 
 def test_unknown_dataset_lists_the_available_ones(registry):

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from nf_core import bits_per_dim, noise
-from nf_core.data.preprocess import (
+from nfkit_core import bits_per_dim, noise
+from nfkit_core.data.preprocess import (
     Preprocessing,
     add_gaussian_noise,
     center_crop_resize,
@@ -17,7 +17,7 @@ from nf_core.data.preprocess import (
     scale_levels,
     uniform_dequantize,
 )
-from nf_core.plugins import DataInfo
+from nfkit_core.plugins import DataInfo
 
 DIGITS = DataInfo(shape=(1, 8, 8), num_classes=10, num_bins=17)
 

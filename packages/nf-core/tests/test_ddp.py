@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import nf_core.testing.tiny as tiny
-from nf_core.checkpoint import read_checkpoint
-from nf_core.plugins import PluginManager
-from nf_core.train import Trainer, make_run_config
+import nfkit_core.testing.tiny as tiny
+from nfkit_core.checkpoint import read_checkpoint
+from nfkit_core.plugins import PluginManager
+from nfkit_core.train import Trainer, make_run_config
 
 # Every source of randomness is on: data order, dequantization noise, flips, label dropout; ActNorm initialises from
 # the data. 179 training images, global batch 32: 16 per process; one thread each (train.cpu_threads).

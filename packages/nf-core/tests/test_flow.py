@@ -1,4 +1,4 @@
-"""nf_core.Flow built from the shared layers: exact log-likelihood, terms, bits/dim, sampling, the conformance suite."""
+"""nfkit_core.Flow from the shared layers: exact log-likelihood, terms, bits/dim, sampling, the conformance suite."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from nf_core import (
+from nfkit_core import (
     ClassConditionalGaussian,
     Flow,
     LogLikelihood,
@@ -17,7 +17,7 @@ from nf_core import (
     bits_per_dim,
     importance_weighted_log_prob,
 )
-from nf_core.layers import (
+from nfkit_core.layers import (
     ActNorm,
     AdditiveCoupling,
     AffineCoupling,
@@ -31,8 +31,8 @@ from nf_core.layers import (
     Squeeze,
     UniformDequantization,
 )
-from nf_core.priors import normal_log_prob
-from nf_core.testing import check_flow
+from nfkit_core.priors import normal_log_prob
+from nfkit_core.testing import check_flow
 
 
 def conv_net(in_channels: int, out_channels: int) -> nn.Module:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nf_core.layers import ActNorm
-from nf_core.testing import check_transform
+from nfkit_core.layers import ActNorm
+from nfkit_core.testing import check_transform
 
 
 @pytest.mark.parametrize("shape", [(4, 3), (3, 2, 5), (3, 4, 4, 4)])

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from nf_core import noise
-from nf_core.layers import Augment
-from nf_core.testing import check_transform
+from nfkit_core import noise
+from nfkit_core.layers import Augment
+from nfkit_core.testing import check_transform
 
 
 class Encoder(nn.Module):

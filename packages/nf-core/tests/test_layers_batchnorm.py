@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nf_core.layers import BatchNorm
-from nf_core.testing import check_transform
+from nfkit_core.layers import BatchNorm
+from nfkit_core.testing import check_transform
 
 
 @pytest.mark.parametrize("shape", [(6, 4), (3, 2, 3, 3)])

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from nf_core.layers import AdditiveCoupling, AffineCoupling
-from nf_core.testing import check_transform
+from nfkit_core.layers import AdditiveCoupling, AffineCoupling
+from nfkit_core.testing import check_transform
 
 NUM_CLASSES = 3
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from nf_core import Sequential, noise
-from nf_core.layers import (
+from nfkit_core import Sequential, noise
+from nfkit_core.layers import (
     AffineCoupling,
     ElementwiseAffine,
     InvertibleConv1x1,
@@ -18,7 +18,7 @@ from nf_core.layers import (
     Unsqueeze,
     VariationalDequantization,
 )
-from nf_core.testing import check_transform
+from nfkit_core.testing import check_transform
 
 NUM_BINS = 17
 

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from nf_core.layers import ElementwiseAffine, Logit, Sigmoid
-from nf_core.testing import check_transform
+from nfkit_core.layers import ElementwiseAffine, Logit, Sigmoid
+from nfkit_core.testing import check_transform
 
 
 @pytest.mark.parametrize("shape, param_shape", [((3, 5), (5,)), ((3, 2, 3, 3), (2, 1, 1)), ((3, 2, 3, 3), (2, 3, 3))])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nf_core.layers import ChannelSwap, Permutation, RandomPermutation, Reverse
-from nf_core.testing import check_transform
+from nfkit_core.layers import ChannelSwap, Permutation, RandomPermutation, Reverse
+from nfkit_core.testing import check_transform
 
 
 @pytest.mark.parametrize("shape", [(3, 5), (3, 4, 2, 2)])

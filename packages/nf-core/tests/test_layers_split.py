@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from nf_core import noise
-from nf_core.layers import Split
-from nf_core.priors import normal_log_prob
-from nf_core.testing import check_transform
+from nfkit_core import noise
+from nfkit_core.layers import Split
+from nfkit_core.priors import normal_log_prob
+from nfkit_core.testing import check_transform
 
 
 class PriorNet(nn.Module):

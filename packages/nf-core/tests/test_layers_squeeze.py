@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nf_core.layers import Squeeze, Unsqueeze
-from nf_core.testing import check_transform
+from nfkit_core.layers import Squeeze, Unsqueeze
+from nfkit_core.testing import check_transform
 
 
 @pytest.mark.parametrize("factor", [2, 3])

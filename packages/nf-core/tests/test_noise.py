@@ -1,12 +1,12 @@
-"""nf_core.noise: seeding, recording, replaying, temperature."""
+"""nfkit_core.noise: seeding, recording, replaying, temperature."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from nf_core import noise
-from nf_core.layers import Augment, Split, UniformDequantization
+from nfkit_core import noise
+from nfkit_core.layers import Augment, Split, UniformDequantization
 
 
 def draw_some() -> list[torch.Tensor]:

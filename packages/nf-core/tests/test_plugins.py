@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-import nf_core.plugins.manager as manager_module
-from nf_core.cli import main
-from nf_core.plugins import (
+import nfkit_core.plugins.manager as manager_module
+from nfkit_core.cli import main
+from nfkit_core.plugins import (
     ArchitectureSpec,
     DuplicateNameError,
     PluginLoadWarning,
@@ -26,13 +26,13 @@ def make_distribution(root: Path, name: str, version: str, entry_point: str, mod
     info = root / f"{name.replace('-', '_')}-{version}.dist-info"  # as wheels name it
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
-    (info / "entry_points.txt").write_text(f"[nf]\n{entry_point} = {module}\n")
+    (info / "entry_points.txt").write_text(f"[nfkit]\n{entry_point} = {module}\n")
     (root / f"{module}.py").write_text(textwrap.dedent(source))
 
 
 ARCH_PLUGIN = """
     from dataclasses import dataclass
-    from nf_core.plugins import ArchitectureSpec, hookimpl
+    from nfkit_core.plugins import ArchitectureSpec, hookimpl
 
     @dataclass
     class Config:
@@ -57,7 +57,7 @@ def test_builtins_register_through_the_hooks_with_their_distribution():
     assert registry.names("attention_backend") == ["flash", "reference", "sdpa"]
     assert "plugins" in registry.names("command")
     entry = next(e for e in registry.entries("attention_backend") if e.name == "sdpa")
-    assert (entry.plugin, entry.distribution) == ("nf-core", "nf-core")
+    assert (entry.plugin, entry.distribution) == ("nfkit-core", "nfkit-core")
 
 
 def test_an_entry_point_plugin_is_loaded_and_attributed(site):
@@ -87,7 +87,7 @@ def test_a_plugin_that_fails_to_import_is_reported_and_the_others_load(site):
 
 def test_a_hook_that_raises_is_reported_and_the_others_register(site):
     make_distribution(site, "nf-raises", "0.1", "raises", "raising_plugin", """
-        from nf_core.plugins import hookimpl
+        from nfkit_core.plugins import hookimpl
 
         @hookimpl
         def nf_register_architectures(registry):
@@ -125,7 +125,7 @@ def test_nf_plugins_lists_distribution_version_and_registrations(site, monkeypat
     assert "fake  (nf-fake-arch 1.2.3)  1 registered" in out
     assert "    architecture fake" in out
     assert "broken  (nf-broken 0.1)  FAILED: ImportError: needs libfoo" in out
-    assert "nf-core  (nf-core " in out
+    assert "nfkit-core  (nfkit-core " in out
     monkeypatch.setattr(manager_module, "_manager", None)
     with pytest.warns(PluginLoadWarning):
         main(["plugins", "--json"])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nf_core import ClassConditionalGaussian, DiagonalGaussian, StandardNormal, noise
-from nf_core.priors import normal_log_prob
+from nfkit_core import ClassConditionalGaussian, DiagonalGaussian, StandardNormal, noise
+from nfkit_core.priors import normal_log_prob
 
 
 def test_normal_log_prob_matches_torch_distributions():

@@ -9,10 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-import nf_core.testing.tiny as tiny
-from nf_core.checkpoint import read_checkpoint
-from nf_core.plugins import ArchitectureSpec, PluginManager, UnknownNameError
-from nf_core.train import EMA, NonFiniteLossError, Trainer, make_run_config, warmup_cosine
+import nfkit_core.testing.tiny as tiny
+from nfkit_core.checkpoint import read_checkpoint
+from nfkit_core.plugins import ArchitectureSpec, PluginManager, UnknownNameError
+from nfkit_core.train import EMA, NonFiniteLossError, Trainer, make_run_config, warmup_cosine
 
 SMALL_DIGITS = {"val_fraction": 0.45, "test_fraction": 0.45}  # 179 training images: 5 batches of 32 per epoch
 QUIET = {"progress": False, "val_every": 1000, "sample_every": 1000}
@@ -132,7 +132,7 @@ def test_resume_drops_metrics_logged_after_the_checkpoint(registry, tmp_path):
     Trainer(run, tmp_path, registry=registry).fit(until=6)  # checkpoints at 4 and 6
     state = read_checkpoint(tmp_path)
     state["step"] = 4  # as if the process had died after logging steps 5 and 6
-    from nf_core.checkpoint import save_checkpoint
+    from nfkit_core.checkpoint import save_checkpoint
 
     save_checkpoint(state, tmp_path / "checkpoint.pt")
     Trainer.resume(tmp_path, registry=registry)

@@ -6,8 +6,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from nf_core.data import Preprocessing
-from nf_core.train.plots import plot_curves, save_samples
+from nfkit_core.data import Preprocessing
+from nfkit_core.train.plots import plot_curves, save_samples
 
 
 def test_sample_grid_shows_levels_enlarged_with_white_padding(tmp_path):

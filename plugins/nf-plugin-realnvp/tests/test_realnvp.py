@@ -1,4 +1,4 @@
-"""The outsider plugin passes nf-core's conformance suite and learns a real two-dimensional density."""
+"""The outsider plugin passes nfkit-core's conformance suite and learns a real two-dimensional density."""
 
 from __future__ import annotations
 
@@ -6,16 +6,16 @@ import math
 
 import pytest
 import torch
-from nf_realnvp import RealNVPConfig, build_realnvp
+from nfkit_realnvp import RealNVPConfig, build_realnvp
 
-from nf_core.plugins import DataInfo, PluginManager
-from nf_core.testing import check_flow
+from nfkit_core.plugins import DataInfo, PluginManager
+from nfkit_core.testing import check_flow
 
 
 def test_registered_through_the_entry_point():
     manager = PluginManager()
     entry = next(e for e in manager.registry.entries("architecture") if e.name == "realnvp")
-    assert (entry.plugin, entry.distribution) == ("realnvp", "nf-plugin-realnvp")
+    assert (entry.plugin, entry.distribution) == ("realnvp", "nfkit-plugin-realnvp")
 
 
 @pytest.mark.parametrize("shape", [(1, 8, 8), (3, 4, 4)])

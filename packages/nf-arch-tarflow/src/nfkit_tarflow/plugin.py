@@ -1,0 +1,16 @@
+"""The nf plugin of nfkit-tarflow: registers the ``tarflow`` architecture."""
+
+from nfkit_core.plugins import ArchitectureSpec, hookimpl
+from nfkit_tarflow.config import PRESETS, TarFlowConfig
+from nfkit_tarflow.model import build_tarflow
+
+
+@hookimpl
+def nf_register_architectures(registry) -> None:
+    registry.add_architecture(ArchitectureSpec(
+        name="tarflow",
+        config_class=TarFlowConfig,
+        build=build_tarflow,
+        description="TarFlow: autoregressive Transformer flow on image patches (Zhai et al. 2025)",
+        presets=PRESETS,
+    ))

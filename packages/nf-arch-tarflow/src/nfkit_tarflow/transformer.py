@@ -1,0 +1,131 @@
+"""The pre-LayerNorm Transformer layer of a TarFlow block, and the key/value cache used when sampling.
+
+Layer norms run in fp32 whatever the autocast dtype (as the official implementation does); attention goes through
+:func:`nfkit_core.attention.attend`, so the backend (PyTorch SDPA, flash-attn, the plain reference) is a setting.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from nfkit_core.attention import attend
+
+__all__ = ["Attention", "MLP", "AttentionBlock", "KVCache", "LayerKVCache", "at_least_fp32"]
+
+
+def at_least_fp32(x: Tensor) -> Tensor:
+    """``x`` in fp32, or in its own dtype when that is wider (fp64 for gradient checks)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
+class LayerKVCache:
+    """Keys and values of one attention layer for a whole sequence, in tensors allocated once.
+
+    The first :meth:`write` allocates ``(batch, heads, max_tokens, head_dim)`` tensors of the incoming dtype; every
+    write copies into them in place, so decoding ``T`` tokens costs no reallocation and no concatenation.
+    """
+
+    def __init__(self, max_tokens: int) -> None:
+        self.max_tokens = max_tokens
+        self.keys: Tensor | None = None
+        self.values: Tensor | None = None
+
+    def write(self, position: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Store ``k, v`` (``(batch, heads, t, head_dim)``) at ``position`` and return the keys and values so far."""
+        end = position + k.shape[2]
+        if end > self.max_tokens:
+            raise ValueError(f"KV cache holds {self.max_tokens} tokens; cannot write tokens up to {end}")
+        if self.keys is None:
+            shape = (k.shape[0], k.shape[1], self.max_tokens, k.shape[3])
+            self.keys = k.new_empty(shape)
+            self.values = v.new_empty(shape)
+        self.keys[:, :, position:end] = k
+        self.values[:, :, position:end] = v
+        return self.keys[:, :, :end], self.values[:, :, :end]
+
+
+class KVCache:
+    """One :class:`LayerKVCache` per attention layer of a flow block."""
+
+    def __init__(self, num_layers: int, max_tokens: int) -> None:
+        self.layers = [LayerKVCache(max_tokens) for _ in range(num_layers)]
+
+    def __getitem__(self, index: int) -> LayerKVCache:
+        return self.layers[index]
+
+
+class Attention(nn.Module):
+    """Pre-LayerNorm multi-head causal self-attention.
+
+    Args:
+        channels: model width.
+        head_dim: channels per head.
+        backend: name of the :mod:`nfkit_core.attention` backend.
+    """
+
+    def __init__(self, channels: int, head_dim: int, backend: str = "auto") -> None:
+        super().__init__()
+        if channels % head_dim:
+            raise ValueError(f"channels ({channels}) must be a multiple of head_dim ({head_dim})")
+        self.norm = nn.LayerNorm(channels)
+        self.qkv = nn.Linear(channels, 3 * channels)
+        self.proj = nn.Linear(channels, channels)
+        self.num_heads = channels // head_dim
+        self.head_dim = head_dim
+        self.backend = backend
+
+    def forward(self, x: Tensor, temperature: Tensor | None = None, cache: LayerKVCache | None = None,
+                position: int = 0) -> Tensor:
+        """Attend causally over ``x`` of shape ``(batch, tokens, channels)``.
+
+        Args:
+            x: the residual stream.
+            temperature: optional per-sample attention temperature ``tau`` of shape ``(batch,)``: the scores become
+                ``q k^T / (sqrt(head_dim) tau)`` (attention-temperature guidance of Zhai et al. 2025).
+            cache: when given, ``x`` holds the tokens at ``position, position + 1, ...``; their keys and values are
+                written into the cache and the queries attend over every cached token up to themselves.
+            position: index of the first token of ``x`` in the sequence (only with ``cache``).
+        """
+        batch, tokens, channels = x.shape
+        h = self.norm(at_least_fp32(x)).type(x.dtype)
+        q, k, v = self.qkv(h).reshape(batch, tokens, 3 * self.num_heads, self.head_dim).transpose(1, 2).chunk(3, dim=1)
+        if temperature is not None:
+            q = q / temperature.to(q.dtype).view(-1, 1, 1, 1)
+        if cache is not None:
+            k, v = cache.write(position, k, v)
+        # With a cache, a single new query sees only past keys, so no mask is needed.
+        out = attend(q, k, v, causal=tokens > 1, backend=self.backend)
+        return self.proj(out.transpose(1, 2).reshape(batch, tokens, channels))
+
+
+class MLP(nn.Module):
+    """Pre-LayerNorm two-layer GELU MLP of hidden width ``expansion * channels``."""
+
+    def __init__(self, channels: int, expansion: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+        self.main = nn.Sequential(
+            nn.Linear(channels, channels * expansion),
+            nn.GELU(),
+            nn.Linear(channels * expansion, channels),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.main(self.norm(at_least_fp32(x)).type(x.dtype))
+
+
+class AttentionBlock(nn.Module):
+    """One Transformer layer: ``x + attention(x)``, then ``x + mlp(x)``."""
+
+    def __init__(self, channels: int, head_dim: int, expansion: int = 4, backend: str = "auto") -> None:
+        super().__init__()
+        self.attention = Attention(channels, head_dim, backend)
+        self.mlp = MLP(channels, expansion)
+
+    def forward(self, x: Tensor, temperature: Tensor | None = None, cache: LayerKVCache | None = None,
+                position: int = 0) -> Tensor:
+        x = x + self.attention(x, temperature, cache, position)
+        return x + self.mlp(x)
+
+

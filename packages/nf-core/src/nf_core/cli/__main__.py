@@ -1,8 +1,0 @@
-"""``python -m nf_core.cli``: the ``nf`` command (e.g. ``torchrun --nproc_per_node 2 -m nf_core.cli train ...``)."""
-
-import sys
-
-from nf_core.cli import main
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Images in class folders, read with :class:`torchvision.datasets.ImageFolder`.
+
+Layout: ``data.root/<split>/<class>/<image>`` for the splits ``train``, ``val`` and ``test``; the class folders of
+``train`` define the labels. Every image is converted to ``channels`` channels, centre-cropped to a square and resized
+to ``image_size`` (see :func:`nfkit_core.data.preprocess.center_crop_resize`), and returned as 8-bit levels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from nfkit_core.data.base import DataError, check_split, require_path
+from nfkit_core.data.preprocess import center_crop_resize
+from nfkit_core.plugins.registry import DataInfo, DatasetSpec
+
+__all__ = ["ImageFolderConfig", "ImageFolderDataset", "load_image_folder", "SPEC"]
+
+LAYOUT = "<root>/{train,val,test}/<class name>/<image files>"
+
+
+@dataclass
+class ImageFolderConfig:
+    """Options of the ``image-folder`` dataset.
+
+    Attributes:
+        root: the folder holding ``train/``, ``val/`` and ``test/``.
+        image_size: side of the square images after centre crop and resize.
+        channels: 3 (RGB) or 1 (grey-scale).
+    """
+
+    root: str = ""
+    image_size: int = 32
+    channels: int = 3
+
+
+def _read_image(path: str, mode: str) -> Tensor:
+    from PIL import Image
+    from torchvision.transforms.functional import pil_to_tensor
+
+    try:
+        with Image.open(path) as image:
+            return pil_to_tensor(image.convert(mode))
+    except OSError as error:
+        raise DataError(f"{path} is not a readable image ({error})") from None
+
+
+class ImageFolderDataset(Dataset):
+    """One split of an image folder; items are ``(levels (C, S, S) float, label)``."""
+
+    def __init__(self, folder: Path, classes: list[str], config: ImageFolderConfig) -> None:
+        from torchvision.datasets import ImageFolder
+
+        mode = {1: "L", 3: "RGB"}.get(config.channels)
+        if mode is None:
+            raise ValueError(f"image-folder: channels must be 1 or 3, got {config.channels}")
+        try:
+            self.folder = ImageFolder(str(folder), loader=partial(_read_image, mode=mode))
+        except FileNotFoundError as error:
+            raise DataError(f"{folder}: {error} (dataset 'image-folder' expects {LAYOUT})") from None
+        if self.folder.classes != classes:
+            raise DataError(f"{folder} has class folders {self.folder.classes}, but the train split has {classes}")
+        self.image_size = config.image_size
+        self.info = DataInfo(shape=(config.channels, config.image_size, config.image_size),
+                             num_classes=len(classes), num_bins=256)
+
+    def __len__(self) -> int:
+        return len(self.folder)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        image, label = self.folder[index]
+        return center_crop_resize(image, self.image_size).float(), torch.tensor(label)
+
+
+def load_image_folder(config: ImageFolderConfig, split: str) -> ImageFolderDataset:
+    """The ``split`` folder of ``config.root``."""
+    check_split("image-folder", split)
+    root = require_path("image-folder", "root", config.root, LAYOUT)
+    folder, train = root / split, root / "train"
+    for needed in (train, folder):
+        if not needed.is_dir():
+            raise DataError(f"{needed} is not a folder (dataset 'image-folder' expects {LAYOUT})")
+    classes = sorted(entry.name for entry in train.iterdir() if entry.is_dir())
+    return ImageFolderDataset(folder, classes, config)
+
+
+SPEC = DatasetSpec("image-folder", ImageFolderConfig, load_image_folder,
+                   "images in <root>/<split>/<class>/ folders (torchvision ImageFolder), centre-cropped and resized")

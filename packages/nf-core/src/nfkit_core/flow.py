@@ -1,0 +1,238 @@
+"""A flow: a prior, a stack of transforms, and optionally a dequantizer in front of them.
+
+With ``y = dequantize(x)`` (identity without a dequantizer) and ``z, log_det = transform(y)``::
+
+    log p(x) >= log p_prior(z) + log_det + dequantization
+
+where ``dequantization`` is the forward log-det of the dequantizer: the change of units from integer bins to
+continuous values minus ``log q(u | x)`` of the dequantization noise. For a flow made only of bijections and no
+dequantizer the bound is an equality. :class:`LogLikelihood` keeps the three terms apart so that reports can write
+each one out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+
+from nfkit_core import noise as noise_lib
+from nfkit_core.priors import Prior
+from nfkit_core.transform import Sequential, Transform
+
+__all__ = ["FlowProtocol", "Flow", "LogLikelihood", "bits_per_dim", "forward_draws_noise",
+           "importance_weighted_log_prob", "log_prob_draws"]
+
+Noise = noise_lib.NoiseSource | torch.Generator | None
+
+
+def bits_per_dim(log_prob: Tensor, num_dims: int, log_bin_width: float = 0.0) -> Tensor:
+    """Convert a log-density in nats to bits per dimension.
+
+    ``log_bin_width`` is ``log(Δ)`` for data that was uniformly dequantized outside the model into bins of width
+    ``Δ`` (e.g. ``log(2/256)`` for 8-bit images scaled to [-1, 1]): the discrete log-likelihood is then
+    ``log p(y) + D log Δ``. Leave it at 0 when ``log_prob`` already is a discrete log-likelihood (a flow with its own
+    dequantizer) or for continuous data.
+    """
+    return -(log_prob + num_dims * log_bin_width) / (num_dims * math.log(2.0))
+
+
+@dataclass
+class LogLikelihood:
+    """The terms of ``log p(x)`` (each of shape ``(batch,)``, in nats) for ``num_dims`` data dimensions."""
+
+    prior: Tensor
+    log_det: Tensor
+    dequantization: Tensor
+    num_dims: int
+
+    @property
+    def total(self) -> Tensor:
+        """``prior + log_det + dequantization``: the log-likelihood (a lower bound for stochastic flows)."""
+        return self.prior + self.log_det + self.dequantization
+
+    @property
+    def bits_per_dim(self) -> Tensor:
+        """``-total / (num_dims * ln 2)``."""
+        return bits_per_dim(self.total, self.num_dims)
+
+
+@runtime_checkable
+class FlowProtocol(Protocol):
+    """What trainers, evaluators and distillers rely on."""
+
+    def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor: ...
+
+    def sample(self, n: int, context: Tensor | None = None, temperature: float = 1.0,
+               generator: torch.Generator | None = None) -> Tensor: ...
+
+    def transform_to_latent(self, x: Tensor, context: Tensor | None = None) -> Tensor: ...
+
+    def intermediates(self, x: Tensor, context: Tensor | None = None,
+                      names: Iterable[str] | None = None) -> dict[str, Tensor]: ...
+
+
+class Flow(nn.Module):
+    """A normalizing flow ``prior <- transform <- dequantizer <- data``.
+
+    Args:
+        transform: the normalizing transform, data -> latent (usually a :class:`nfkit_core.Sequential` whose step names
+            are the names of :meth:`intermediates`).
+        prior: the latent distribution.
+        dequantizer: optional layer that maps integer data ``x`` in ``[0, num_bins)`` to continuous values and returns
+            its dequantization term as log-det. With one, :meth:`log_prob` takes integer data and :meth:`sample`
+            returns integer data.
+        data_shape: the shape of one data point; inferred from the prior when the transform keeps shapes.
+    """
+
+    def __init__(self, transform: Transform, prior: Prior, dequantizer: Transform | None = None,
+                 data_shape: tuple[int, ...] | None = None) -> None:
+        super().__init__()
+        self.transform = transform
+        self.prior = prior
+        self.dequantizer = dequantizer
+        self.data_shape = tuple(data_shape) if data_shape is not None else tuple(prior.event_shape)
+
+    @property
+    def num_dims(self) -> int:
+        """Number of data dimensions ``D`` (used for bits/dim)."""
+        return math.prod(self.data_shape)
+
+    def _check_input(self, x: Tensor) -> None:
+        if tuple(x.shape[1:]) != self.data_shape:
+            raise ValueError(f"expected data of shape (batch, {', '.join(map(str, self.data_shape))}), "
+                             f"got {tuple(x.shape)}")
+        if x.is_floating_point() and not torch.isfinite(x).all():
+            raise ValueError("input contains NaN or infinite values")
+
+    def log_prob_terms(self, x: Tensor, context: Tensor | None = None, *, noise: Noise = None) -> LogLikelihood:
+        """The terms of ``log p(x | context)``; ``noise`` seeds or replays the stochastic layers' draws."""
+        self._check_input(x)
+        with noise_lib.use(noise):
+            if self.dequantizer is not None:
+                y, dequantization = self.dequantizer(x, context)
+            else:
+                y, dequantization = x, x.new_zeros(x.shape[0], dtype=torch.get_default_dtype())
+            z, log_det = self.transform(y, context)
+            prior = self.prior.log_prob(z, context)
+        return LogLikelihood(prior=prior, log_det=log_det, dequantization=dequantization, num_dims=self.num_dims)
+
+    def log_prob(self, x: Tensor, context: Tensor | None = None, *, noise: Noise = None) -> Tensor:
+        """``log p(x | context)`` in nats, shape ``(batch,)`` (a one-sample lower bound for stochastic flows)."""
+        return self.log_prob_terms(x, context, noise=noise).total
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """Same as :meth:`log_prob` (so that wrappers such as DistributedDataParallel see the training objective)."""
+        return self.log_prob(x, context)
+
+    def bits_per_dim(self, x: Tensor, context: Tensor | None = None, *, noise: Noise = None) -> Tensor:
+        """``-log p(x) / (D ln 2)``, shape ``(batch,)``."""
+        return self.log_prob_terms(x, context, noise=noise).bits_per_dim
+
+    def transform_to_latent(self, x: Tensor, context: Tensor | None = None, *, noise: Noise = None) -> Tensor:
+        """The latent ``z`` that the prior scores for data ``x``."""
+        with noise_lib.use(noise):
+            y = self.dequantizer(x, context)[0] if self.dequantizer is not None else x
+            return self.transform(y, context)[0]
+
+    def latent_to_data(self, z: Tensor, context: Tensor | None = None, *, noise: Noise = None,
+                       temperature: float = 1.0) -> Tensor:
+        """Run the generative direction from a given latent ``z``."""
+        with noise_lib.use(noise, temperature=temperature):
+            y = self.transform.inverse(z, context)[0]
+            return self.dequantizer.inverse(y, context)[0] if self.dequantizer is not None else y
+
+    @torch.no_grad()
+    def sample(self, n: int, context: Tensor | None = None, temperature: float = 1.0,
+               generator: torch.Generator | None = None) -> Tensor:
+        """Draw ``n`` samples; ``temperature`` scales every latent draw, ``generator`` makes them reproducible."""
+        with noise_lib.use(generator, temperature=temperature):
+            z = self.prior.sample(n, context)
+            return self.latent_to_data(z, context, temperature=temperature)
+
+    def intermediates(self, x: Tensor, context: Tensor | None = None, names: Iterable[str] | None = None, *,
+                      noise: Noise = None) -> dict[str, Tensor]:
+        """The outputs of named sub-transforms during a forward pass, for knowledge distillation.
+
+        ``names`` are module paths relative to :attr:`transform` (e.g. ``"level0"`` or ``"level0.split"``); by default
+        every step of a :class:`nfkit_core.Sequential` transform. Gradients flow through the returned tensors.
+        """
+        if names is None:
+            if not isinstance(self.transform, Sequential):
+                raise ValueError("this flow's transform has no named steps; pass names=... explicitly")
+            names = self.transform.names()
+        names = list(names)
+        modules = dict(_step_paths(self.transform))
+        unknown = [name for name in names if name not in modules]
+        if unknown:
+            raise KeyError(f"unknown intermediate names {unknown}; known: {sorted(k for k in modules if k)}")
+        outputs: dict[str, Tensor] = {}
+
+        def keep(name: str):
+            def hook(module: nn.Module, args: tuple, output: tuple[Tensor, Tensor]) -> None:
+                outputs[name] = output[0]
+            return hook
+
+        handles = [modules[name].register_forward_hook(keep(name)) for name in names]
+        try:
+            self.transform_to_latent(x, context, noise=noise)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return {name: outputs[name] for name in names if name in outputs}
+
+
+def _step_paths(module: nn.Module, prefix: str = "") -> Iterable[tuple[str, nn.Module]]:
+    """``(path, sub-module)`` pairs where the steps of a :class:`Sequential` are addressed by their step names."""
+    children = module.transforms.items() if isinstance(module, Sequential) else module.named_children()
+    for name, child in children:
+        path = f"{prefix}.{name}" if prefix else name
+        yield path, child
+        yield from _step_paths(child, path)
+
+
+@torch.no_grad()
+def log_prob_draws(flow: Flow, x: Tensor, context: Tensor | None = None, num_samples: int = 32,
+                   sample_batch_size: int = 1, *, noise: Noise = None) -> Tensor:
+    """``K = num_samples`` one-sample bounds of :meth:`Flow.log_prob` under independent noise, shape ``(K, batch)``.
+
+    ``sample_batch_size`` draws share one forward pass (the batch is repeated that many times): faster, at the cost
+    of memory. Call it in eval mode, where layers with batch statistics use their running averages.
+    """
+    if num_samples < 1 or sample_batch_size < 1:
+        raise ValueError(f"num_samples and sample_batch_size must be at least 1, got {num_samples} and "
+                         f"{sample_batch_size}")
+    bounds = []
+    with noise_lib.use(noise):
+        for start in range(0, num_samples, sample_batch_size):
+            copies = min(sample_batch_size, num_samples - start)
+            repeated = x.repeat(copies, *([1] * (x.dim() - 1)))
+            repeated_context = None if context is None else context.repeat(copies, *([1] * (context.dim() - 1)))
+            bounds.append(flow.log_prob(repeated, repeated_context).view(copies, x.shape[0]))
+    return torch.cat(bounds)
+
+
+@torch.no_grad()
+def importance_weighted_log_prob(flow: Flow, x: Tensor, context: Tensor | None = None, num_samples: int = 32,
+                                 sample_batch_size: int = 1, *, noise: Noise = None) -> Tensor:
+    """The importance-weighted estimate ``log (1/K) sum_k exp(L_k)`` over ``K`` independent draws of all noise.
+
+    ``L_k`` are one-sample bounds of :meth:`Flow.log_prob` (see :func:`log_prob_draws`). The estimate is a tighter
+    lower bound of ``log p(x)`` than their mean (Burda et al. 2016, eq. 8) and equals it for flows whose forward pass
+    draws no noise.
+    """
+    bounds = log_prob_draws(flow, x, context, num_samples, sample_batch_size, noise=noise)
+    return torch.logsumexp(bounds, dim=0) - math.log(num_samples)
+
+
+@torch.no_grad()
+def forward_draws_noise(flow: Flow, x: Tensor, context: Tensor | None = None) -> bool:
+    """Whether ``flow.log_prob(x)`` draws any noise (dequantizers, augmentation): only then can the
+    importance-weighted estimate differ from the one-sample bound."""
+    with noise_lib.use(noise_lib.Record()) as record:
+        flow.log_prob(x, context)
+    return bool(record.draws)

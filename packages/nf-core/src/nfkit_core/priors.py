@@ -1,0 +1,119 @@
+"""Base distributions of flows: the density of the latent ``z``.
+
+A prior has an ``event_shape``, scores latents with ``log_prob(z, context) -> (batch,)`` (summed over the event, in
+nats) and draws them with ``sample(n, context)``. Sampling takes its standard-normal noise from :mod:`nfkit_core.noise`
+and multiplies it by the current sampling temperature.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+
+from nfkit_core import noise
+from nfkit_core.transform import sum_except_batch
+
+__all__ = ["Prior", "StandardNormal", "DiagonalGaussian", "ClassConditionalGaussian", "normal_log_prob"]
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def normal_log_prob(z: Tensor, mean: Tensor | float = 0.0, log_scale: Tensor | float = 0.0) -> Tensor:
+    """Element-wise ``log N(z; mean, exp(log_scale)^2)`` (not summed)."""
+    log_scale = torch.as_tensor(log_scale, dtype=z.dtype, device=z.device)
+    return -0.5 * (LOG_2PI + 2 * log_scale + ((z - mean) * torch.exp(-log_scale)) ** 2)
+
+
+@runtime_checkable
+class Prior(Protocol):
+    """The latent distribution of a :class:`nfkit_core.Flow`."""
+
+    event_shape: tuple[int, ...]
+
+    def log_prob(self, z: Tensor, context: Tensor | None = None) -> Tensor: ...
+
+    def sample(self, n: int, context: Tensor | None = None) -> Tensor: ...
+
+
+class _Gaussian(nn.Module):
+    """Shared code of the Gaussian priors: subclasses give ``mean_and_log_scale(context, n)``."""
+
+    def __init__(self, event_shape: Sequence[int]) -> None:
+        super().__init__()
+        self.event_shape = tuple(int(d) for d in event_shape)
+
+    def mean_and_log_scale(self, context: Tensor | None, n: int) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def _check(self, z: Tensor) -> None:
+        if tuple(z.shape[1:]) != self.event_shape:
+            raise ValueError(f"prior expects latents of shape (batch, {', '.join(map(str, self.event_shape))}), "
+                             f"got {tuple(z.shape)}")
+
+    def log_prob(self, z: Tensor, context: Tensor | None = None) -> Tensor:
+        """``log p(z | context)`` summed over the event, shape ``(batch,)``."""
+        self._check(z)
+        mean, log_scale = self.mean_and_log_scale(context, z.shape[0])
+        return sum_except_batch(normal_log_prob(z, mean, log_scale))
+
+    def sample(self, n: int, context: Tensor | None = None) -> Tensor:
+        """``n`` latents (``n`` must equal the batch of ``context`` when one is given)."""
+        mean, log_scale = self.mean_and_log_scale(context, n)
+        device = mean.device if isinstance(mean, Tensor) else None
+        eps = noise.randn((n, *self.event_shape), device=device)
+        return mean + torch.exp(log_scale) * eps * noise.temperature()
+
+
+class StandardNormal(_Gaussian):
+    """``N(0, I)`` over ``event_shape``."""
+
+    def __init__(self, event_shape: Sequence[int]) -> None:
+        super().__init__(event_shape)
+        self.register_buffer("_zero", torch.zeros(()), persistent=False)
+
+    def mean_and_log_scale(self, context: Tensor | None, n: int) -> tuple[Tensor, Tensor]:
+        return self._zero, self._zero
+
+
+class DiagonalGaussian(_Gaussian):
+    """``N(mean, diag(exp(log_scale))^2)`` with learned ``mean`` and ``log_scale`` (initialised to N(0, I))."""
+
+    def __init__(self, event_shape: Sequence[int]) -> None:
+        super().__init__(event_shape)
+        self.mean = nn.Parameter(torch.zeros(self.event_shape))
+        self.log_scale = nn.Parameter(torch.zeros(self.event_shape))
+
+    def mean_and_log_scale(self, context: Tensor | None, n: int) -> tuple[Tensor, Tensor]:
+        return self.mean, self.log_scale
+
+
+class ClassConditionalGaussian(_Gaussian):
+    """A diagonal Gaussian whose mean and log-scale are looked up from the class label in ``context``.
+
+    ``context`` holds integer labels of shape ``(batch,)`` in ``[0, num_classes)``; the embeddings start at zero, so
+    the untrained prior is ``N(0, I)`` for every class.
+    """
+
+    def __init__(self, event_shape: Sequence[int], num_classes: int) -> None:
+        super().__init__(event_shape)
+        self.num_classes = int(num_classes)
+        size = math.prod(self.event_shape)
+        self.mean = nn.Embedding(self.num_classes, size)
+        self.log_scale = nn.Embedding(self.num_classes, size)
+        nn.init.zeros_(self.mean.weight)
+        nn.init.zeros_(self.log_scale.weight)
+
+    def mean_and_log_scale(self, context: Tensor | None, n: int) -> tuple[Tensor, Tensor]:
+        if context is None:
+            raise ValueError("ClassConditionalGaussian needs class labels as context")
+        labels = context.long().reshape(-1)
+        if labels.shape[0] != n:
+            raise ValueError(f"got {labels.shape[0]} labels for a batch of {n}")
+        if labels.min() < 0 or labels.max() >= self.num_classes:
+            raise ValueError(f"class labels must lie in [0, {self.num_classes}), got {labels.tolist()}")
+        shape = (n, *self.event_shape)
+        return self.mean(labels).reshape(shape), self.log_scale(labels).reshape(shape)

@@ -1,0 +1,207 @@
+"""The options of a training run, and the checked conversion of option values to config dataclasses."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from nfkit_core.plugins.registry import Registry
+
+__all__ = ["TrainConfig", "PRECISIONS", "RunConfig", "make_run_config", "coerce_options", "coerce_value"]
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclass
+class TrainConfig:
+    """Options of :class:`nfkit_core.train.Trainer` (``--set train.KEY=VALUE`` on the command line).
+
+    Attributes:
+        steps: number of optimizer steps.
+        batch_size: global batch size (split evenly over the processes of a distributed run).
+        lr: peak learning rate of AdamW.
+        betas: AdamW's ``(beta1, beta2)``.
+        weight_decay: AdamW's decoupled weight decay.
+        warmup_steps: steps of linear warm-up from 0 to ``lr``; a cosine decay to ``min_lr_ratio * lr`` follows.
+        min_lr_ratio: the final learning rate as a fraction of ``lr``.
+        grad_clip: clip the global gradient norm to this value (no clipping when unset).
+        ema_decay: keep an exponential moving average of the weights with this decay (none when unset; the decay
+            warms up over the first steps, see :class:`nfkit_core.train.EMA`); the average is what validation, samples
+            and the final report use.
+        seed: seeds model initialisation, data order and every noise draw.
+        precision: ``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``fp32`` or ``bf16`` (on CPU it pays off where the
+            CPU has native bf16 arithmetic); evaluation is always fp32.
+        compile: run the training step's model through ``torch.compile``.
+        device: ``auto``, ``cpu`` or ``cuda`` (a distributed run uses ``cuda:LOCAL_RANK``).
+        cpu_threads: PyTorch's intra-op threads when training on the CPU (unset: PyTorch's default, one per core).
+            The small flows one trains on a CPU gain little from a second thread (at best ~10% for Glow on digits)
+            and slow down many times over when other processes compete for the cores
+            (``benchmarks/results/train_cpu.md``); hence 1.
+        class_conditional: condition the flow on the class labels (the architecture is told ``num_classes``).
+        label_dropout: probability of dropping a label to ``-1`` during training (classifier-free guidance).
+        noise_sigma: Gaussian noise augmentation of this standard deviation instead of uniform dequantization;
+            when unset, the flow's own ``noise_std`` if it declares one (TarFlow does), else 0.
+        hflip: flip training images horizontally at random.
+        log_every: steps between metric lines in ``metrics.jsonl``.
+        val_every: steps between validation bits/dim evaluations.
+        val_max_examples: evaluate at most this many validation examples at each interval (all when unset).
+        eval_samples: ``K`` of the importance-weighted bound that the final report adds for flows whose likelihood
+            draws noise (dequantizers, noise augmentation); 1 reports the single-sample bound only.
+        eval_sample_batch_size: noise draws evaluated in one forward pass for that bound (memory for speed).
+        sample_every: steps between sample grids and loss/bpd plots.
+        num_samples: samples in each grid.
+        sample_temperature: temperature of the grid samples.
+        checkpoint_every: steps between checkpoints (one is also written at the end).
+        num_workers: DataLoader worker processes.
+        progress: show a progress bar.
+    """
+
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.0
+    grad_clip: float | None = None
+    ema_decay: float | None = None
+    seed: int = 0
+    precision: str = "auto"
+    compile: bool = False
+    device: str = "auto"
+    cpu_threads: int | None = 1
+    class_conditional: bool = False
+    label_dropout: float = 0.0
+    noise_sigma: float | None = None
+    hflip: bool = False
+    log_every: int = 10
+    val_every: int = 250
+    val_max_examples: int | None = None
+    eval_samples: int = 16
+    eval_sample_batch_size: int = 4
+    sample_every: int = 500
+    num_samples: int = 64
+    sample_temperature: float = 1.0
+    checkpoint_every: int = 500
+    num_workers: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        positive = {name: getattr(self, name) for name in ("steps", "batch_size", "log_every", "val_every",
+                                                            "sample_every", "num_samples", "checkpoint_every",
+                                                            "eval_samples", "eval_sample_batch_size")}
+        bad = {name: value for name, value in positive.items() if value < 1}
+        if bad:
+            raise ValueError(f"train options must be positive: {bad}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            raise ValueError(f"train.ema_decay must lie in (0, 1), got {self.ema_decay}")
+        if self.label_dropout > 0 and not self.class_conditional:
+            raise ValueError("train.label_dropout needs train.class_conditional=true")
+        self.betas = tuple(self.betas)
+
+
+def _describe(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def coerce_value(value: Any, annotation: Any, where: str) -> Any:
+    """Check ``value`` against a field's type annotation, converting lists to tuples and ints to floats.
+
+    ``None`` (or the strings ``"none"`` / ``"null"``) is accepted for optional fields.
+    """
+    origin, arguments = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (types.UnionType, typing.Union):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in arguments:
+                return None
+        errors = []
+        for option in (a for a in arguments if a is not type(None)):
+            try:
+                return coerce_value(value, option, where)
+            except ValueError as error:
+                errors.append(str(error))
+        raise ValueError(errors[0] if len(errors) == 1 else f"{where}: {value!r} is not a {_describe(annotation)}")
+    if origin is tuple and isinstance(value, list | tuple):
+        items = arguments if arguments and arguments[-1] is not Ellipsis else (arguments[0],) * len(value)
+        if len(items) != len(value):
+            raise ValueError(f"{where} needs {len(items)} values, got {list(value)}")
+        return tuple(coerce_value(v, t, f"{where}[{i}]") for i, (v, t) in enumerate(zip(value, items, strict=True)))
+    if origin is list and isinstance(value, list | tuple):
+        return [coerce_value(v, arguments[0], f"{where}[{i}]") if arguments else v for i, v in enumerate(value)]
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation is Any or (isinstance(annotation, type) and isinstance(value, annotation)
+                             and not (annotation is int and isinstance(value, bool))):
+        return value
+    raise ValueError(f"{where} expects {_describe(annotation)}, got {value!r}")
+
+
+def coerce_options(config_class: type, values: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """Check option values for a config dataclass: unknown names are errors, values are coerced to field types.
+
+    Args:
+        config_class: the dataclass.
+        values: option name -> value (e.g. from a TOML file or ``--set``).
+        what: how the options are addressed, for messages (e.g. ``"train"`` or ``"model"``).
+    """
+    fields = {f.name: f for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown {what} option(s) {unknown}; known: {', '.join(sorted(fields))}")
+    hints = typing.get_type_hints(config_class)
+    return {name: coerce_value(value, hints[name], f"{what}.{name}") for name, value in values.items()}
+
+
+@dataclass
+class RunConfig:
+    """What a run trains: an architecture and its config, a dataset and its config, and the training options.
+
+    Attributes:
+        arch: registered architecture name.
+        dataset: registered dataset name.
+        model: an instance of the architecture's config dataclass.
+        data: an instance of the dataset's config dataclass.
+        train: the training options.
+        preset: the architecture preset the model config started from, if any.
+    """
+
+    arch: str
+    dataset: str
+    model: Any
+    data: Any
+    train: TrainConfig
+    preset: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (for checkpoints and ``run.json``)."""
+        return {"architecture": self.arch, "preset": self.preset, "model_config": dataclasses.asdict(self.model),
+                "dataset": self.dataset, "data_config": dataclasses.asdict(self.data),
+                "train_config": dataclasses.asdict(self.train)}
+
+
+def make_run_config(arch: str, dataset: str, model: Mapping[str, Any] | None = None,
+                    data: Mapping[str, Any] | None = None, train: Mapping[str, Any] | None = None,
+                    preset: str | None = None, registry: Registry | None = None) -> RunConfig:
+    """Build a :class:`RunConfig` from option dicts, checking every name and value.
+
+    The model config starts from the architecture's dataclass defaults, then ``preset`` — or, when no preset is
+    named, the architecture's preset named after the dataset if it has one (e.g. ``digits``) — then ``model``.
+    Unknown architecture or dataset names raise an error that lists the available ones.
+    """
+    from nfkit_core.plugins import get_registry
+
+    registry = registry or get_registry()
+    arch_spec = registry.get("architecture", arch)
+    data_spec = registry.get("dataset", dataset)
+    if preset is None and dataset in arch_spec.presets:
+        preset = dataset
+    model_config = arch_spec.make_config(preset, **coerce_options(arch_spec.config_class, model or {}, "model"))
+    data_config = data_spec.config_class(**coerce_options(data_spec.config_class, data or {}, "data"))
+    train_config = TrainConfig(**coerce_options(TrainConfig, train or {}, "train"))
+    return RunConfig(arch, dataset, model_config, data_config, train_config, preset)

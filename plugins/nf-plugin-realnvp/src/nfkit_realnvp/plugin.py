@@ -1,0 +1,13 @@
+"""The nf plugin: registers ``realnvp``."""
+
+from nfkit_core.plugins import ArchitectureSpec, hookimpl
+from nfkit_realnvp.model import RealNVPConfig, build_realnvp
+
+
+@hookimpl
+def nf_register_architectures(registry) -> None:
+    registry.add_architecture(ArchitectureSpec(
+        "realnvp", RealNVPConfig, build_realnvp, "Real NVP (Dinh et al. 2017), an example outsider plugin",
+        presets={"digits": {"scales": 2, "couplings": 3, "hidden": 32},
+                 "digits-tiny": {"scales": 2, "couplings": 2, "hidden": 16},
+                 "toy2d": {"couplings": 4, "hidden": 64}}))
