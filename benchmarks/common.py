@@ -1,20 +1,37 @@
-"""Plumbing shared by the benchmark scripts: options, devices, timing, memory, processes and the report.
+"""What every benchmark script shares: the timing method, memory in fresh processes, options, and the report's stamp.
 
-The scripts import it as ``common`` (Python puts a script's own folder first on ``sys.path``), so each one still runs
-as ``python benchmarks/<script>.py``.
+The timing method (:func:`time_alternating`): every variant is first called ``warmup`` times untimed; then come
+rounds in which every variant takes one *sample*, in the given order in even rounds and in reverse order in odd ones
+(A B C, C B A, A B C, ...), until each variant has ``samples`` samples. A sample calls the variant repeatedly until at
+least ``sample_seconds`` have passed and records the seconds per call. Taking turns exposes every variant to the same
+background load on a shared machine; many samples of a fixed minimum length let the median ignore the disturbed ones,
+and their spread (min-max, interquartile range) says how far a second run may land. A ratio between two variants is
+the ratio of their medians; its range is the range of the per-round ratios (the two samples of one round ran back to
+back, under the same load).
+
+Memory (:func:`run_alternating`): each measurement runs in a fresh spawned process, so that its peak is its own, and
+the variants take turns there too.
+
+The scripts import this module as ``common`` (Python puts a script's own folder first on ``sys.path``), so each one
+still runs as ``python benchmarks/<script>.py``.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import datetime
+import gc
 import multiprocessing
 import os
 import platform
-import resource
 import shlex
+import statistics
+import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,84 +39,160 @@ import torch
 
 T = TypeVar("T")
 
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
 
-def make_parser(description: str, *, output_flag: str = "--output", output_help: str = "Markdown file for the table",
-                bf16_help: str | None = None) -> argparse.ArgumentParser:
-    """A parser with the options every benchmark has: ``--device``, the Markdown output file and, where ``bf16_help``
-    is given, ``--bf16``. The output file is ``args.output`` whatever its flag is called."""
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cpu", help="cpu or cuda[:index]")
-    if bf16_help is not None:
-        parser.add_argument("--bf16", action="store_true", help=bf16_help)
-    parser.add_argument(output_flag, dest="output", type=Path, default=None, metavar="FILE", help=output_help)
-    return parser
+# Defaults that give medians reproducible to a few percent on a shared 2-core VM: nine samples (an odd count, so the
+# median is a measured sample) of at least one second each, after two untimed calls of every variant.
+SAMPLES = 9
+SAMPLE_SECONDS = 1.0
+WARMUP = 2
+MEMORY_ROUNDS = 3
 
-
-def parse_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
-    """Parse the command line, rejecting a CUDA device that is not there.
-
-    bf16 autocast is accepted on CPU too; it pays off there only on CPUs with native bf16 arithmetic (AVX512-BF16 or
-    AMX), elsewhere oneDNN emulates it and it is slower than fp32.
-    """
-    args = parser.parse_args()
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        parser.error("--device cuda requested but CUDA is not available")
-    return args
+# --tiny: a smoke run that only checks that a script works; its figures mean nothing.
+TINY_SAMPLES = 3
+TINY_SAMPLE_SECONDS = 0.0
+TINY_WARMUP = 1
+TINY_MEMORY_ROUNDS = 1
 
 
-def synchronize(device: torch.device) -> None:
+# ---------------------------------------------------------------------------------------------- statistics
+
+
+@dataclass(frozen=True)
+class Spread:
+    """The median of some measurements with their range (min-max) and interquartile range (q1-q3)."""
+
+    median: float
+    low: float
+    high: float
+    q1: float
+    q3: float
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Spread:
+        values = sorted(values)
+        if not values:
+            raise ValueError("a spread needs at least one value")
+        q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive") if len(values) > 1 else values * 3
+        return cls(statistics.median(values), values[0], values[-1], q1, q3)
+
+    def format(self, digits: int = 3, suffix: str = "") -> str:
+        """``median (low-high)`` to ``digits`` significant digits, e.g. ``1.07x (0.98-1.15x)``."""
+        def number(value: float) -> str:
+            return f"{value:,.{digits}g}" if abs(value) < 10 ** digits else f"{value:,.0f}"
+        return f"{number(self.median)}{suffix} ({number(self.low)}-{number(self.high)}{suffix})"
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The samples of one variant: seconds per call, in round order, and the calls each sample averaged over."""
+
+    seconds: tuple[float, ...]
+    calls: tuple[int, ...]
+
+    @property
+    def spread(self) -> Spread:
+        """Seconds per call."""
+        return Spread.of(self.seconds)
+
+    def rate(self, items: float = 1.0) -> Spread:
+        """``items`` per second (steps/s, images/s, ...), one value per sample."""
+        return Spread.of([items / s for s in self.seconds])
+
+
+@dataclass(frozen=True)
+class Timings:
+    """What :func:`time_alternating` measured: every variant's :class:`Timing` and the order the samples were taken."""
+
+    variants: dict[str, Timing]
+    order: tuple[str, ...]
+
+    def __getitem__(self, name: str) -> Timing:
+        return self.variants[name]
+
+    def speedup(self, name: str, baseline: str) -> Spread:
+        """How many times faster ``name`` runs than ``baseline``: the ratio of their median times, with the range
+        and interquartile range of the ratios of the samples taken in the same round."""
+        mine, theirs = self.variants[name].seconds, self.variants[baseline].seconds
+        per_round = Spread.of([b / a for a, b in zip(mine, theirs, strict=True)])
+        ratio = statistics.median(theirs) / statistics.median(mine)
+        return Spread(ratio, per_round.low, per_round.high, per_round.q1, per_round.q3)
+
+
+# ---------------------------------------------------------------------------------------------- timing
+
+
+def synchronize(device: torch.device | None) -> None:
     """Wait for the device's queued work, so that a clock read afterwards covers it."""
-    if device.type == "cuda":
+    if device is not None and device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def autocast(device: torch.device, bf16: bool) -> torch.autocast:
-    """bf16 autocast on ``device`` when ``bf16`` is set, a no-op context otherwise."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
-
-
-def seconds_per_call(fn: Callable[[], Any], device: torch.device, calls: int, warmup: int = 1) -> float:
-    """Wall-clock seconds per call of ``fn``, averaged over ``calls`` calls after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        fn()
+def take_sample(fn: Callable[[], Any], sample_seconds: float, device: torch.device | None = None,
+                clock: Callable[[], float] = time.perf_counter) -> tuple[float, int]:
+    """Call ``fn`` until at least ``sample_seconds`` have passed (at least once): (seconds per call, calls)."""
     synchronize(device)
-    start = time.perf_counter()
-    for _ in range(calls):
+    start = clock()
+    calls = 0
+    while True:
         fn()
-    synchronize(device)
-    return (time.perf_counter() - start) / calls
+        calls += 1
+        synchronize(device)
+        elapsed = clock() - start
+        if elapsed >= sample_seconds:
+            return elapsed / calls, calls
 
 
-def best_seconds_per_call(fns: dict[str, Callable[[], Any]], device: torch.device, calls: int, rounds: int,
-                          warmup: int = 1) -> dict[str, float]:
-    """Seconds per call of each of ``fns``, which take turns: after ``warmup`` calls of each, ``rounds`` rounds in
-    which every function runs ``calls`` times (in reverse order every other round). The best round of each is
-    reported: on a shared machine it is the one least slowed down by other work, and taking turns exposes every
-    function to the same background load."""
-    for fn in fns.values():
+def time_alternating(variants: Mapping[str, Callable[[], Any]], *, samples: int = SAMPLES,
+                     sample_seconds: float = SAMPLE_SECONDS, warmup: int = WARMUP, device: torch.device | None = None,
+                     clock: Callable[[], float] = time.perf_counter) -> Timings:
+    """Time ``variants`` (name -> function of no arguments) taking turns, as the module docstring describes:
+    ``warmup`` untimed calls of each, then ``samples`` rounds of one sample of at least ``sample_seconds`` per variant,
+    in reverse order every other round."""
+    if samples < 1:
+        raise ValueError(f"samples must be at least 1, got {samples}")
+    names = list(variants)
+    for name in names:
         for _ in range(warmup):
-            fn()
-    best = dict.fromkeys(fns, float("inf"))
-    for round_ in range(rounds):
-        for name in (list(fns) if round_ % 2 == 0 else list(reversed(fns))):
-            best[name] = min(best[name], seconds_per_call(fns[name], device, calls, warmup=0))
-    return best
+            variants[name]()
+    synchronize(device)
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    calls: dict[str, list[int]] = {name: [] for name in names}
+    order = []
+    for round_ in range(samples):
+        for name in names if round_ % 2 == 0 else names[::-1]:
+            per_call, count = take_sample(variants[name], sample_seconds, device, clock)
+            seconds[name].append(per_call)
+            calls[name].append(count)
+            order.append(name)
+    return Timings({name: Timing(tuple(seconds[name]), tuple(calls[name])) for name in names}, tuple(order))
 
 
-def peak_rss_mib() -> float:
-    """Peak resident set size of this process in MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def clock_for(name: str) -> Callable[[], float]:
+    """``"wall"``: ``time.perf_counter``; ``"thread"``: the calling thread's CPU time, which other processes cannot
+    inflate but which misses work done by other threads (use it only with one torch thread and no loader workers)."""
+    return {"wall": time.perf_counter, "thread": time.thread_time}[name]
 
 
-def peak_memory_mib(device: torch.device) -> float:
-    """The peak memory so far: ``torch.cuda.max_memory_allocated`` on CUDA, the process's peak resident set on CPU."""
-    return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else peak_rss_mib()
+# ---------------------------------------------------------------------------------------------- memory
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
 
 
 class PeakMemory:
-    """Peak memory (MiB, in ``.mib``) of a ``with`` block: on CUDA the peak allocated memory, on CPU the growth of the
-    process's peak resident set. The latter never goes down, so measure each model in a fresh process
-    (:func:`run_each`)."""
+    """The rise of peak memory (MiB, in ``.mib``) inside a ``with`` block.
+
+    On CUDA, ``torch.cuda.max_memory_allocated`` above what was allocated on entry. On CPU, the process's peak
+    resident set (Linux ``VmHWM``) above the resident set on entry, after resetting the peak to the current resident
+    set (``/proc/self/clear_refs``) once freed memory went back to the system (``malloc_trim``). Where that reset is
+    not possible, the peak cannot go down: run each measurement in a fresh process (:func:`run_alternating`).
+    """
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
@@ -108,45 +201,128 @@ class PeakMemory:
     @staticmethod
     def kind(device: str) -> str:
         """What ``.mib`` is on ``device``, for a table's column title."""
-        return "peak allocated" if device.startswith("cuda") else "peak RSS growth"
+        return "peak allocated" if device.startswith("cuda") else "peak RSS rise"
 
     def __enter__(self) -> PeakMemory:
+        gc.collect()
         if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
-        self._baseline = 0.0 if self.device.type == "cuda" else peak_rss_mib()
+            self._base = torch.cuda.memory_allocated(self.device) / 2**20
+            return self
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except OSError:
+            pass
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            pass
+        self._base = _status_kib("VmRSS") / 1024
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.mib = peak_memory_mib(self.device) - self._baseline
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.mib = torch.cuda.max_memory_allocated(self.device) / 2**20 - self._base
+        else:
+            self.mib = _status_kib("VmHWM") / 1024 - self._base
 
 
-def run_each(fn: Callable[..., T], jobs: Sequence[tuple], fresh_process: bool) -> list[T]:
-    """``fn(*job)`` for every job, one after the other; with ``fresh_process`` each in its own spawned process, so that
-    its peak memory is its own (``fn`` must then be a module-level function and its results picklable)."""
+def run_alternating(fn: Callable[..., T], jobs: Mapping[str, tuple], rounds: int = MEMORY_ROUNDS,
+                    fresh_process: bool = True) -> dict[str, list[T]]:
+    """``fn(*jobs[name])`` for every job, ``rounds`` times, the jobs in the given order in even rounds and reversed in
+    odd ones; with ``fresh_process`` each call in its own spawned process, so that its peak memory is its own (``fn``
+    must then be a module-level function and its arguments and result picklable). Returns each job's results."""
+    names = list(jobs)
+    results: dict[str, list[T]] = {name: [] for name in names}
+    order = [name for round_ in range(rounds) for name in (names if round_ % 2 == 0 else names[::-1])]
     if not fresh_process:
-        return [fn(*job) for job in jobs]
+        for name in order:
+            results[name].append(fn(*jobs[name]))
+        return results
     with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
-        return [pool.apply(fn, job) for job in jobs]
+        for name in order:
+            results[name].append(pool.apply(fn, jobs[name]))
+    return results
 
 
-def add_setup_arguments(parser: argparse.ArgumentParser, setups: Sequence[str], *, train_steps: int, repeats: int,
-                        repeats_help: str) -> None:
-    """The options of a benchmark that trains and samples named setups: ``--configs``, ``--train-steps``,
-    ``--repeats`` and ``--threads`` (see :func:`run_setups`)."""
-    parser.add_argument("--configs", nargs="+", default=list(setups), choices=list(setups))
-    parser.add_argument("--train-steps", type=int, default=train_steps)
-    parser.add_argument("--repeats", type=int, default=repeats, help=repeats_help)
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads on CPU")
+# ---------------------------------------------------------------------------------------------- options
 
 
-def run_setups(run_setup: Callable[[str, str, bool, int, int, int], T], args: argparse.Namespace) -> list[T]:
-    """``run_setup(name, device, bf16, train_steps, repeats, threads)`` for every setup in ``args.configs``, each in a
-    fresh process on CPU (options from :func:`make_parser` and :func:`add_setup_arguments`)."""
+def make_parser(description: str, *, output_help: str = "Markdown file for the report",
+                bf16_help: str | None = None, threads: int | None = 1) -> argparse.ArgumentParser:
+    """A parser with the options every benchmark has: ``--device``, ``--threads``, ``--output``, ``--note``, the
+    timing options of :func:`time_alternating`, ``--memory-rounds``, ``--clock``, ``--tiny`` and, where
+    ``bf16_help`` is given, ``--bf16``."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:index]")
+    parser.add_argument("--threads", type=int, default=threads,
+                        help="torch threads on CPU, the same for every variant (default: %(default)s)")
+    if bf16_help is not None:
+        parser.add_argument("--bf16", action="store_true", help=bf16_help)
+    timing = parser.add_argument_group("timing (see benchmarks/README.md)")
+    timing.add_argument("--samples", type=int, default=SAMPLES,
+                        help="timed samples per variant, taken in alternating rounds (default: %(default)s)")
+    timing.add_argument("--sample-seconds", type=float, default=SAMPLE_SECONDS,
+                        help="a sample repeats its call until this many seconds have passed (default: %(default)s)")
+    timing.add_argument("--warmup", type=int, default=WARMUP,
+                        help="untimed calls of every variant first (default: %(default)s)")
+    timing.add_argument("--memory-rounds", type=int, default=MEMORY_ROUNDS,
+                        help="fresh processes per variant for the peak memory, in alternating order "
+                             "(default: %(default)s)")
+    timing.add_argument("--clock", choices=["wall", "thread"], default="wall",
+                        help="wall: elapsed time; thread: the timing thread's CPU time, which other processes cannot "
+                             "inflate (only with --threads 1) (default: %(default)s)")
+    timing.add_argument("--tiny", action="store_true",
+                        help=f"smoke run: tiny models, {TINY_SAMPLES} samples of one call, "
+                             f"{TINY_MEMORY_ROUNDS} memory round; checks that the script works, its figures mean "
+                             f"nothing (refuses an --output under benchmarks/results)")
+    parser.add_argument("--output", type=Path, default=None, metavar="FILE", help=output_help)
+    parser.add_argument("--note", default="",
+                        help="a sentence for the report's header, e.g. what else ran on the machine")
+    return parser
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse the command line and check it: a CUDA device must exist, ``--clock thread`` needs one thread, and a
+    ``--tiny`` run may not write under ``benchmarks/results``. ``--tiny`` replaces the timing options with its own;
+    ``--threads`` is applied.
+
+    bf16 autocast is accepted on CPU too; it pays off there only on CPUs with native bf16 arithmetic (AVX512-BF16 or
+    AMX), elsewhere oneDNN emulates it and it is slower than fp32.
+    """
+    args = parser.parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error("--device cuda requested but CUDA is not available")
+    if args.clock == "thread" and args.threads != 1:
+        parser.error("--clock thread measures one thread's CPU time: it needs --threads 1")
+    if args.tiny:
+        if args.output is not None and RESULTS in args.output.resolve().parents:
+            parser.error(f"--tiny figures mean nothing: write them elsewhere than {args.output}")
+        args.samples, args.sample_seconds = TINY_SAMPLES, TINY_SAMPLE_SECONDS
+        args.warmup, args.memory_rounds = TINY_WARMUP, TINY_MEMORY_ROUNDS
+    if args.samples < 1 or args.memory_rounds < 1 or args.warmup < 0 or args.sample_seconds < 0:
+        parser.error("--samples and --memory-rounds must be at least 1, --warmup and --sample-seconds at least 0")
     if args.threads:
         torch.set_num_threads(args.threads)
-    jobs = [(name, args.device, args.bf16, args.train_steps, args.repeats, torch.get_num_threads())
-            for name in args.configs]
-    return run_each(run_setup, jobs, fresh_process=args.device == "cpu")
+    args.threads = torch.get_num_threads()
+    return args
+
+
+def time_variants(variants: Mapping[str, Callable[[], Any]], args: argparse.Namespace,
+                  device: torch.device | None = None) -> Timings:
+    """:func:`time_alternating` with the timing options of the command line."""
+    return time_alternating(variants, samples=args.samples, sample_seconds=args.sample_seconds, warmup=args.warmup,
+                            device=device, clock=clock_for(args.clock))
+
+
+def autocast(device: torch.device, bf16: bool) -> torch.autocast:
+    """bf16 autocast on ``device`` when ``bf16`` is set, a no-op context otherwise."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+
+
+# ---------------------------------------------------------------------------------------------- the report
 
 
 def cpu_model() -> str:
@@ -158,13 +334,17 @@ def cpu_model() -> str:
         return platform.processor() or platform.machine()
 
 
-def describe_hardware(device: str, threads: bool = True) -> str:
-    """The GPU's name on CUDA; on CPU its model, logical CPUs, torch threads (when ``threads``) and load average."""
-    if device.startswith("cuda"):
-        return torch.cuda.get_device_name(device)
-    torch_threads = f", torch threads: {torch.get_num_threads()}" if threads else ""
-    load = "{:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
-    return f"{cpu_model()}, {os.cpu_count()} logical CPUs{torch_threads}, load average {load}"
+def commit() -> str:
+    """The checked-out commit, with ``+changes`` when tracked files differ from it."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    try:
+        head = git("rev-parse", "--short=10", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return head + ("+changes" if dirty else "")
 
 
 def command_line() -> str:
@@ -172,17 +352,51 @@ def command_line() -> str:
     return shlex.join(["python", f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]])
 
 
-def report_header(title: str, device: str, bf16: bool, precision: str | None = None) -> str:
-    """``<title> on <device> (<hardware>), <precision>, torch <version>; `<command>```: a report's first line.
+def load_average() -> str:
+    return "{:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
 
-    The precision is ``"bf16 autocast"`` or ``"fp32"`` after ``bf16``, unless ``precision`` describes it."""
-    precision = precision or ("bf16 autocast" if bf16 else "fp32")
-    return (f"{title} on {device} ({describe_hardware(device)}), {precision}, torch {torch.__version__}; "
-            f"`{command_line()}`")
+
+class Stamp:
+    """The lines that open a report: what ran, where, when and how it was timed. Create it before measuring (it
+    records the start's date and load average) and call :meth:`render` after."""
+
+    def __init__(self, title: str, args: argparse.Namespace, precision: str | None = None) -> None:
+        self.title, self.args = title, args
+        self.precision = precision or ("bf16 autocast" if getattr(args, "bf16", False) else "fp32")
+        self.start = datetime.datetime.now(datetime.timezone.utc)
+        self.start_load = load_average()
+        self.command = command_line()
+
+    def render(self, extra: Sequence[str] = ()) -> str:
+        """The title, then one bullet per fact, then ``extra`` bullets (versions of other libraries, ...)."""
+        a = self.args
+        if a.device.startswith("cuda"):
+            hardware = f"{torch.cuda.get_device_name(a.device)} ({a.device})"
+        else:
+            hardware = f"{cpu_model()}, {os.cpu_count()} logical CPUs, torch threads: {a.threads}"
+        clock = {"wall": "wall-clock time", "thread": "the timing thread's CPU time"}[a.clock]
+        facts = [
+            f"command: `{self.command}`",
+            f"commit {commit()}; date {self.start:%Y-%m-%d %H:%M} UTC; torch {torch.__version__}, "
+            f"python {platform.python_version()}",
+            f"hardware: {hardware}; load average {self.start_load} at the start, {load_average()} at the end",
+            f"precision: {self.precision}",
+            f"timing: {a.warmup} warm-up calls per variant, then {a.samples} alternating rounds of one sample per "
+            f"variant, each sample at least {a.sample_seconds:g} s of repeated calls ({clock}); median "
+            f"(min-max over the samples); ratios: ratio of medians (min-max of the per-round ratios); peak memory: "
+            f"median of {a.memory_rounds} fresh process(es) per variant, in alternating order",
+        ]
+        if a.tiny:
+            facts.append("**--tiny smoke run: these figures mean nothing**")
+        if a.note:
+            facts.append(f"note: {a.note}")
+        facts.extend(extra)
+        return f"# {self.title}\n\n" + "\n".join(f"- {fact}" for fact in facts) + "\n"
 
 
 def write_report(path: Path | None, text: str) -> None:
-    """Write ``text`` to ``path`` (creating its folder); nothing when ``path`` is None."""
+    """Print ``text`` and write it to ``path`` (creating its folder) when ``path`` is given."""
+    print(text, flush=True)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)

@@ -1,0 +1,154 @@
+"""The shared timing method of the benchmarks, checked with fake variants on a fake clock (and once on real sleeps)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import common
+import pytest
+import torch
+
+
+class FakeClock:
+    """A clock that only moves when a fake variant says it spent time."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def fake_variant(clock: FakeClock, name: str, costs, log: list[str]):
+    """A variant that logs its name and advances ``clock`` by its next cost (the last one repeats)."""
+    costs = list(costs)
+
+    def call() -> None:
+        log.append(name)
+        clock.now += costs.pop(0) if len(costs) > 1 else costs[0]
+    return call
+
+
+def test_rounds_alternate_and_every_variant_gets_its_samples():
+    clock, log = FakeClock(), []
+    variants = {name: fake_variant(clock, name, [0.25], log) for name in "abc"}
+    timings = common.time_alternating(variants, samples=4, sample_seconds=1.0, warmup=2, clock=clock)
+    assert timings.order == tuple("abc" "cba" "abc" "cba")
+    # Two warm-up calls each, in order, then samples of four calls each (4 x 0.25 s reaches the 1 s minimum).
+    assert log[:6] == list("aabbcc")
+    assert log[6:] == [name for name in timings.order for _ in range(4)]
+    for name in "abc":
+        assert timings[name].seconds == (0.25,) * 4
+        assert timings[name].calls == (4,) * 4
+
+
+def test_a_sample_lasts_at_least_the_minimum_and_averages_its_calls():
+    clock, log = FakeClock(), []
+    timings = common.time_alternating({"slow": fake_variant(clock, "slow", [0.4], log)}, samples=3,
+                                      sample_seconds=1.0, warmup=0, clock=clock)
+    # Three calls (1.2 s) are the first to reach 1 s.
+    assert timings["slow"].calls == (3, 3, 3)
+    assert timings["slow"].seconds == pytest.approx((0.4, 0.4, 0.4))
+    clock, log = FakeClock(), []
+    timings = common.time_alternating({"long": fake_variant(clock, "long", [5.0], log)}, samples=2,
+                                      sample_seconds=1.0, warmup=1, clock=clock)
+    assert timings["long"].calls == (1, 1) and timings["long"].seconds == (5.0, 5.0)
+
+
+def test_median_spread_and_ratio_arithmetic():
+    clock, log = FakeClock(), []
+    # One call per sample (sample_seconds=0): the samples are exactly these costs, in round order.
+    variants = {"fast": fake_variant(clock, "fast", [9.0, 1.0, 2.0, 3.0, 4.0, 2.0], log),
+                "base": fake_variant(clock, "base", [9.0, 2.0, 6.0, 3.0, 8.0, 5.0], log)}
+    timings = common.time_alternating(variants, samples=5, sample_seconds=0.0, warmup=1, clock=clock)
+    fast, base = timings["fast"], timings["base"]
+    assert fast.seconds == (1.0, 2.0, 3.0, 4.0, 2.0)
+    assert base.seconds == (2.0, 6.0, 3.0, 8.0, 5.0)
+    assert fast.spread == common.Spread(median=2.0, low=1.0, high=4.0, q1=2.0, q3=3.0)
+    rate = fast.rate(10)  # items per second of every sample: 10, 5, 3.33, 2.5, 5
+    assert (rate.median, rate.low, rate.high) == pytest.approx((5.0, 2.5, 10.0))
+    speedup = timings.speedup("fast", "base")
+    # Ratio of the medians 5 / 2; per-round ratios 2, 3, 1, 2, 2.5.
+    assert speedup.median == pytest.approx(2.5)
+    assert (speedup.low, speedup.high) == pytest.approx((1.0, 3.0))
+    assert (speedup.q1, speedup.q3) == pytest.approx((2.0, 2.5))
+    inverse = timings.speedup("base", "fast")
+    assert inverse.median == pytest.approx(0.4)
+    assert (inverse.low, inverse.high) == pytest.approx((1 / 3, 1.0))
+
+
+def test_spread_of_values_and_its_format():
+    spread = common.Spread.of([5.0, 1.0, 4.0, 2.0, 3.0])
+    assert spread == common.Spread(median=3.0, low=1.0, high=5.0, q1=2.0, q3=4.0)
+    assert common.Spread.of([7.0]) == common.Spread(7.0, 7.0, 7.0, 7.0, 7.0)
+    assert common.Spread(1.0712, 0.98, 1.153, 1.0, 1.1).format(suffix="x") == "1.07x (0.98-1.15x)"
+    assert common.Spread(70780.4, 59864.0, 71000.0, 0, 0).format() == "70,780 (59,864-71,000)"
+    with pytest.raises(ValueError, match="at least one value"):
+        common.Spread.of([])
+
+
+def test_real_sleeps_on_the_wall_clock():
+    timings = common.time_alternating({"short": lambda: time.sleep(0.002), "long": lambda: time.sleep(0.006)},
+                                      samples=3, sample_seconds=0.02, warmup=1)
+    for name, seconds in (("short", 0.002), ("long", 0.006)):
+        assert len(timings[name].seconds) == 3
+        assert all(s >= seconds for s in timings[name].seconds)
+        assert all(calls * s >= 0.02 for calls, s in zip(timings[name].calls, timings[name].seconds))
+    assert 1.5 < timings.speedup("short", "long").median < 3.5
+
+
+def test_fresh_processes_alternate():
+    log = []
+    results = common.run_alternating(lambda name: log.append(name) or name.upper(), {"a": ("a",), "b": ("b",)},
+                                     rounds=3, fresh_process=False)
+    assert log == list("abbaab")
+    assert results == {"a": ["A"] * 3, "b": ["B"] * 3}
+    pids = common.run_alternating(os.getpid, {"a": (), "b": ()}, rounds=2)
+    everyone = pids["a"] + pids["b"]
+    assert len(set(everyone)) == 4 and os.getpid() not in everyone
+
+
+def test_peak_memory_resets_between_blocks():
+    with common.PeakMemory(torch.device("cpu")) as memory:
+        block = torch.ones(64 * 2**20 // 4)  # 64 MiB, written
+        del block
+    assert 60 < memory.mib < 100
+    with common.PeakMemory(torch.device("cpu")) as memory:
+        small = torch.ones(2**20 // 4)
+        del small
+    assert memory.mib < 20
+
+
+def parse(*argv: str):
+    return common.parse_args(common.make_parser("test"), list(argv))
+
+
+def test_options_tiny_and_checks(tmp_path):
+    threads = torch.get_num_threads()
+    try:
+        args = parse("--tiny", "--threads", "1", "--output", str(tmp_path / "t.md"))
+        assert (args.samples, args.sample_seconds, args.warmup, args.memory_rounds) == (3, 0.0, 1, 1)
+        assert args.threads == 1 == torch.get_num_threads()
+        with pytest.raises(SystemExit):
+            parse("--tiny", "--output", str(common.RESULTS / "x.md"))
+        with pytest.raises(SystemExit):
+            parse("--clock", "thread", "--threads", "2")
+        with pytest.raises(SystemExit):
+            parse("--samples", "0")
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_stamp_names_commit_cpu_threads_date_and_method():
+    threads = torch.get_num_threads()
+    try:
+        args = parse("--threads", "1", "--samples", "5", "--note", "shared machine")
+        text = common.Stamp("A benchmark", args).render(["zuko 1.0"])
+    finally:
+        torch.set_num_threads(threads)
+    assert text.startswith("# A benchmark\n")
+    assert f"commit {common.commit()}" in text
+    assert common.cpu_model() in text and "torch threads: 1" in text
+    assert time.strftime("%Y-%m-%d", time.gmtime()) in text and " UTC" in text
+    assert "5 alternating rounds" in text and "note: shared machine" in text and "- zuko 1.0" in text
