@@ -130,26 +130,32 @@ def synchronize(device: torch.device | None) -> None:
 
 
 def take_sample(fn: Callable[[], Any], sample_seconds: float, device: torch.device | None = None,
-                clock: Callable[[], float] = time.perf_counter) -> tuple[float, int]:
-    """Call ``fn`` until at least ``sample_seconds`` have passed (at least once): (seconds per call, calls)."""
+                clock: Callable[[], float] = time.perf_counter, self_timed: bool = False) -> tuple[float, int]:
+    """Call ``fn`` until at least ``sample_seconds`` have passed (at least once): (seconds per call, calls).
+
+    With ``self_timed``, ``fn`` returns the seconds it measured itself, and those are counted instead of the clock's:
+    for a variant that times only part of its work (the trainer's step timer leaves out its checkpoints)."""
     synchronize(device)
     start = clock()
-    calls = 0
+    calls, timed = 0, 0.0
     while True:
-        fn()
+        spent = fn()
         calls += 1
         synchronize(device)
-        elapsed = clock() - start
-        if elapsed >= sample_seconds:
-            return elapsed / calls, calls
+        if self_timed:
+            timed += spent
+        else:
+            timed = clock() - start
+        if timed >= sample_seconds:
+            return timed / calls, calls
 
 
 def time_alternating(variants: Mapping[str, Callable[[], Any]], *, samples: int = SAMPLES,
                      sample_seconds: float = SAMPLE_SECONDS, warmup: int = WARMUP, device: torch.device | None = None,
-                     clock: Callable[[], float] = time.perf_counter) -> Timings:
+                     clock: Callable[[], float] = time.perf_counter, self_timed: bool = False) -> Timings:
     """Time ``variants`` (name -> function of no arguments) taking turns, as the module docstring describes:
     ``warmup`` untimed calls of each, then ``samples`` rounds of one sample of at least ``sample_seconds`` per variant,
-    in reverse order every other round."""
+    in reverse order every other round. ``self_timed``: see :func:`take_sample`."""
     if samples < 1:
         raise ValueError(f"samples must be at least 1, got {samples}")
     names = list(variants)
@@ -162,7 +168,7 @@ def time_alternating(variants: Mapping[str, Callable[[], Any]], *, samples: int 
     order = []
     for round_ in range(samples):
         for name in names if round_ % 2 == 0 else names[::-1]:
-            per_call, count = take_sample(variants[name], sample_seconds, device, clock)
+            per_call, count = take_sample(variants[name], sample_seconds, device, clock, self_timed)
             seconds[name].append(per_call)
             calls[name].append(count)
             order.append(name)
@@ -251,14 +257,17 @@ def run_alternating(fn: Callable[..., T], jobs: Mapping[str, tuple], rounds: int
 
 
 def make_parser(description: str, *, output_help: str = "Markdown file for the report",
-                bf16_help: str | None = None, threads: int | None = 1) -> argparse.ArgumentParser:
-    """A parser with the options every benchmark has: ``--device``, ``--threads``, ``--output``, ``--note``, the
-    timing options of :func:`time_alternating`, ``--memory-rounds``, ``--clock``, ``--tiny`` and, where
-    ``bf16_help`` is given, ``--bf16``."""
+                bf16_help: str | None = None, threads: int | None = 1,
+                threads_option: bool = True) -> argparse.ArgumentParser:
+    """A parser with the options every benchmark has: ``--device``, ``--threads`` (default ``threads``; left out
+    without ``threads_option``, for a script whose variants are thread counts), ``--output``, ``--note``, the timing
+    options of :func:`time_alternating`, ``--memory-rounds``, ``--clock``, ``--tiny`` and, where ``bf16_help`` is
+    given, ``--bf16``."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:index]")
-    parser.add_argument("--threads", type=int, default=threads,
-                        help="torch threads on CPU, the same for every variant (default: %(default)s)")
+    if threads_option:
+        parser.add_argument("--threads", type=int, default=threads,
+                            help="torch threads on CPU, the same for every variant (default: %(default)s)")
     if bf16_help is not None:
         parser.add_argument("--bf16", action="store_true", help=bf16_help)
     timing = parser.add_argument_group("timing (see benchmarks/README.md)")
@@ -295,7 +304,7 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = Non
     args = parser.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("--device cuda requested but CUDA is not available")
-    if args.clock == "thread" and args.threads != 1:
+    if args.clock == "thread" and getattr(args, "threads", None) != 1:
         parser.error("--clock thread measures one thread's CPU time: it needs --threads 1")
     if args.tiny:
         if args.output is not None and RESULTS in args.output.resolve().parents:
@@ -304,17 +313,18 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = Non
         args.warmup, args.memory_rounds = TINY_WARMUP, TINY_MEMORY_ROUNDS
     if args.samples < 1 or args.memory_rounds < 1 or args.warmup < 0 or args.sample_seconds < 0:
         parser.error("--samples and --memory-rounds must be at least 1, --warmup and --sample-seconds at least 0")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    args.threads = torch.get_num_threads()
+    if "threads" in args:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        args.threads = torch.get_num_threads()
     return args
 
 
 def time_variants(variants: Mapping[str, Callable[[], Any]], args: argparse.Namespace,
-                  device: torch.device | None = None) -> Timings:
+                  device: torch.device | None = None, self_timed: bool = False) -> Timings:
     """:func:`time_alternating` with the timing options of the command line."""
     return time_alternating(variants, samples=args.samples, sample_seconds=args.sample_seconds, warmup=args.warmup,
-                            device=device, clock=clock_for(args.clock))
+                            device=device, clock=clock_for(args.clock), self_timed=self_timed)
 
 
 def autocast(device: torch.device, bf16: bool) -> torch.autocast:
@@ -367,13 +377,14 @@ class Stamp:
         self.start_load = load_average()
         self.command = command_line()
 
-    def render(self, extra: Sequence[str] = ()) -> str:
-        """The title, then one bullet per fact, then ``extra`` bullets (versions of other libraries, ...)."""
+    def render(self, extra: Sequence[str] = (), threads: str | None = None) -> str:
+        """The title, then one bullet per fact, then ``extra`` bullets (versions of other libraries, ...).
+        ``threads`` describes the torch threads where they are not ``--threads``."""
         a = self.args
         if a.device.startswith("cuda"):
             hardware = f"{torch.cuda.get_device_name(a.device)} ({a.device})"
         else:
-            hardware = f"{cpu_model()}, {os.cpu_count()} logical CPUs, torch threads: {a.threads}"
+            hardware = f"{cpu_model()}, {os.cpu_count()} logical CPUs, torch threads: {threads or a.threads}"
         clock = {"wall": "wall-clock time", "thread": "the timing thread's CPU time"}[a.clock]
         facts = [
             f"command: `{self.command}`",

@@ -3,9 +3,9 @@
 For a small (digits, 1x8x8) and a CIFAR-sized (DenseFlow-74-10, 3x32x32) configuration this prints one Markdown
 table (and writes it to ``--output``):
 
-* training: AdamW steps per second on random integer images (variational dequantization included), and the peak
-  memory of the step (CUDA: ``torch.cuda.max_memory_allocated``; CPU: growth of the process's peak resident set,
-  measured in a fresh process per configuration);
+* training: AdamW steps per second (fused AdamW, as ``nf train``) on random integer images (variational
+  dequantization included), and the peak memory of a step (CUDA: ``torch.cuda.max_memory_allocated``; CPU: the rise
+  of the process's peak resident set), in a fresh process per configuration;
 * sampling: images per second of ``flow.sample`` in eval mode;
 * evaluation: seconds per image of the importance-weighted estimate over ``K`` draws of all the noise
   (``DenseFlow.importance_weighted_log_prob``, ``sample_batch_size`` draws per forward pass).
@@ -13,38 +13,44 @@ table (and writes it to ``--output``):
 With ``--official-root PATH`` it instead compares nf's DenseFlow with the official implementation
 (matejgrcic/DenseFlow, built on didriknielsen/survae_flows) at the official constructor arguments: ``small`` is the
 reference fixture's configuration (3x16x16, blocks [2, 2, 1], modules [1, 1, 2], 8 channels, growth 4) with the
-fixture's weights where ``--fixture`` exists, ``cifar`` is DenseFlow-74-10 (3x32x32, blocks [6, 4, 1], modules
-[5, 6, 20], 48 channels, growth 10), fresh and ActNorm-initialised on the batch; both without gradient checkpointing
-(the official training script's default). nf's model is loaded from the official model's state dict
-(``nfkit_denseflow.from_official_state_dict``), so both compute the same function of the same weights on the same
-inputs. Three variants are timed, taking turns (``--repeats`` rounds, the best round of each reported): the official
-code as its scripts run it (fp32; ``torch.optim.AdamW`` with its per-tensor loop, the official default), nf in fp32
-and nf under bf16 autocast (both with the fused AdamW of nf's Trainer). Timed: AdamW steps on the training loss
-(bits/dim of the single-sample bound), ``sample`` in eval mode, and the K-sample importance-weighted bound the way the
-official ``eval_loglik.py`` computes it (``denseflow.utils.iwbo_batched`` under ``torch.no_grad``: K/kbs passes over
-the batch repeated kbs times). A second table gives the largest change of bits/dim that bf16 autocast causes, for nf
-and for the official code under the same autocast, with the same noise draws. Peak memory is not compared (all
-variants share one process). ``PATH`` must hold the two checkouts::
+official weights recorded in the fixture (``--fixture``; a missing file is an error), ``cifar`` is DenseFlow-74-10
+(3x32x32, blocks [6, 4, 1], modules [5, 6, 20], 48 channels, growth 10), fresh and ActNorm-initialised on the batch;
+both without gradient checkpointing (the official training script's default). nf's model is loaded from the official
+model's state dict (``nfkit_denseflow.from_official_state_dict``), so both compute the same function of the same
+weights on the same inputs, with the same threads and batches. The variants, timed taking turns: the official code in
+fp32, nf in fp32 and nf under bf16 autocast, all three with the official training script's optimizer
+(``torch.optim.AdamW`` with PyTorch's per-tensor loop); and, as rows of their own, the official code and nf in fp32
+with the fused AdamW that nf's Trainer uses, which shows the optimizer's own gain on either side. Timed: AdamW steps
+on the training loss (bits/dim of the single-sample bound), ``sample`` in eval mode, and the K-sample
+importance-weighted bound the way the official ``eval_loglik.py`` computes it (``denseflow.utils.iwbo_batched`` under
+``torch.no_grad``: K/kbs passes over the batch repeated kbs times). The peak memory of a training step is measured
+for every variant in fresh processes, the variants taking turns. A second table gives the largest change of
+bits/dim that bf16 autocast causes, for nf and for the official code under the same autocast, with the same noise
+draws. ``PATH`` must hold the two checkouts::
 
     PATH/DenseFlow/experiments/image/model/dense_flow.py   (the official model, imported as model.dense_flow)
     PATH/DenseFlow/denseflow/...                           (the repository's survae fork)
     PATH/survae_flows/survae/...                           (didriknielsen/survae_flows)
 
-The official code is third-party and is never part of this repository.
+The official code is third-party and is never part of this repository. Timing follows the method of ``common.py``
+(benchmarks/README.md).
 
 Usage::
 
-    python benchmarks/denseflow.py                   # CPU, fp32, prints the table
-    python benchmarks/denseflow.py --output benchmarks/results/denseflow_cpu.md
+    python benchmarks/denseflow.py --threads 1       # CPU, fp32, prints the table
+    python benchmarks/denseflow.py --threads 1 --output benchmarks/results/denseflow_cpu.md
     python benchmarks/denseflow.py --device cuda --bf16 --output benchmarks/results/denseflow_h100_bf16.md
     python benchmarks/denseflow.py --official-root /tmp/official --threads 1 \\
+        --fixture ../shared/fixtures/reference/denseflow_small.pt \\
         --output benchmarks/results/denseflow_vs_official_cpu.md
+    python benchmarks/denseflow.py --tiny            # a seconds-long check that the script works
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +59,7 @@ import common
 import torch
 
 from nfkit_core.plugins import DataInfo
+from nfkit_core.testing.fixtures import reference_fixture_dir
 from nfkit_denseflow import PRESETS, DenseFlowConfig, build_denseflow, from_official_state_dict
 
 
@@ -75,6 +82,9 @@ SETUPS = {
     "cifar": Setup("denseflow-74-10", DataInfo((3, 32, 32), num_bins=256), train_batch=4, sample_batch=4,
                    eval_images=1, eval_samples=8, eval_sample_batch=4),
 }
+# --tiny: a tiny stand-in for every setup, to check that the script works.
+TINY_SETUPS = {name: Setup("digits-tiny", DataInfo((1, 8, 8), num_bins=17), train_batch=4, sample_batch=2,
+                           eval_images=1, eval_samples=4, eval_sample_batch=2) for name in SETUPS}
 
 
 # The official constructor arguments compared with ``--official-root``, and the batch sizes used for them.
@@ -84,80 +94,31 @@ OFFICIAL_CONFIGS = {
     "cifar": dict(data_shape=(3, 32, 32), block_config=[6, 4, 1], layers_config=[5, 6, 20],
                   layer_mid_chnls=[48, 48, 48], growth_rate=10),
 }
-DEFAULT_FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "reference" / "denseflow_small.pt"
 OFFICIAL_SETUPS = {
     "small": Setup("official fixture config", DataInfo((3, 16, 16), num_bins=256), train_batch=16, sample_batch=16,
                    eval_images=2, eval_samples=16, eval_sample_batch=8),
     "cifar": Setup("DenseFlow-74-10", DataInfo((3, 32, 32), num_bins=256), train_batch=4, sample_batch=4,
                    eval_images=1, eval_samples=8, eval_sample_batch=4),
 }
+# --tiny: the fixture's configuration with tiny batches for both, 'cifar' with fresh weights.
+TINY_OFFICIAL_SETUPS = {name: Setup(f"tiny stand-in, the official fixture config{'' if name == 'small' else ', fresh'}",
+                                    DataInfo((3, 16, 16), num_bins=256), train_batch=2, sample_batch=2, eval_images=1,
+                                    eval_samples=4, eval_sample_batch=2) for name in OFFICIAL_SETUPS}
+
+
+def official_setup(name: str, tiny: bool) -> tuple[Setup, dict]:
+    """The batch sizes and the official constructor arguments of comparison ``name``."""
+    if tiny:
+        return TINY_OFFICIAL_SETUPS[name], OFFICIAL_CONFIGS["small"]
+    return OFFICIAL_SETUPS[name], OFFICIAL_CONFIGS[name]
 
 
 def levels(setup: Setup, batch: int, device: torch.device) -> torch.Tensor:
     return torch.randint(0, setup.data.num_bins, (batch, *setup.data.shape), device=device).float()
 
 
-def measure_training(flow, setup: Setup, device: torch.device, bf16: bool, steps: int) -> tuple[float, float]:
-    """Steps per second and peak memory (MiB) of AdamW training steps."""
-    step = training_step(flow, nf_bits_per_dim, levels(setup, setup.train_batch, device), device, bf16, fused=True)
-    with common.PeakMemory(device) as memory:
-        seconds = common.seconds_per_call(step, device, steps)  # the warm-up step also initialises ActNorm
-    flow.eval()
-    return 1 / seconds, memory.mib
-
-
-def measure_sampling(flow, setup: Setup, device: torch.device, bf16: bool, repeats: int) -> float:
-    """Images per second of ``flow.sample``."""
-    generator = torch.Generator(device=device).manual_seed(0)
-    with common.autocast(device, bf16):
-        seconds = common.seconds_per_call(lambda: flow.sample(setup.sample_batch, generator=generator), device,
-                                          repeats)
-    return setup.sample_batch / seconds
-
-
-def measure_evaluation(flow, setup: Setup, device: torch.device, bf16: bool) -> float:
-    """Seconds per image of the K-sample importance-weighted log-likelihood."""
-    x = levels(setup, setup.eval_images, device)
-    generator = torch.Generator(device=device).manual_seed(0)
-
-    def evaluate(num_samples: int) -> None:
-        flow.importance_weighted_log_prob(x, num_samples=num_samples, sample_batch_size=setup.eval_sample_batch,
-                                          noise=generator)
-
-    with common.autocast(device, bf16):
-        evaluate(setup.eval_sample_batch)  # warm-up: one pass
-        seconds = common.seconds_per_call(lambda: evaluate(setup.eval_samples), device, calls=1, warmup=0)
-    return seconds / setup.eval_images
-
-
-def run_setup(name: str, device_name: str, bf16: bool, train_steps: int, repeats: int, threads: int) -> dict:
-    """Every measurement of one setup (run in its own process on CPU, so that its peak memory is its own)."""
-    torch.set_num_threads(threads)
-    device = torch.device(device_name)
-    setup = SETUPS[name]
-    torch.manual_seed(0)
-    config = DenseFlowConfig(**PRESETS[setup.preset])
-    flow = build_denseflow(config, setup.data).to(device)
-    steps_per_s, memory = measure_training(flow, setup, device, bf16, train_steps)
-    return dict(name=name, setup=setup, config=config, params=sum(p.numel() for p in flow.parameters()),
-                steps_per_s=steps_per_s, memory=memory,
-                images_per_s=measure_sampling(flow, setup, device, bf16, repeats),
-                eval_s_per_image=measure_evaluation(flow, setup, device, bf16))
-
-
-def import_official(root: Path):
-    """The official ``DenseFlow`` class and ``iwbo_batched`` from the checkouts under ``root``."""
-    model_file = root / "DenseFlow" / "experiments" / "image" / "model" / "dense_flow.py"
-    if not model_file.is_file():
-        raise FileNotFoundError(f"--official-root {root}: {model_file} not found (see this script's docstring)")
-    sys.path[:0] = [str(root / "DenseFlow"), str(model_file.parents[1]), str(root / "survae_flows")]
-    from denseflow.utils import iwbo_batched
-    from model.dense_flow import DenseFlow as OfficialDenseFlow
-    return OfficialDenseFlow, iwbo_batched
-
-
 def adamw(flow: torch.nn.Module, fused: bool) -> torch.optim.AdamW:
-    """AdamW as nf's Trainer builds it (``fused``) or as the official training script does (the per-tensor loop)."""
+    """AdamW with the fused kernel (nf's Trainer) or with PyTorch's default per-tensor loop (the official script)."""
     return torch.optim.AdamW(flow.parameters(), lr=1e-4, fused=fused)
 
 
@@ -181,25 +142,143 @@ def nf_bits_per_dim(flow, x: torch.Tensor) -> torch.Tensor:
     return flow.bits_per_dim(x).mean()
 
 
+def evaluation(flow, x: torch.Tensor, setup: Setup, device: torch.device, bf16: bool):
+    """The K-sample importance-weighted log-likelihood of ``x``, as a function of no arguments."""
+    generator = torch.Generator(device=device).manual_seed(0)
+
+    def evaluate() -> None:
+        flow.eval()
+        with torch.no_grad(), common.autocast(device, bf16):
+            flow.importance_weighted_log_prob(x, num_samples=setup.eval_samples,
+                                              sample_batch_size=setup.eval_sample_batch, noise=generator)
+    return evaluate
+
+
+def sampling(flow, setup: Setup, device: torch.device, bf16: bool):
+    """``flow.sample`` of a batch in eval mode, as a function of no arguments."""
+    generator = torch.Generator(device=device).manual_seed(0)
+
+    def sample() -> None:
+        flow.eval()
+        with torch.no_grad(), common.autocast(device, bf16):
+            flow.sample(setup.sample_batch, generator=generator)
+    return sample
+
+
+def build_nf(name: str, device: torch.device, tiny: bool):
+    setup = (TINY_SETUPS if tiny else SETUPS)[name]
+    torch.manual_seed(0)
+    config = DenseFlowConfig(**PRESETS[setup.preset])
+    return setup, build_denseflow(config, setup.data).to(device)
+
+
+def nf_training_memory(name: str, device_name: str, bf16: bool, threads: int, tiny: bool) -> float:
+    """Peak memory (MiB) of one training step of a setup, after an untimed one (run in a fresh process)."""
+    torch.set_num_threads(threads)
+    device = torch.device(device_name)
+    setup, flow = build_nf(name, device, tiny)
+    step = training_step(flow, nf_bits_per_dim, levels(setup, setup.train_batch, device), device, bf16, fused=True)
+    step()  # initialises ActNorm, allocates the gradients and the optimizer's state
+    with common.PeakMemory(device) as memory:
+        step()
+    return memory.mib
+
+
+def measure_nf(name: str, args) -> dict:
+    """Training steps/s, sampling images/s and evaluation seconds/image of one setup."""
+    device = torch.device(args.device)
+    setup, flow = build_nf(name, device, args.tiny)
+    step = training_step(flow, nf_bits_per_dim, levels(setup, setup.train_batch, device), device, args.bf16,
+                         fused=True)
+    step()  # initialises ActNorm before sampling and evaluation run
+    x = levels(setup, setup.eval_images, device)
+    timings = common.time_variants({"train": step, "sample": sampling(flow, setup, device, args.bf16),
+                                    "eval": evaluation(flow, x, setup, device, args.bf16)}, args, device)
+    return dict(name=name, setup=setup, params=sum(p.numel() for p in flow.parameters()),
+                steps_per_s=timings["train"].rate(), images_per_s=timings["sample"].rate(setup.sample_batch),
+                eval_s_per_image=common.Spread.of([s / setup.eval_images for s in timings["eval"].seconds]))
+
+
+def import_official(root: Path):
+    """The official ``DenseFlow`` class and ``iwbo_batched`` from the checkouts under ``root``."""
+    model_file = root / "DenseFlow" / "experiments" / "image" / "model" / "dense_flow.py"
+    if not model_file.is_file():
+        raise FileNotFoundError(f"--official-root {root}: {model_file} not found (see this script's docstring)")
+    sys.path[:0] = [str(root / "DenseFlow"), str(model_file.parents[1]), str(root / "survae_flows")]
+    from denseflow.utils import iwbo_batched
+    from model.dense_flow import DenseFlow as OfficialDenseFlow
+    return OfficialDenseFlow, iwbo_batched
+
+
 def official_bits_per_dim(flow, x: torch.Tensor) -> torch.Tensor:
     """The official training loss (``denseflow.utils.elbo_bpd``)."""
     return -flow.log_prob(x).sum() / (math.log(2) * x.numel())
 
 
-def official_model(OfficialDenseFlow, name: str, fixture: Path | None, x: torch.Tensor, device: torch.device):
-    """The official model of configuration ``name``: the reference fixture's weights where they fit, else a fresh one
-    after the official data-dependent ActNorm initialisation on ``x``."""
-    official = OfficialDenseFlow(**OFFICIAL_CONFIGS[name], checkpointing=False)
-    if fixture is not None and fixture.is_file():
-        recorded = torch.load(fixture, map_location="cpu", weights_only=False)
-        if recorded["config"] == OFFICIAL_CONFIGS[name]:
-            official.load_state_dict(recorded["state_dict"])
-            return official.to(device).eval(), "reference fixture"
-    official = official.to(device)
-    with torch.no_grad():
-        official.train()
-        official.log_prob(x)
-    return official.eval(), "fresh, ActNorm initialised"
+def check_fixture(fixture: Path, config: dict) -> None:
+    """Fail unless ``fixture`` holds official weights of ``config`` (the 'small' comparison runs on them)."""
+    if not fixture.is_file():
+        raise FileNotFoundError(
+            f"--fixture {fixture}: not found. The 'small' comparison runs on the official weights recorded in the "
+            "reference fixture denseflow_small.pt: pass --fixture FILE (or set NF_REFERENCE_FIXTURES), or leave "
+            "'small' out of --configs")
+    recorded = torch.load(fixture, map_location="cpu", weights_only=False)
+    if recorded.get("config") != config:
+        raise ValueError(f"--fixture {fixture}: its config {recorded.get('config')} is not the 'small' comparison's "
+                         f"{config}")
+
+
+def official_models(OfficialDenseFlow, name: str, config: dict, fixture: Path, x: torch.Tensor,
+                    device: torch.device):
+    """The official model of configuration ``name`` and nf's copy of it: for 'small' the reference fixture's weights,
+    for 'cifar' (no official weights exist at that size on this machine) a fresh model after the official
+    data-dependent ActNorm initialisation on ``x``. Returns (official, nf, where the weights come from)."""
+    torch.manual_seed(0)
+    official = OfficialDenseFlow(**config, checkpointing=False)
+    if name == "small":
+        official.load_state_dict(torch.load(fixture, map_location="cpu", weights_only=False)["state_dict"])
+        official, weights = official.to(device), "reference fixture"
+    else:
+        official = official.to(device)
+        with torch.no_grad():
+            official.train()
+            official.log_prob(x)
+        weights = "fresh, ActNorm initialised"
+    ours = from_official_state_dict(official.state_dict(), config).to(device)
+    return official.eval(), ours.eval(), weights
+
+
+# The timed variants of the comparison: (implementation, bf16 autocast, fused AdamW). The first three are the
+# comparison at equal settings (the official training script's AdamW, PyTorch's per-tensor loop, for all); the fused
+# rows show what the fused optimizer (nf's Trainer's default, open to the official code too) adds on each side.
+OFFICIAL_VARIANTS = {"official": ("official", False, False), "nf fp32": ("nf", False, False),
+                     "nf bf16": ("nf", True, False), "official, fused AdamW": ("official", False, True),
+                     "nf fp32, fused AdamW": ("nf", False, True)}
+SAME_OPTIMIZER = ["official", "nf fp32", "nf bf16"]
+
+
+def official_training_steps(official, ours, x: torch.Tensor, device: torch.device, variants) -> dict:
+    return {variant: training_step(official if impl == "official" else ours,
+                                   official_bits_per_dim if impl == "official" else nf_bits_per_dim, x, device, bf16,
+                                   fused)
+            for variant, (impl, bf16, fused) in variants.items()}
+
+
+def official_training_memory(name: str, variant: str, device_name: str, threads: int, root: Path, fixture: Path,
+                             tiny: bool) -> float:
+    """Peak memory (MiB) of one training step of ``variant`` after an untimed one (run in a fresh process)."""
+    torch.set_num_threads(threads)
+    device = torch.device(device_name)
+    setup, config = official_setup(name, tiny)
+    OfficialDenseFlow, _ = import_official(root)
+    torch.manual_seed(0)
+    x = levels(setup, setup.train_batch, device)
+    official, ours, _ = official_models(OfficialDenseFlow, name, config, fixture, x, device)
+    step = official_training_steps(official, ours, x, device, {variant: OFFICIAL_VARIANTS[variant]})[variant]
+    step()
+    with common.PeakMemory(device) as memory:
+        step()
+    return memory.mib
 
 
 def bf16_error(log_prob, x: torch.Tensor, device: torch.device, num_dims: int) -> float:
@@ -212,18 +291,15 @@ def bf16_error(log_prob, x: torch.Tensor, device: torch.device, num_dims: int) -
     return ((bf16 - fp32).abs().max() / (num_dims * math.log(2))).item()
 
 
-def run_official_setup(name: str, device_name: str, train_steps: int, repeats: int, threads: int,
-                       root: Path, fixture: Path | None) -> dict:
-    """The official DenseFlow (fp32, as its scripts run it) and nf's (fp32 and bf16 autocast) at one official
-    configuration, from the same weights and on the same inputs."""
-    torch.set_num_threads(threads)
-    device = torch.device(device_name)
-    setup = OFFICIAL_SETUPS[name]
-    OfficialDenseFlow, iwbo_batched = import_official(root)
+def measure_official(name: str, args, iwbo_batched, OfficialDenseFlow) -> dict:
+    """The official DenseFlow and nf's, from the same weights and on the same inputs, at one official configuration:
+    training (every variant of ``OFFICIAL_VARIANTS``), sampling and K-sample evaluation (official fp32, nf fp32, nf
+    bf16), and how far bf16 autocast moves each one's bits/dim."""
+    device = torch.device(args.device)
+    setup, config = official_setup(name, args.tiny)
     torch.manual_seed(0)
     x = levels(setup, setup.train_batch, device)
-    official, weights = official_model(OfficialDenseFlow, name, fixture, x, device)
-    ours = from_official_state_dict(official.state_dict(), OFFICIAL_CONFIGS[name]).to(device).eval()
+    official, ours, weights = official_models(OfficialDenseFlow, name, config, args.fixture, x, device)
     num_dims = math.prod(setup.data.shape)
     result = dict(name=name, setup=setup, weights=weights, params=sum(p.numel() for p in ours.parameters()),
                   official_params=sum(p.numel() for p in official.parameters()))
@@ -236,53 +312,62 @@ def run_official_setup(name: str, device_name: str, train_steps: int, repeats: i
     result["bf16_error"] = bf16_error(
         lambda x: ours.log_prob(x, noise=torch.Generator(device=device).manual_seed(1)), x, device, num_dims)
 
-    variants = {"official": (official, False), "fp32": (ours, False), "bf16": (ours, True)}
-    seconds = common.best_seconds_per_call(
-        {name: training_step(flow, official_bits_per_dim if name == "official" else nf_bits_per_dim, x, device,
-                             bf16, fused=name != "official")
-         for name, (flow, bf16) in variants.items()}, device, train_steps, repeats)
-    official.eval()
-    ours.eval()
-    result["steps_per_s"] = {name: 1 / s for name, s in seconds.items()}
-
-    n = setup.sample_batch
+    result["train"] = common.time_variants(official_training_steps(official, ours, x, device, OFFICIAL_VARIANTS),
+                                           args, device)
+    n, k, kbs = setup.sample_batch, setup.eval_samples, setup.eval_sample_batch
     generator = torch.Generator(device=device).manual_seed(0)
     x_eval = levels(setup, setup.eval_images, device)
-    k, kbs = setup.eval_samples, setup.eval_sample_batch
 
-    def seconds_per_call(official_fn, nf_fn) -> dict[str, float]:
-        """Best seconds per call, without autograd, of ``official_fn`` and of ``nf_fn`` in fp32 and in bf16."""
-        def call(name: str) -> None:
-            with torch.no_grad(), common.autocast(device, variants[name][1]):
-                (official_fn if name == "official" else nf_fn)()
-        return common.best_seconds_per_call({name: functools.partial(call, name) for name in variants}, device, 1,
-                                            repeats)
+    def without_autograd(official_fn, nf_fn) -> dict:
+        """``official_fn`` in fp32 and ``nf_fn`` in fp32 and under bf16 autocast, each without autograd."""
+        def call(variant: str) -> None:
+            impl, bf16, _ = OFFICIAL_VARIANTS[variant]
+            official.eval()
+            ours.eval()
+            with torch.no_grad(), common.autocast(device, bf16):
+                (official_fn if impl == "official" else nf_fn)()
+        return {variant: functools.partial(call, variant) for variant in SAME_OPTIMIZER}
 
-    seconds = seconds_per_call(lambda: official.sample(n), lambda: ours.sample(n, generator=generator))
-    result["images_per_s"] = {name: n / s for name, s in seconds.items()}
-    seconds = seconds_per_call(lambda: iwbo_batched(official, x_eval, k, kbs),
-                               lambda: ours.importance_weighted_log_prob(x_eval, num_samples=k, sample_batch_size=kbs,
-                                                                         noise=generator))
-    result["eval_s_per_image"] = {name: s / setup.eval_images for name, s in seconds.items()}
+    result["sample"] = common.time_variants(
+        without_autograd(lambda: official.sample(n), lambda: ours.sample(n, generator=generator)), args, device)
+    result["eval"] = common.time_variants(
+        without_autograd(lambda: iwbo_batched(official, x_eval, k, kbs),
+                         lambda: ours.importance_weighted_log_prob(x_eval, num_samples=k, sample_batch_size=kbs,
+                                                                   noise=generator)), args, device)
     return result
 
 
 def official_table(results: list[dict]) -> str:
-    """Speed: the official code and nf in fp32 and bf16; "speed-up" is the official time over nf's bf16 time."""
-    lines = ["| config | image | params (nf / official) | train batch | train steps/s: official | nf fp32 | nf bf16 | "
-             "speed-up | sample batch | sampling img/s: official | nf fp32 | nf bf16 | speed-up | K | draws per pass | "
-             "K-sample eval s/image: official | nf fp32 | nf bf16 | speed-up |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    """Speed: the official code and nf, each variant a row; speed-ups are over the official code at equal settings."""
+    lines = ["| config | image | params (nf / official) | variant | AdamW | train steps/s | train MiB | "
+             "train speed-up | fused AdamW's gain | sampling img/s | sampling speed-up | K-sample eval s/image | "
+             "eval speed-up |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
-        s, train, sample, evaluate = r["setup"], r["steps_per_s"], r["images_per_s"], r["eval_s_per_image"]
-        lines.append(
-            f"| {r['name']} ({s.preset}) | {'x'.join(map(str, s.data.shape))} | {r['params'] / 1e6:.2f} M / "
-            f"{r['official_params'] / 1e6:.2f} M | {s.train_batch} | {train['official']:.3g} | {train['fp32']:.3g} | "
-            f"{train['bf16']:.3g} | {train['bf16'] / train['official']:.2f}x | {s.sample_batch} | "
-            f"{sample['official']:.3g} | {sample['fp32']:.3g} | {sample['bf16']:.3g} | "
-            f"{sample['bf16'] / sample['official']:.2f}x | {s.eval_samples} | {s.eval_sample_batch} | "
-            f"{evaluate['official']:.3g} | {evaluate['fp32']:.3g} | {evaluate['bf16']:.3g} | "
-            f"{evaluate['official'] / evaluate['bf16']:.2f}x |")
+        s = r["setup"]
+        lines.append(f"| {r['name']} ({s.preset}) | {'x'.join(map(str, s.data.shape))} | "
+                     f"{r['params'] / 1e6:.2f} M / {r['official_params'] / 1e6:.2f} M | batches: train "
+                     f"{s.train_batch}, sample {s.sample_batch}, eval {s.eval_images} image(s), K = {s.eval_samples} "
+                     f"in passes of {s.eval_sample_batch} | | | | | | | | | |")
+        train = r["train"]
+        for variant, (impl, bf16, fused) in OFFICIAL_VARIANTS.items():
+            baseline = "official, fused AdamW" if fused else "official"
+            unfused = next(v for v, spec in OFFICIAL_VARIANTS.items() if spec == (impl, bf16, False))
+            row = (f"| | | | {variant} | {'fused' if fused else 'per-tensor loop'} | "
+                   f"{train[variant].rate().format()} | {statistics.median(r['memory'][variant]):.0f} | "
+                   f"{'baseline' if variant == baseline else train.speedup(variant, baseline).format(suffix='x')} | "
+                   f"{train.speedup(variant, unfused).format(suffix='x') if fused else ''} |")
+            if variant in SAME_OPTIMIZER:  # sampling and evaluation use no optimizer
+                sample, evaluate = r["sample"], r["eval"]
+                eval_seconds = common.Spread.of([t / s.eval_images for t in evaluate[variant].seconds])
+                sample_speedup, eval_speedup = (
+                    ("baseline", "baseline") if variant == baseline else
+                    (sample.speedup(variant, baseline).format(suffix="x"),
+                     evaluate.speedup(variant, baseline).format(suffix="x")))
+                row += (f" {sample[variant].rate(s.sample_batch).format()} | {sample_speedup} | "
+                        f"{eval_seconds.format()} | {eval_speedup} |")
+            else:
+                row += " | | | |"
+            lines.append(row)
     return "\n".join(lines)
 
 
@@ -295,47 +380,62 @@ def accuracy_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def table(results: list[dict], device: str) -> str:
-    memory = common.PeakMemory.kind(device)
-    lines = [f"| config | image | params | train batch | train steps/s | train memory ({memory}, MiB) | "
+def table(results: list[dict], memory: dict[str, list[float]], device: str) -> str:
+    kind = common.PeakMemory.kind(device)
+    lines = [f"| config | image | params | train batch | train steps/s | train memory ({kind}, MiB) | "
              f"sample batch | sampling img/s | K | draws per pass | K-sample eval, s/image |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         s = r["setup"]
         lines.append(f"| {r['name']} ({s.preset}) | {'x'.join(map(str, s.data.shape))} | {r['params'] / 1e6:.2f} M | "
-                     f"{s.train_batch} | {r['steps_per_s']:.3g} | {r['memory']:.0f} | {s.sample_batch} | "
-                     f"{r['images_per_s']:.3g} | {s.eval_samples} | {s.eval_sample_batch} | "
-                     f"{r['eval_s_per_image']:.3g} |")
+                     f"{s.train_batch} | {r['steps_per_s'].format()} | {statistics.median(memory[r['name']]):.0f} | "
+                     f"{s.sample_batch} | {r['images_per_s'].format()} | {s.eval_samples} | {s.eval_sample_batch} | "
+                     f"{r['eval_s_per_image'].format()} |")
     return "\n".join(lines)
 
 
 def main() -> int:
     parser = common.make_parser(__doc__.splitlines()[0], output_help="Markdown file for the tables",
                                 bf16_help="bf16 autocast (CUDA, or a CPU with native bf16)")
-    common.add_setup_arguments(parser, list(SETUPS), train_steps=2, repeats=1,
-                               repeats_help="timed sampling calls per setup")
+    parser.add_argument("--configs", nargs="+", default=list(SETUPS), choices=list(SETUPS))
     parser.add_argument("--official-root", type=Path, default=None, metavar="PATH",
                         help="folder holding the official DenseFlow and survae_flows checkouts: compare with them")
-    parser.add_argument("--fixture", type=Path, default=DEFAULT_FIXTURE, metavar="FILE",
-                        help="with --official-root: the reference fixture whose official weights the 'small' "
-                             "configuration uses where the file exists (default: %(default)s)")
+    parser.add_argument("--fixture", type=Path, default=reference_fixture_dir() / "denseflow_small.pt",
+                        metavar="FILE",
+                        help="with --official-root: the reference fixture with the official weights that the 'small' "
+                             "comparison runs on; it must exist (default: %(default)s)")
     args = common.parse_args(parser)
-    if args.official_root is not None:
-        if args.bf16:
-            parser.error("--official-root always measures nf in fp32 and in bf16; leave out --bf16")
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        jobs = [(name, args.device, args.train_steps, args.repeats, torch.get_num_threads(),
-                 args.official_root.resolve(), args.fixture) for name in args.configs]
-        results = common.run_each(run_official_setup, jobs, fresh_process=args.device == "cpu")
-        header = common.report_header("DenseFlow: nf against the official implementation", args.device, False,
-                                      precision="official in fp32, nf in fp32 and under bf16 autocast")
-        report = f"{header}\n\n{official_table(results)}\n\n{accuracy_table(results)}\n"
-    else:
-        results = common.run_setups(run_setup, args)
-        header = common.report_header("DenseFlow benchmark", args.device, args.bf16)
-        report = f"{header}\n\n{table(results, args.device)}\n"
-    print(report)
+    if args.official_root is None:
+        stamp = common.Stamp("DenseFlow benchmark", args)
+        jobs = {name: (name, args.device, args.bf16, args.threads, args.tiny) for name in args.configs}
+        memory = common.run_alternating(nf_training_memory, jobs, args.memory_rounds,
+                                        fresh_process=args.device == "cpu")
+        results = [measure_nf(name, args) for name in args.configs]
+        report = f"{stamp.render(['optimizer: fused AdamW (as nf train)'])}\n{table(results, memory, args.device)}\n"
+        common.write_report(args.output, report)
+        return 0
+    if args.bf16:
+        parser.error("--official-root always measures nf in fp32 and in bf16; leave out --bf16")
+    root = args.official_root.resolve()
+    try:
+        if "small" in args.configs:
+            check_fixture(args.fixture, OFFICIAL_CONFIGS["small"])
+        OfficialDenseFlow, iwbo_batched = import_official(root)
+    except (FileNotFoundError, ValueError) as error:
+        parser.error(str(error))
+    stamp = common.Stamp("DenseFlow: nf against the official implementation", args,
+                         precision="official in fp32; nf in fp32 and under bf16 autocast")
+    results = []
+    for name in args.configs:
+        memory = common.run_alternating(
+            official_training_memory,
+            {variant: (name, variant, args.device, args.threads, root, args.fixture, args.tiny)
+             for variant in OFFICIAL_VARIANTS}, args.memory_rounds, fresh_process=args.device == "cpu")
+        results.append({**measure_official(name, args, iwbo_batched, OfficialDenseFlow), "memory": memory})
+    speedups = ("speed-ups: over the official code with the same optimizer (per-tensor AdamW, the official script's, "
+                "or both fused); fused AdamW's gain: over the same implementation and precision with the per-tensor "
+                "loop; train MiB: peak memory rise of a training step")
+    report = f"{stamp.render([speedups])}\n{official_table(results)}\n\n{accuracy_table(results)}\n"
     common.write_report(args.output, report)
     return 0
 

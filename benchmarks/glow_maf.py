@@ -1,33 +1,32 @@
-"""Speed of nf's Glow and MAF against normflows' Glow and zuko's MAF at equal configurations, in one process.
+"""Speed and memory of nf's Glow and MAF against normflows' Glow and zuko's MAF at equal configurations.
 
 For every case it measures, for each implementation:
 
-* training steps/s: ``-log_prob(x).mean()``, backward and an Adam step on a batch (timed by the thread's CPU time when
-  running on one CPU thread, see :func:`clock`; by the wall clock otherwise);
+* training steps/s: ``-log_prob(x).mean()``, backward and an Adam step (lr 1e-4, the same for all) on a fixed batch;
 * sampling samples/s: drawing a batch of samples in eval mode without gradients;
-* peak memory: on CPU the rise of the process's peak resident set size during the phase (Linux ``VmHWM``, reset
-  through ``/proc/self/clear_refs`` after ``malloc_trim``); on CUDA ``torch.cuda.max_memory_allocated``.
+* peak memory of a training step and of a sampling call, each after one untimed call (CPU: the rise of the
+  process's peak resident set; CUDA: ``max_memory_allocated``), in a fresh process per implementation, the
+  implementations taking turns.
 
-Implementations alternate within every repeat (in reverse order every other repeat) and the best repeat is reported,
-which keeps the comparison fair on a shared machine. The configurations are equal: the same levels, steps and widths
-for Glow (normflows' ``GlowBlock`` with ``net_actnorm=True`` is openai/glow's coupling network; nf's Glow runs with
-``edge_bias=False`` here because normflows has no edge bias); the same MADE sizes, number of layers, ReLU and reversed
-orders for MAF (nf's MAF without batch norm, as zuko has none; the row ``nf (+BN)`` is the paper's setting).
+Timing follows the method of ``common.py`` (benchmarks/README.md): the implementations of a case take turns, round
+by round, and each gets the same number of samples; the table gives medians with their range, and each speed-up is
+the ratio of the medians with the range of the per-round ratios. The settings are equal: fp32, the same threads,
+batch, optimizer and seed. The configurations are equal too: the same levels, steps and widths for Glow (normflows'
+``GlowBlock`` with ``net_actnorm=True`` is openai/glow's coupling network; nf's Glow runs with ``edge_bias=False``
+here because normflows has no edge bias); the same MADE sizes, number of layers, ReLU and reversed orders for MAF
+(nf's MAF without batch norm, as zuko has none; the row ``nf (+BN)`` is the paper's setting, not part of the
+comparison). zuko and normflows are needed (``pip install -r benchmarks/requirements.txt``).
 
-    python benchmarks/glow_maf.py                       # full table (a few minutes on 2 CPU cores)
-    python benchmarks/glow_maf.py --quick               # smoke run
-    python benchmarks/glow_maf.py --out benchmarks/results/glow_maf_cpu.md
+    python benchmarks/glow_maf.py                       # the full table (about ten minutes on 2 CPU cores)
+    python benchmarks/glow_maf.py --tiny                # a seconds-long check that the script works
+    python benchmarks/glow_maf.py --output benchmarks/results/glow_maf_cpu.md
 """
 
 from __future__ import annotations
 
-import ctypes
-import gc
-import platform
-import time
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import common
 import torch
@@ -39,7 +38,8 @@ from nfkit_glow_maf import GlowConfig, MAFConfig, build_glow, build_maf
 
 @dataclass
 class Case:
-    """One model size: ``make`` builds each implementation, returning (module, loss(x), sample(n))."""
+    """One model size: each implementation's maker builds (module, loss(x), sample(n)); ``baseline`` names the other
+    library's implementation, which the speed-ups are relative to."""
 
     model: str
     size: str
@@ -47,6 +47,7 @@ class Case:
     num_samples: int
     data: Callable[[int], Tensor]
     implementations: dict[str, Callable[[], tuple[nn.Module, Callable, Callable]]]
+    baseline: str
 
 
 # ---------------------------------------------------------------------------------------------- implementations
@@ -99,111 +100,51 @@ def normflows_glow(shape: tuple[int, int, int], levels: int, steps: int, width: 
     return make
 
 
-def cases(quick: bool) -> list[Case]:
+def cases(tiny: bool) -> list[Case]:
     def gaussian(features):
         return lambda n: torch.randn(n, features)
 
     def images(shape):
         return lambda n: torch.rand(n, *shape) * 2 - 1
 
-    small_maf = dict(features=8, hidden=100, layers=5)
-    large_maf = dict(features=64, hidden=512, layers=5)
-    small_glow = dict(shape=(3, 16, 16), levels=2, steps=8, width=128)
-    large_glow = dict(shape=(3, 32, 32), levels=3, steps=16, width=256)
-    if quick:
-        large_maf = dict(features=16, hidden=128, layers=3)
-        large_glow = dict(shape=(3, 16, 16), levels=2, steps=4, width=64)
+    mafs = (("small", dict(features=8, hidden=100, layers=5), 512, 1000),
+            ("large", dict(features=64, hidden=512, layers=5), 256, 256))
+    glows = (("small", dict(shape=(3, 16, 16), levels=2, steps=8, width=128), 32),
+             ("large", dict(shape=(3, 32, 32), levels=3, steps=16, width=256), 16))
+    if tiny:
+        mafs = (("tiny", dict(features=4, hidden=8, layers=2), 16, 16),)
+        glows = (("tiny", dict(shape=(3, 8, 8), levels=2, steps=1, width=8), 4),)
     result = []
-    for size, spec, batch, samples in (("small", small_maf, 512, 1000), ("large", large_maf, 256, 256)):
+    for size, spec, batch, samples in mafs:
         label = f"{size}: D={spec['features']}, {spec['layers']} MADEs of 2x{spec['hidden']}"
         result.append(Case("MAF", label, batch, samples, gaussian(spec["features"]), {
             "nf": nf_maf(**spec, batch_norm=False),
             "zuko": zuko_maf(**spec),
             "nf (+BN)": nf_maf(**spec, batch_norm=True),
-        }))
-    for size, spec, batch in (("small", small_glow, 32), ("large", large_glow, 16)):
+        }, baseline="zuko"))
+    for size, spec, batch in glows:
         label = (f"{size}: {'x'.join(map(str, spec['shape']))}, L={spec['levels']}, K={spec['steps']}, "
                  f"width {spec['width']}")
         result.append(Case("Glow", label, batch, batch, images(spec["shape"]), {
             "nf": nf_glow(**spec),
             "normflows": normflows_glow(**spec),
-        }))
+        }, baseline="normflows"))
     return result
 
 
 # ---------------------------------------------------------------------------------------------- measurement
 
 
-class PhasePeakMemory:
-    """The rise of peak memory (MiB) inside a ``with`` block; ``None`` where it cannot be measured.
-
-    Unlike :class:`common.PeakMemory` it resets the peak on entry, so that one process can measure many phases.
-    """
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.mib: float | None = None
-
-    @staticmethod
-    def _status_kib(field: str) -> int:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-        raise KeyError(field)
-
-    def __enter__(self) -> PhasePeakMemory:
-        gc.collect()
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
-            self.base = torch.cuda.memory_allocated()
-            return self
-        try:
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-            Path("/proc/self/clear_refs").write_text("5")  # reset the peak resident set size to the current one
-            self.base = self._status_kib("VmRSS")
-        except (OSError, KeyError):
-            self.base = None
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            self.mib = (torch.cuda.max_memory_allocated() - self.base) / 2 ** 20
-        elif self.base is not None:
-            self.mib = (self._status_kib("VmHWM") - self.base) / 1024
-
-
-def clock(device: torch.device) -> Callable[[], float]:
-    """The clock to time with: on one CPU thread that thread's CPU time, which other processes on a shared machine
-    cannot inflate (on an idle machine it equals the wall time); otherwise the wall time."""
-    if device.type == "cpu" and torch.get_num_threads() == 1:
-        return time.thread_time
-    return time.perf_counter
-
-
-def time_per_call(fn: Callable[[], None], device: torch.device, min_time: float, min_calls: int) -> float:
-    """Seconds per call, averaged over at least ``min_calls`` calls and ``min_time`` seconds."""
-    now = clock(device)
-    calls, start = 0, now()
-    while calls < min_calls or now() - start < min_time:
-        fn()
-        calls += 1
-    common.synchronize(device)
-    return (now() - start) / calls
-
-
 @dataclass
-class Result:
+class Model:
+    """One implementation of a case, built with a fixed seed, with its training step and its sampling call."""
+
     params: int
-    train_steps_per_s: float = 0.0
-    samples_per_s: float = 0.0
-    train_mib: float | None = None
-    sample_mib: float | None = None
+    train_step: Callable[[], None]
+    sample: Callable[[], None]
 
 
-def measure(case: Case, name: str, device: torch.device, min_time: float, result: Result | None) -> Result:
+def build(case: Case, name: str, device: torch.device) -> Model:
     torch.manual_seed(0)
     module, loss_fn, sample_fn = case.implementations[name]()
     module.to(device)
@@ -211,78 +152,78 @@ def measure(case: Case, name: str, device: torch.device, min_time: float, result
     optimizer = torch.optim.Adam(module.parameters(), lr=1e-4)
 
     def train_step() -> None:
+        module.train()
         loss = loss_fn(x)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
-    module.train()
-    train_step()  # data-dependent initialisations and warm-up
-    first = result is None
-    result = result or Result(sum(p.numel() for p in module.parameters()))
-    with PhasePeakMemory(device) as memory:
-        seconds = time_per_call(train_step, device, min_time, 3)
-    result.train_steps_per_s = max(result.train_steps_per_s, 1 / seconds)
-    if first:
-        result.train_mib = memory.mib
+    def sample() -> None:
+        module.eval()
+        with torch.no_grad():
+            sample_fn(case.num_samples)
 
-    module.eval()
-    with torch.no_grad():
-        sample_fn(case.num_samples)  # warm-up
-        with PhasePeakMemory(device) as memory:
-            seconds = time_per_call(lambda: sample_fn(case.num_samples), device, min_time, 2)
-    result.samples_per_s = max(result.samples_per_s, case.num_samples / seconds)
-    if first:
-        result.sample_mib = memory.mib
-    return result
+    train_step()  # data-dependent initialisations
+    return Model(sum(p.numel() for p in module.parameters()), train_step, sample)
 
 
-def fmt(value: float | None, digits: int = 1) -> str:
-    return "n/a" if value is None else f"{value:,.{digits}f}"
+def peak_memory(case_index: int, name: str, device_name: str, threads: int, tiny: bool) -> tuple[float, float]:
+    """Peak memory (MiB) of a training step and of a sampling call of one implementation, each after one untimed
+    call (which allocates the gradients, the optimizer's state and the libraries' lazy state); run in a fresh
+    process."""
+    torch.set_num_threads(threads)
+    device = torch.device(device_name)
+    model = build(cases(tiny)[case_index], name, device)
+    model.train_step()
+    with common.PeakMemory(device) as training:
+        model.train_step()
+    model.sample()
+    with common.PeakMemory(device) as sampling:
+        model.sample()
+    return training.mib, sampling.mib
+
+
+def measure(case: Case, index: int, args) -> list[str]:
+    """The table rows of one case."""
+    device = torch.device(args.device)
+    memory = common.run_alternating(
+        peak_memory, {name: (index, name, args.device, args.threads, args.tiny) for name in case.implementations},
+        args.memory_rounds, fresh_process=device.type == "cpu")
+    models = {name: build(case, name, device) for name in case.implementations}
+    training = common.time_variants({name: m.train_step for name, m in models.items()}, args, device)
+    sampling = common.time_variants({name: m.sample for name, m in models.items()}, args, device)
+    rows = []
+    for name, model in models.items():
+        train_mib, sample_mib = (statistics.median(phase) for phase in zip(*memory[name]))
+        speedup = ("baseline" if name == case.baseline else
+                   f"{training.speedup(name, case.baseline).format(suffix='x')} / "
+                   f"{sampling.speedup(name, case.baseline).format(suffix='x')}")
+        rows.append(f"| {case.model} | {case.size} | {name} | {model.params:,} | {case.batch} | "
+                    f"{training[name].rate().format()} | {sampling[name].rate(case.num_samples).format()} | "
+                    f"{train_mib:.1f} | {sample_mib:.1f} | {speedup} |")
+        print(rows[-1], flush=True)
+    return rows
 
 
 def main() -> None:
-    parser = common.make_parser(__doc__, output_flag="--out", output_help="also write the table to this markdown file")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch intra-op threads on CPU (1 keeps a shared machine from skewing the comparison)")
-    parser.add_argument("--repeats", type=int, default=5, help="alternating repeats; the best is reported")
-    parser.add_argument("--min-time", type=float, default=2.0, help="seconds per timed phase")
-    parser.add_argument("--quick", action="store_true", help="smaller models and one short repeat")
+    parser = common.make_parser(__doc__)
     args = common.parse_args(parser)
-    device = torch.device(args.device)
-    torch.set_num_threads(args.threads)
-    if args.quick:
-        args.repeats, args.min_time = 1, 0.3
-
-    header = ("| model | size | implementation | params | batch | train steps/s | samples/s | "
-              "peak MiB (train) | peak MiB (sampling) | speed-up train / sampling |")
-    lines = [header, "|" + "---|" * 10]
-    for case in cases(args.quick):
-        results: dict[str, Result] = {}
-        for repeat in range(args.repeats):
-            names = list(case.implementations)
-            for name in names[::-1] if repeat % 2 else names:
-                results[name] = measure(case, name, device, args.min_time, results.get(name))
-        reference = results[[n for n in case.implementations if not n.startswith("nf")][0]]
-        for name, r in results.items():
-            speedup = (f"{r.train_steps_per_s / reference.train_steps_per_s:.2f}x / "
-                       f"{r.samples_per_s / reference.samples_per_s:.2f}x")
-            lines.append(f"| {case.model} | {case.size} | {name} | {r.params:,} | {case.batch} | "
-                         f"{fmt(r.train_steps_per_s, 2)} | {fmt(r.samples_per_s, 0)} | {fmt(r.train_mib)} | "
-                         f"{fmt(r.sample_mib)} | {speedup} |")
-            print(lines[-1], flush=True)
-
-    import normflows
-    import zuko
-
-    timing = "thread CPU time" if clock(device) is time.thread_time else "wall time"
-    environment = (f"device {device} ({common.describe_hardware(args.device)}), {timing}, "
-                   f"torch {torch.__version__}, zuko {zuko.__version__}, normflows {normflows.__version__}, "
-                   f"python {platform.python_version()}; best of {args.repeats} alternating "
-                   f"repeats of >= {args.min_time:g} s; speed-up is relative to the other library's row")
-    table = "\n".join(lines)
-    print("\n" + table + "\n\n" + environment)
-    common.write_report(args.output, f"# Glow and MAF speed\n\n`{common.command_line()}`\n\n{table}\n\n{environment}\n")
+    try:
+        import normflows
+        import zuko
+    except ImportError as error:
+        parser.error(f"{error.name} is not installed; this benchmark compares with zuko and normflows: "
+                     "pip install -r benchmarks/requirements.txt")
+    stamp = common.Stamp("Glow and MAF: nf against normflows and zuko", args)
+    kind = common.PeakMemory.kind(args.device)
+    lines = ["| model | size | implementation | params | batch | train steps/s | samples/s | "
+             f"train MiB ({kind}) | sampling MiB ({kind}) | speed-up train / sampling |", "|" + "---|" * 10]
+    for index, case in enumerate(cases(args.tiny)):
+        lines += measure(case, index, args)
+    versions = (f"zuko {zuko.__version__}, normflows {normflows.__version__}; every speed-up is nf's (or nf's with "
+                "batch norm) over the other library's row of its case, same seed, not the same weights (the "
+                "parameterisations differ)")
+    common.write_report(args.output, stamp.render([versions]) + "\n" + "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

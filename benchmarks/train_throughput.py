@@ -1,16 +1,19 @@
-"""Training throughput (samples/s) and peak memory of ``nf train``'s default run, printed as a table.
+"""Training throughput (samples/s) and peak memory of ``nf train``'s default run, for one thread and all cores.
 
 The default run is ``nf train --arch glow --data digits`` (Glow's ``digits`` preset, the trainer's default options).
-Each configuration runs in a fresh process, so that its peak memory is its own: it trains ``--warmup`` steps, then
-``--steps`` timed steps through the public :class:`nfkit_core.train.Trainer` (data loading, preprocessing, forward,
-backward, AdamW), and reports the trainer's own throughput measurement (``samples_per_s`` in ``metrics.jsonl``).
+One :class:`nfkit_core.train.Trainer` per thread count trains in this process; they take turns with the method of
+``common.py`` (benchmarks/README.md). A call trains ``--chunk`` steps through the public ``Trainer.fit`` (data
+loading, preprocessing, forward, backward, AdamW) and counts the trainer's own step timer, which leaves out the
+checkpoint that ``fit`` writes when it stops; the table gives the median samples/s with its range, and the speed-up
+of each thread count over one thread (ratio of medians, range of the per-round ratios).
 
-Peak memory is the process's peak resident set size on CPU (PyTorch and the data included) and
-``torch.cuda.max_memory_allocated`` on CUDA.
+Peak memory is the whole process's peak resident set on CPU (PyTorch and the data included), in a fresh process per
+thread count that trains ``--warmup`` + ``--chunk`` steps, the thread counts taking turns; on CUDA
+``torch.cuda.max_memory_allocated``.
 
     python benchmarks/train_throughput.py                        # glow on digits, 1 thread and all cores
-    python benchmarks/train_throughput.py --markdown benchmarks/results/train_cpu.md     # and write the results
-    python benchmarks/train_throughput.py --device cuda --threads 1                      # on a GPU
+    python benchmarks/train_throughput.py --output benchmarks/results/train_cpu.md     # and write the results
+    python benchmarks/train_throughput.py --tiny                 # a seconds-long check that the script works
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import platform
+import resource
 import statistics
 import tempfile
 
@@ -28,8 +31,9 @@ import torch
 import nfkit_core
 
 
-def measure(arch: str, data: str, batch_size: int, warmup: int, steps: int, device: str, threads: int) -> dict:
-    """Train one configuration in this process and return its numbers."""
+def make_trainer(arch: str, data: str, batch_size: int, device: str, threads: int, out: str):
+    """A trainer of ``arch`` on ``data`` with the trainer's default options, except that it never validates, draws
+    figures or checkpoints on its own, and logs at the end of every ``fit`` call."""
     from nfkit_core.plugins import PluginManager, get_registry
     from nfkit_core.train import Trainer, make_run_config
 
@@ -40,72 +44,77 @@ def measure(arch: str, data: str, batch_size: int, warmup: int, steps: int, devi
         manager = PluginManager(autoload=False)
         manager.register(tiny, "nf-testing")
         registry = manager.registry
-    # One step more than is run, so that the final evaluation does not start; one log line covers the timed steps.
-    train = {"steps": warmup + steps + 1, "batch_size": batch_size, "device": device, "cpu_threads": threads,
-             "progress": False,
-             "log_every": warmup + steps, "val_every": 10**9, "sample_every": 10**9, "checkpoint_every": 10**9}
+    never = 10**9
+    train = {"steps": never, "batch_size": batch_size, "device": device, "cpu_threads": threads, "progress": False,
+             "log_every": never, "val_every": never, "sample_every": never, "checkpoint_every": never}
     run = make_run_config(arch, data, train=train, registry=registry)
-    # The trainer announces its plan on stdout; the table is this script's only output.
-    with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):
-        trainer = Trainer(run, out, registry=registry)
-        trainer.fit(until=warmup)
+    with contextlib.redirect_stdout(io.StringIO()):  # the trainer announces its plan; the table is the only output
+        return Trainer(run, out, registry=registry)
+
+
+def train(trainer, threads: int, steps: int) -> float:
+    """Train ``steps`` more steps on ``threads`` threads; the seconds the trainer's step timer measured."""
+    torch.set_num_threads(threads)
+    with contextlib.redirect_stdout(io.StringIO()):
+        trainer.fit(until=trainer.step + steps)
+    timed = trainer.metrics.rows[-1]
+    assert timed["step"] == trainer.step, "fit() logs at the step where it stops"
+    return steps * trainer.config.batch_size / timed["samples_per_s"]
+
+
+def peak_memory(arch: str, data: str, batch_size: int, device: str, threads: int, steps: int) -> float:
+    """The process's peak memory (MiB) after ``steps`` training steps (run in a fresh process)."""
+    with tempfile.TemporaryDirectory() as out:
+        trainer = make_trainer(arch, data, batch_size, device, threads, out)
         if trainer.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        trainer.fit(until=warmup + steps)
-        timed = trainer.metrics.rows[-1]
-        assert timed["step"] == warmup + steps
-    return {"arch": arch, "preset": run.preset, "data": data, "device": str(trainer.device), "threads": threads,
-            "batch_size": batch_size, "parameters": sum(p.numel() for p in trainer.flow.parameters()),
-            "steps": steps, "samples_per_s": timed["samples_per_s"],
-            "ms_per_step": 1000 * batch_size / timed["samples_per_s"],
-            "peak_mib": common.peak_memory_mib(trainer.device),
-            "peak_kind": "cuda allocated" if trainer.device.type == "cuda" else "process RSS"}
-
-
-def table(runs: list[list[dict]]) -> str:
-    """One row per configuration: the median of its repeats, and their range."""
-    header = ("| arch (preset) | data | device | threads | batch | parameters | samples/s: median (range) | "
-              "ms/step (median) | peak memory |\n| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
-    lines = []
-    for repeats in runs:
-        r = repeats[0]
-        speeds = sorted(x["samples_per_s"] for x in repeats)
-        median = statistics.median(speeds)
-        lines.append(f"| {r['arch']} ({r['preset'] or 'defaults'}) | {r['data']} | {r['device']} | {r['threads']} | "
-                     f"{r['batch_size']} | {r['parameters']:,} | {median:.0f} ({speeds[0]:.0f}-{speeds[-1]:.0f}) | "
-                     f"{1000 * r['batch_size'] / median:.1f} | {max(x['peak_mib'] for x in repeats):.0f} MiB "
-                     f"({r['peak_kind']}) |")
-    return header + "\n".join(lines)
+        train(trainer, threads, steps)
+        if trainer.device.type == "cuda":
+            return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> None:
-    parser = common.make_parser(__doc__.split("\n\n")[0], output_flag="--markdown",
+    parser = common.make_parser(__doc__.split("\n\n")[0], threads_option=False,
                                 output_help="also write the table, the machine and the command here")
     parser.add_argument("--arch", default="glow")
     parser.add_argument("--data", default="digits")
-    parser.add_argument("--batch-size", type=int, default=64, help="the trainer's default")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
-    parser.add_argument("--steps", type=int, default=50, help="timed steps")
-    parser.add_argument("--threads", type=int, nargs="+", default=sorted({1, os.cpu_count() or 1}),
-                        help="train.cpu_threads values to compare (CPU only)")
-    parser.add_argument("--repeats", type=int, default=3, help="fresh processes per configuration")
+    parser.add_argument("--batch-size", type=int, default=64, help="the trainer's default (default: %(default)s)")
+    parser.add_argument("--chunk", type=int, default=10,
+                        help="training steps per timed call of Trainer.fit (default: %(default)s)")
+    parser.add_argument("--threads", dest="thread_counts", type=int, nargs="+",
+                        default=sorted({1, os.cpu_count() or 1}),
+                        help="train.cpu_threads values to compare (CPU only; default: %(default)s)")
     args = common.parse_args(parser)
-    about = (f"{common.describe_hardware(args.device, threads=False)}; Python {platform.python_version()}, "
-             f"torch {torch.__version__}, nfkit-core {nfkit_core.version()}")
-    busy = os.getloadavg()[0] > (os.cpu_count() or 1)
-    runs = []
-    for threads in args.threads:
-        job = (args.arch, args.data, args.batch_size, args.warmup, args.steps, args.device, threads)
-        runs.append(common.run_each(measure, [job] * args.repeats, fresh_process=True))
-    text = table(runs)
-    print(about)
-    print(text)
-    note = ("\nThe load average exceeded the number of CPUs: other processes competed for the cores while these "
-            "numbers were taken, which the ranges reflect.\n" if busy else "")
-    timed = (f"Timed: {args.steps} steps after {args.warmup} warm-up steps, through `nfkit_core.train.Trainer` (data "
-             f"loading, preprocessing, forward, backward, AdamW), {args.repeats} fresh processes per row.")
-    common.write_report(args.output, f"# Training throughput\n\n`{common.command_line()}`\n\n{about}.\n\n{text}\n\n"
-                                     f"{timed}\n{note}")
+    if args.tiny:
+        args.chunk = 2
+    stamp = common.Stamp("Training throughput of nf train", args)
+    names = {threads: f"{threads} thread{'s' if threads > 1 else ''}" for threads in args.thread_counts}
+    job = (args.arch, args.data, args.batch_size, args.device)
+    counts = args.thread_counts
+    memory = common.run_alternating(
+        peak_memory, {names[t]: (*job, t, (args.warmup + 1) * args.chunk) for t in counts}, args.memory_rounds)
+    with tempfile.TemporaryDirectory() as out:
+        trainers = {t: make_trainer(*job, t, f"{out}/{t}") for t in counts}
+        timings = common.time_variants({names[t]: (lambda t=t: train(trainers[t], t, args.chunk))
+                                        for t in counts}, args, trainers[counts[0]].device,
+                                       self_timed=True)
+    first = trainers[counts[0]]
+    kind = "cuda allocated" if first.device.type == "cuda" else "process peak RSS"
+    lines = [f"| arch (preset) | data | device | threads | batch | parameters | samples/s | ms/step | "
+             f"speed-up over {names[counts[0]]} | peak memory ({kind}, MiB) |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for t in counts:
+        timing, name = timings[names[t]], names[t]
+        speedup = "baseline" if t == counts[0] else timings.speedup(name, names[counts[0]]).format(suffix="x")
+        lines.append(f"| {args.arch} ({first.run.preset or 'defaults'}) | {args.data} | {first.device} | {t} | "
+                     f"{args.batch_size} | {sum(p.numel() for p in first.flow.parameters()):,} | "
+                     f"{timing.rate(args.chunk * args.batch_size).format()} | "
+                     f"{1000 * timing.spread.median / args.chunk:.1f} | {speedup} | "
+                     f"{statistics.median(memory[name]):.0f} |")
+    about = (f"a call: {args.chunk} steps of `Trainer.fit` (data loading, preprocessing, forward, backward, AdamW), "
+             f"timed by the trainer's step timer; nfkit-core {nfkit_core.version()}")
+    common.write_report(args.output, stamp.render([about], threads="per row") + "\n" + "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
