@@ -24,7 +24,7 @@ ARCHITECTURES = {"nfkit-core": [], "nfkit-glow-maf": ["glow", "maf"], "nfkit-tar
 TEST_ENV = {"OMP_NUM_THREADS": "1"}
 PYTEST = ("pytest", "-q", "--import-mode=importlib", "-p", "no:cacheprovider")
 
-nox.options.sessions = ["lint", "tests", "integration", "docs", "wheels"]
+nox.options.sessions = ["lint", "tests", "integration", "benchmarks", "docs", "wheels"]
 nox.options.default_venv_backend = "uv|virtualenv"
 
 
@@ -53,6 +53,14 @@ def integration(session: nox.Session) -> None:
     """The tests across packages in integration_tests/."""
     install_everything(session)
     session.run(*PYTEST, "integration_tests", *session.posargs, env=TEST_ENV)
+
+
+@nox.session
+def benchmarks(session: nox.Session) -> None:
+    """The benchmarks' shared timing method, and every benchmark script in its seconds-long --tiny mode."""
+    install_everything(session)
+    session.install(*CONSTRAINTS, "-r", "benchmarks/requirements.txt")
+    session.run(*PYTEST, "benchmarks/tests", *session.posargs, env=TEST_ENV)
 
 
 @nox.session

@@ -1,0 +1,146 @@
+"""Every benchmark script runs in its ``--tiny`` mode (seconds), so that none of them can rot unnoticed.
+
+Each test runs the script as its README shows, in a fresh interpreter, and checks the report it writes: the stamp
+(commit, CPU, threads, date, method) and a table whose figures are medians inside their own ranges.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import common
+import pytest
+
+SPREAD = re.compile(r"^([\d,.e+-]+)x? \(([\d,.e+-]+)-([\d,.e+-]+)x?\)$")
+
+
+def run(script: str, tmp_path: Path, *args: str) -> str:
+    """Run ``benchmarks/<script>`` with ``--tiny`` and ``args``; the report it wrote to ``--output``."""
+    output = tmp_path / "report.md"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    completed = subprocess.run([sys.executable, str(common.ROOT / "benchmarks" / script), "--tiny", "--output",
+                                str(output), *args], cwd=common.ROOT, env=env, capture_output=True, text=True,
+                               timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    report = output.read_text()
+    assert report.strip() in completed.stdout  # printed too
+    return report
+
+
+def check_stamp(report: str, title: str, threads: str) -> None:
+    assert report.startswith(f"# {title}\n")
+    assert f"commit {common.commit()}" in report
+    assert common.cpu_model() in report and f"torch threads: {threads}" in report
+    assert time.strftime("%Y-%m-%d", time.gmtime()) in report
+    assert "3 alternating rounds" in report and "--tiny smoke run: these figures mean nothing" in report
+
+
+def table_rows(report: str) -> list[list[str]]:
+    """The cells of every row of the report's first table, without its header and rule."""
+    lines = [line for line in report.splitlines() if line.startswith("|")]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
+    return [row for row in rows[2:] if not set("".join(row)) <= set("-")]
+
+
+def spread(cell: str) -> tuple[float, float, float]:
+    """``median (low-high)`` as numbers, checking that the median lies in its range."""
+    match = SPREAD.match(cell)
+    assert match, cell
+    median, low, high = (float(group.replace(",", "")) for group in match.groups())
+    assert 0 < low <= median <= high, cell
+    return median, low, high
+
+
+def test_glow_maf(tmp_path):
+    pytest.importorskip("zuko", reason="pip install -r benchmarks/requirements.txt")
+    pytest.importorskip("normflows", reason="pip install -r benchmarks/requirements.txt")
+    report = run("glow_maf.py", tmp_path)
+    check_stamp(report, "Glow and MAF: nf against normflows and zuko", "1")
+    rows = table_rows(report)
+    assert [(row[0], row[2]) for row in rows] == [("MAF", "nf"), ("MAF", "zuko"), ("MAF", "nf (+BN)"),
+                                                 ("Glow", "nf"), ("Glow", "normflows")]
+    for row in rows:
+        spread(row[5]), spread(row[6])  # train steps/s, samples/s
+        assert float(row[7]) >= 0 and float(row[8]) >= 0  # peak MiB
+        if row[2] in ("zuko", "normflows"):
+            assert row[9] == "baseline"
+        else:
+            train, sample = row[9].split(" / ")
+            spread(train), spread(sample)
+    # Same sizes on both sides: MAF has equal parameter counts.
+    assert rows[0][3] == rows[1][3]
+
+
+def test_tarflow(tmp_path):
+    report = run("tarflow.py", tmp_path, "--threads", "1", "--configs", "small")
+    check_stamp(report, "TarFlow benchmark", "1")
+    rows = table_rows(report)
+    assert [(row[0], row[8]) for row in rows] == [("small", "none"), ("", "cfg 2.0")]
+    for row in rows:
+        for cell in row[-3:]:  # KV cache img/s, naive img/s, speed-up
+            spread(cell)
+    spread(rows[0][5])  # train steps/s
+
+
+def test_denseflow(tmp_path):
+    report = run("denseflow.py", tmp_path, "--configs", "small")
+    check_stamp(report, "DenseFlow benchmark", "1")
+    (row,) = table_rows(report)
+    assert row[0] == "small (digits-tiny)"
+    for cell in (row[4], row[7], row[10]):  # train steps/s, sampling img/s, eval s/image
+        spread(cell)
+    assert float(row[5]) >= 0
+
+
+def test_denseflow_against_the_official_code(tmp_path):
+    root = os.environ.get("NF_OFFICIAL_DENSEFLOW")
+    if not root:
+        pytest.skip("set NF_OFFICIAL_DENSEFLOW to a folder with the official DenseFlow and survae_flows checkouts "
+                    "(see benchmarks/denseflow.py)")
+    from nfkit_core.testing import reference_fixture_dir
+
+    fixture = reference_fixture_dir() / "denseflow_small.pt"
+    if not fixture.is_file():
+        pytest.skip(f"reference fixture {fixture} missing")
+    report = run("denseflow.py", tmp_path, "--official-root", root, "--fixture", str(fixture))
+    check_stamp(report, "DenseFlow: nf against the official implementation", "1")
+    rows = table_rows(report)
+    variants = [row[3] for row in rows if row[3]]
+    assert variants == ["official", "nf fp32", "nf bf16", "official, fused AdamW", "nf fp32, fused AdamW"] * 2
+    for row in rows:
+        if row[3] in ("official", "nf fp32", "nf bf16"):
+            spread(row[5]), spread(row[9]), spread(row[11])
+            assert row[7] == "baseline" if row[3] == "official" else spread(row[7])
+        elif row[3]:
+            spread(row[5]), spread(row[8])  # fused: train speed and the optimizer's gain
+
+
+def test_denseflow_refuses_a_missing_fixture_or_official_root(tmp_path):
+    def refusal(*args: str) -> str:
+        completed = subprocess.run([sys.executable, str(common.ROOT / "benchmarks" / "denseflow.py"), "--tiny",
+                                    "--official-root", str(tmp_path), *args], cwd=common.ROOT, capture_output=True,
+                                   text=True, timeout=300)
+        assert completed.returncode == 2  # a usage error, before anything is measured
+        return completed.stderr.splitlines()[-1]
+
+    assert f"--fixture {tmp_path / 'absent.pt'}: not found" in refusal("--fixture", str(tmp_path / "absent.pt"))
+    assert f"--official-root {tmp_path}: " in refusal("--configs", "cifar")
+
+
+def test_train_throughput(tmp_path):
+    report = run("train_throughput.py", tmp_path, "--arch", "tiny", "--data", "toy2d", "--batch-size", "16",
+                 "--threads", "1", "2")
+    check_stamp(report, "Training throughput of nf train", "per row")
+    rows = table_rows(report)
+    assert [row[3] for row in rows] == ["1", "2"]
+    for row in rows:
+        samples_per_s = spread(row[6])
+        assert float(row[7]) == pytest.approx(1000 * 16 / samples_per_s[0], rel=0.2)  # ms/step from the median
+        assert float(row[9]) > 100  # the whole process, PyTorch included
+    assert rows[0][8] == "baseline"
+    spread(rows[1][8])
