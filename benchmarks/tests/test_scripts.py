@@ -25,7 +25,7 @@ def run(script: str, tmp_path: Path, *args: str) -> str:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     completed = subprocess.run([sys.executable, str(common.ROOT / "benchmarks" / script), "--tiny", "--output",
                                 str(output), *args], cwd=common.ROOT, env=env, capture_output=True, text=True,
-                               timeout=600)
+                               timeout=1800)
     assert completed.returncode == 0, completed.stderr[-3000:]
     report = output.read_text()
     assert report.strip() in completed.stdout  # printed too
@@ -124,7 +124,7 @@ def test_denseflow_refuses_a_missing_fixture_or_official_root(tmp_path):
     def refusal(*args: str) -> str:
         completed = subprocess.run([sys.executable, str(common.ROOT / "benchmarks" / "denseflow.py"), "--tiny",
                                     "--official-root", str(tmp_path), *args], cwd=common.ROOT, capture_output=True,
-                                   text=True, timeout=300)
+                                   text=True, timeout=1800)
         assert completed.returncode == 2  # a usage error, before anything is measured
         return completed.stderr.splitlines()[-1]
 
@@ -144,3 +144,34 @@ def test_train_throughput(tmp_path):
         assert float(row[9]) > 100  # the whole process, PyTorch included
     assert rows[0][8] == "baseline"
     spread(rows[1][8])
+
+
+def documented_commands() -> list[list[str]]:
+    """Every ``python benchmarks/<script>.py ...`` command shown in a README, a docs page or a script's docstring (in
+    inline code or as a line of a code block), split into words; optional words in brackets count, comments do not."""
+    pages = [common.ROOT / "README.md", common.ROOT / "benchmarks" / "README.md",
+             *common.ROOT.glob("packages/*/README.md"), *common.ROOT.glob("plugins/*/README.md"),
+             *common.ROOT.glob("docs/**/*.rst"), *common.ROOT.glob("benchmarks/*.py")]
+    commands = []
+    for page in pages:
+        text = page.read_text().replace("\\\\\n", " ").replace("\\\n", " ")  # continued lines, also in docstrings
+        found = re.findall(r"`(python benchmarks/[^`]+)`", text) + re.findall(r"^\s*(python benchmarks/.+)$", text,
+                                                                               re.MULTILINE)
+        commands += [command.split(" #")[0].replace("[", " ").replace("]", " ").split() for command in found]
+    return [command for command in commands if "<" not in command[1]]  # not the placeholder benchmarks/<script>.py
+
+
+def test_documented_commands_use_existing_options():
+    commands = documented_commands()
+    scripts = {command[1] for command in commands}
+    assert {"benchmarks/glow_maf.py", "benchmarks/denseflow.py", "benchmarks/tarflow.py",
+            "benchmarks/train_throughput.py"} <= scripts
+    helps = {}
+    for script in scripts:
+        completed = subprocess.run([sys.executable, str(common.ROOT / script), "--help"], cwd=common.ROOT,
+                                   capture_output=True, text=True, timeout=1800)
+        assert completed.returncode == 0, completed.stderr[-2000:]
+        helps[script] = set(re.findall(r"--[\w-]+", completed.stdout))
+    for command in commands:
+        options = {word.split("=")[0] for word in command[2:] if word.startswith("--")}
+        assert options <= helps[command[1]], (command, options - helps[command[1]])
