@@ -203,4 +203,4 @@ class Entry:
 
     def origin(self) -> str:
         """``plugin 'NAME' (distribution VERSION)``, for messages."""
-        return f"plugin {self.plugin!r} ({self.distribution} {self.version})".replace(" )", ")")
+        return f"plugin {self.plugin!r} ({' '.join(part for part in (self.distribution, self.version) if part)})"

@@ -1,9 +1,9 @@
 """Datasets and preprocessing. Every dataset registers through the plugin registry (see :mod:`nfkit_core.builtins`),
 and is loaded through it (:meth:`nfkit_core.plugins.Registry.load_dataset`).
 
-A dataset is a :class:`~nfkit_core.plugins.DatasetSpec` whose ``load(config, split)`` returns a
+A dataset is a :class:`~nfkit_core.specs.DatasetSpec` whose ``load(config, split)`` returns a
 :class:`torch.utils.data.Dataset` of ``(x, label)`` pairs with an ``info`` attribute (a
-:class:`~nfkit_core.plugins.DataInfo`); ``split`` is ``"train"``, ``"val"`` or ``"test"``. Image datasets return integer
+:class:`~nfkit_core.specs.DataInfo`); ``split`` is ``"train"``, ``"val"`` or ``"test"``. Image datasets return integer
 levels as floats, continuous datasets floats, unlabelled datasets the label ``-1``.
 """
 

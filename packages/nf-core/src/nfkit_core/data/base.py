@@ -1,4 +1,4 @@
-"""What every nf dataset is: ``(x, label)`` pairs that know their :class:`~nfkit_core.plugins.DataInfo`.
+"""What every nf dataset is: ``(x, label)`` pairs that know their :class:`~nfkit_core.specs.DataInfo`.
 
 Image datasets hold integer levels (``0 .. num_bins - 1``) and return them as float tensors of shape ``(C, H, W)``;
 continuous datasets return float vectors. Unlabelled data returns the label ``-1``.
