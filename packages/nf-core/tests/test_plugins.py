@@ -8,6 +8,7 @@ import inspect
 import json
 import textwrap
 import types
+import warnings
 from pathlib import Path
 
 import pytest
@@ -241,13 +242,20 @@ def test_a_hook_with_a_parameter_the_hook_lacks_is_reported(site):
         from nfkit_core.plugins import hookimpl
 
         @hookimpl
-        def nf_register_architectures(registry):
+        def nf_register_architectures(architectures):
+            raise AssertionError("a plugin that is not loaded is never asked")
+
+        @hookimpl
+        def nf_register_datasets(registry):
             pass
     """)
     with pytest.warns(PluginLoadWarning, match=r"'old' from nf-old 0.1: is not loaded: .*\{'registry'\} are "
                                                r"declared in the hookimpl but can not be found in the hookspec"):
         manager = PluginManager()
-    assert manager.info("old").error.startswith("is not loaded")
+    assert manager.info("old").error.startswith("is not loaded") and not manager.has_plugin("old")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # its valid hook, registered before pluggy refused the other, is gone
+        assert "digits" in manager.registry.datasets
 
 
 def test_a_build_that_returns_no_flow_is_caught_at_build_time_naming_the_plugin(site, capsys):

@@ -70,7 +70,7 @@ class _Pluggy(pluggy.PluginManager):
 
     def __init__(self) -> None:
         super().__init__(hookspecs.PROJECT)
-        self.undecorated: dict[str, list[str]] = {}
+        self.undecorated: dict[int, list[str]] = {}  # id(plugin) -> function names
 
     def parse_hookimpl_opts(self, plugin: object, name: str) -> pluggy.HookimplOpts | None:
         options = super().parse_hookimpl_opts(plugin, name)
@@ -142,6 +142,8 @@ class PluginManager:
             try:
                 self.register(module, name, distribution, version)
             except pluggy.PluginValidationError as error:  # e.g. a hook parameter the hook does not have
+                if self.pm.has_plugin(name):  # pluggy leaves the hooks before the bad one registered
+                    self.pm.unregister(name=name)
                 reason = " ".join(str(error).split())
                 self._fail(PluginInfo(name, distribution, version), f"is not loaded: {reason}")
 
