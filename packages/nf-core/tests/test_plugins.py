@@ -98,10 +98,17 @@ def test_builtins_register_through_the_hooks_with_their_distribution():
 
 def test_registrars_are_typed_and_name_what_is_missing():
     registry = Registry()
-    registry.metrics.add(MetricSpec("fid", lambda *args: 0.0, "Frechet distance"))
-    registry.metrics.add(MetricSpec("bpd", lambda *args: 0.0))
+    registry.metrics.add(MetricSpec("fid", lambda *args: 0.0, "Frechet distance", data="images", default=True))
+
+    @dataclasses.dataclass(frozen=True)
+    class Metric(MetricSpec):  # an evaluation package's own metric type
+        def applies_to(self, is_image: bool) -> bool:
+            return self.data == "any" or (self.data == "images") == is_image
+
+    registry.metrics.add(Metric("bpd", lambda *args: 0.0))
     registry.distillers.add(DistillerSpec("ilkd", dict, lambda *args: None, "intermediate latent distillation"))
-    assert registry.metrics.get("fid").description == "Frechet distance"
+    assert registry.metrics.get("fid").description == "Frechet distance" and registry.metrics.get("fid").default
+    assert registry.metrics.get("bpd").applies_to(is_image=False)
     assert registry.distillers.names() == ["ilkd"]
     with pytest.raises(UnknownNameError, match="unknown metric 'nll'; available: bpd, fid"):
         registry.metrics.get("nll")

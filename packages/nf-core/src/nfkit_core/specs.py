@@ -100,18 +100,22 @@ class DatasetSpec:
 class MetricSpec:
     """An evaluation metric, run by the evaluation package (nfkit-eval's ``nf eval --metrics NAME``).
 
+    The evaluation package may register a subclass that adds behaviour; the registry accepts any ``MetricSpec``.
+
     Attributes:
         name: the name used on the command line.
         compute: the metric itself; the package that runs metrics defines the arguments it receives and what it
             returns (nfkit-eval documents its calling convention).
         description: one line for ``nf plugins`` and ``--help``.
-        config_class: a dataclass of the metric's options, or ``None`` when it has none.
+        data: the data it applies to: ``"images"``, ``"vectors"`` or ``"any"``.
+        default: whether it belongs to the metrics run when none are named.
     """
 
     name: str
     compute: Callable[..., Any]
     description: str = ""
-    config_class: type | None = None
+    data: str = "any"
+    default: bool = False
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,7 @@ def nf_register_metrics(metrics: Registrar[MetricSpec]) -> None:
     """Register evaluation metrics.
 
     Args:
-        metrics: call ``metrics.add(MetricSpec(name, compute, description, config_class))`` for each metric; the
+        metrics: call ``metrics.add(MetricSpec(name, compute, description, data, default))`` for each metric; the
             evaluation package (nfkit-eval) runs them by name and defines the arguments ``compute`` receives.
     """
 
