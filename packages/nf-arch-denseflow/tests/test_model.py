@@ -84,8 +84,8 @@ def test_importance_weighting_tightens_the_bound():
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         single = torch.stack([flow.log_prob(x, noise=generator) for _ in range(64)])
-        importance_weighted = torch.stack([flow.importance_weighted_log_prob(x, num_samples=8, sample_batch_size=4,
-                                                                             noise=generator) for _ in range(8)])
+        importance_weighted = torch.stack([nfkit_core.importance_weighted_log_prob(
+            flow, x, num_samples=8, sample_batch_size=4, noise=generator) for _ in range(8)])
     assert single.std(dim=0).min() > 0  # the bound is stochastic
     gap = importance_weighted.mean(dim=0) - single.mean(dim=0)
     standard_error = single.std(dim=0) / math.sqrt(single.shape[0]) + importance_weighted.std(dim=0) / math.sqrt(8)
@@ -95,15 +95,16 @@ def test_importance_weighting_tightens_the_bound():
     assert (bits["importance_weighted"] <= bits["bound"]).all()
 
 
-def test_batched_importance_weighting_equals_the_generic_loop():
+def test_both_bounds_are_the_core_estimates():
+    """``evaluate_bits_per_dim`` reports the core's importance-weighted estimate (DenseFlow has no bound of its own)."""
     flow = trained_looking(tiny_flow(), digits_levels(), scale=0.2)
     x = digits_levels(2)
-    ours = flow.importance_weighted_log_prob(x, num_samples=5, sample_batch_size=1,
-                                             noise=torch.Generator().manual_seed(3))
+    bits = flow.evaluate_bits_per_dim(x, num_samples=5, sample_batch_size=1, noise=torch.Generator().manual_seed(3))
     generic = nfkit_core.importance_weighted_log_prob(flow, x, num_samples=5, noise=torch.Generator().manual_seed(3))
-    torch.testing.assert_close(ours, generic)
-    one = flow.importance_weighted_log_prob(x, num_samples=1, noise=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(bits["importance_weighted"], nfkit_core.bits_per_dim(generic, flow.num_dims))
+    one = nfkit_core.importance_weighted_log_prob(flow, x, num_samples=1, noise=torch.Generator().manual_seed(3))
     torch.testing.assert_close(one, flow.log_prob(x, noise=torch.Generator().manual_seed(3)))
+    assert not hasattr(flow, "importance_weighted_log_prob")
 
 
 def test_a_few_training_steps_lower_the_loss():
@@ -164,7 +165,7 @@ def test_bad_data_and_configs_are_reported():
     with pytest.raises(ValueError, match=r"\[0, 17\)"):
         flow.log_prob(torch.full((2, 1, 8, 8), 17.0))
     with pytest.raises(ValueError, match="num_samples"):
-        flow.importance_weighted_log_prob(digits_levels(), num_samples=0)
+        flow.evaluate_bits_per_dim(digits_levels(), num_samples=0)
 
 
 def test_replayed_noise_reproduces_log_prob():

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from nfkit_core import Flow, Sequential, StandardNormal, Transform, noise
+from nfkit_core import NormalizingFlow, Sequential, StandardNormal, Transform, noise
 from nfkit_core.layers import ActNorm, AffineCoupling, BatchNorm
 from nfkit_core.testing import check_flow, check_transform
 
@@ -177,18 +177,18 @@ class NoDrawPrior(StandardNormal):
         return torch.randn(n, *self.event_shape)
 
 
-class WrongBitsFlow(Flow):
+class WrongBitsFlow(NormalizingFlow):
     def bits_per_dim(self, x, context=None, *, noise=None):
         return -self.log_prob(x, context, noise=noise) / self.num_dims
 
 
 def test_check_flow_catches_broken_flows():
-    check_flow(Flow(Sequential(Scale()), StandardNormal((4,))), X)
+    check_flow(NormalizingFlow(Sequential(Scale()), StandardNormal((4,))), X)
     with pytest.raises(AssertionError, match="bits_per_dim: bits_per_dim vs -log_prob / \\(D ln 2\\)"):
         check_flow(WrongBitsFlow(Sequential(Scale()), StandardNormal((4,))), X)
     with pytest.raises(AssertionError, match="sample: samples from the same seeded generator are not identical"):
-        check_flow(Flow(Sequential(Scale()), NoDrawPrior((4,))), X)
+        check_flow(NormalizingFlow(Sequential(Scale()), NoDrawPrior((4,))), X)
     with pytest.raises(AssertionError, match="latent_roundtrip"):
-        check_flow(Flow(Sequential(NotInverse()), StandardNormal((4,))), X)
+        check_flow(NormalizingFlow(Sequential(NotInverse()), StandardNormal((4,))), X)
     with pytest.raises(AssertionError, match="gradients: parameter 'transform.transforms.0.unused' got no gradient"):
-        check_flow(Flow(Sequential(Shift(4, unused=True)), StandardNormal((4,))), X)
+        check_flow(NormalizingFlow(Sequential(Shift(4, unused=True)), StandardNormal((4,))), X)

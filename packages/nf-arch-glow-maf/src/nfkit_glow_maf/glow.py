@@ -19,7 +19,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nfkit_core import ClassConditionalGaussian, DiagonalGaussian, Flow, Sequential, StandardNormal, Transform
+from nfkit_core import (
+    ClassConditionalGaussian,
+    DiagonalGaussian,
+    NormalizingFlow,
+    Sequential,
+    StandardNormal,
+    Transform,
+)
 from nfkit_core.layers import (
     ActNorm,
     AdditiveCoupling,
@@ -33,7 +40,7 @@ from nfkit_core.layers import (
 from nfkit_core.plugins import DataInfo
 from nfkit_glow_maf.glow_nets import GlowConditioner, ZeroConv2d
 
-__all__ = ["GlowConfig", "GLOW_PRESETS", "build_glow", "glow_step"]
+__all__ = ["GlowConfig", "PRESETS", "build_glow", "glow_step"]
 
 COUPLINGS = ("affine", "additive")
 PERMUTATIONS = ("conv1x1", "reverse", "shuffle")
@@ -76,7 +83,7 @@ class GlowConfig:
 
 # Table 4 of the paper (levels, steps per level, width); "digits" and "digits-tiny" are small CPU settings for 8x8
 # images.
-GLOW_PRESETS: dict[str, dict] = {
+PRESETS: dict[str, dict] = {
     "cifar10": dict(num_levels=3, steps_per_level=32, hidden_channels=512),
     "imagenet32": dict(num_levels=3, steps_per_level=48, hidden_channels=512),
     "imagenet64": dict(num_levels=4, steps_per_level=48, hidden_channels=512),
@@ -109,7 +116,7 @@ def glow_step(channels: int, config: GlowConfig, index: int = 0) -> Sequential:
     return Sequential({"actnorm": ActNorm(channels), "permutation": permutation, "coupling": coupling})
 
 
-def build_glow(config: GlowConfig, data: DataInfo) -> Flow:
+def build_glow(config: GlowConfig, data: DataInfo) -> NormalizingFlow:
     """A Glow for images of shape ``data.shape = (C, H, W)`` with ``H`` and ``W`` divisible by ``2 ** num_levels``.
 
     Without a dequantizer, the flow models continuous images (the trainer feeds dequantized values in [-1, 1]). With
@@ -132,7 +139,7 @@ def build_glow(config: GlowConfig, data: DataInfo) -> Flow:
         if level < config.num_levels - 1:
             kept = channels // 2
             prior_net = ZeroConv2d(kept, 2 * (channels - kept), edge_bias=config.edge_bias)
-            parts["split"] = Split(kept, conditional_net=prior_net, params="interleaved")
+            parts["split"] = Split(kept, conditioner=prior_net, params="interleaved")
             channels = kept
         levels[f"level{level}"] = Sequential(parts)
 
@@ -143,4 +150,4 @@ def build_glow(config: GlowConfig, data: DataInfo) -> Flow:
         prior = DiagonalGaussian(top_shape)
     else:
         prior = StandardNormal(top_shape)
-    return Flow(Sequential(levels), prior, data_shape=tuple(data.shape))
+    return NormalizingFlow(Sequential(levels), prior, data_shape=tuple(data.shape))

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nfkit_core.layers import ActNorm
+from nfkit_core.layers.conditioning import zero_init
 
 __all__ = ["GlowConv2d", "ZeroConv2d", "GlowConditioner"]
 
@@ -60,8 +61,7 @@ class ZeroConv2d(GlowConv2d):
     def __init__(self, in_channels: int, out_channels: int, edge_bias: bool = True) -> None:
         super().__init__(in_channels, out_channels, 3, bias=True, edge_bias=edge_bias)
         self.logs = nn.Parameter(torch.zeros(out_channels))
-        nn.init.zeros_(self.weight)
-        nn.init.zeros_(self.bias)
+        zero_init(self)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         return super().forward(x) * torch.exp(self.logscale_factor * self.logs).view(1, -1, 1, 1)

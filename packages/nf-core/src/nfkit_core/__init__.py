@@ -1,16 +1,18 @@
 """nfkit-core: the contract every nf flow follows, the layers they share, and the machinery around them.
 
-See :mod:`nfkit_core.transform` for the conventions (direction, log-determinant, stochastic layers, context).
+The contract is two protocols: :class:`Bijector` (every layer; :class:`Transform` is its base class) and :class:`Flow`
+(every flow; :class:`NormalizingFlow` implements it). See :mod:`nfkit_core.transform` for the conventions (direction,
+log-determinant, stochastic layers, context, sampling options).
 """
 
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _distribution_version
 
-from nfkit_core import layers, noise
+from nfkit_core import layers, noise, validation
 from nfkit_core.checkpoint import load_checkpoint
-from nfkit_core.flow import Flow, FlowProtocol, LogLikelihood, bits_per_dim, importance_weighted_log_prob
-from nfkit_core.priors import ClassConditionalGaussian, DiagonalGaussian, Prior, StandardNormal
-from nfkit_core.transform import Bijector, Inverse, Sequential, Transform, sum_except_batch
+from nfkit_core.flow import Flow, LogLikelihood, NormalizingFlow, bits_per_dim, importance_weighted_log_prob
+from nfkit_core.priors import ClassConditionalGaussian, DiagonalGaussian, GaussianPrior, Prior, StandardNormal
+from nfkit_core.transform import Bijector, Sequential, Transform, sum_except_batch
 
 
 def version() -> str:
@@ -23,6 +25,7 @@ def version() -> str:
 
 __version__ = version()
 
-__all__ = ["Bijector", "ClassConditionalGaussian", "DiagonalGaussian", "Flow", "FlowProtocol", "Inverse",
-           "LogLikelihood", "Prior", "Sequential", "StandardNormal", "Transform", "bits_per_dim",
-           "importance_weighted_log_prob", "layers", "load_checkpoint", "noise", "sum_except_batch", "version"]
+__all__ = ["Bijector", "ClassConditionalGaussian", "DiagonalGaussian", "Flow", "GaussianPrior", "LogLikelihood",
+           "NormalizingFlow", "Prior", "Sequential", "StandardNormal", "Transform", "bits_per_dim",
+           "importance_weighted_log_prob", "layers", "load_checkpoint", "noise", "sum_except_batch", "validation",
+           "version"]

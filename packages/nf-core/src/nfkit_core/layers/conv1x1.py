@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
-from nfkit_core.layers.shapes import check_channels, positions
+from nfkit_core.layers.shapes import positions
 from nfkit_core.transform import Transform
+from nfkit_core.validation import check_channels
 
 __all__ = ["InvertibleConv1x1"]
 
@@ -88,7 +91,7 @@ class InvertibleConv1x1(Transform):
             matrix, log_abs_det = self._mixing(inverse=False)
             return self._mix(matrix, x), (log_abs_det * positions(x)).repeat(x.shape[0])
 
-    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def inverse(self, z: Tensor, context: Tensor | None = None, **options: Any) -> tuple[Tensor, Tensor]:
         with torch.autocast(z.device.type, enabled=False):
             inverse_matrix, log_abs_det = self._mixing(inverse=True)
             return self._mix(inverse_matrix, z), -(log_abs_det * positions(z)).repeat(z.shape[0])
