@@ -175,3 +175,24 @@ def test_replayed_noise_reproduces_log_prob():
         first = flow.log_prob(x)
     assert [tuple(d.shape) for d in record.draws] == [(4, 4, 4, 4), (4, 2, 4, 4)]
     torch.testing.assert_close(flow.log_prob(x, noise=noise.Replay(record.draws)), first, rtol=0, atol=0)
+
+
+def test_denseflow_is_a_normalizing_flow_that_overrides_none_of_the_contract():
+    from nfkit_core import Flow, NormalizingFlow
+
+    for name in ("log_prob_terms", "log_prob", "transform_to_latent", "latent_to_data", "sample", "intermediates"):
+        assert getattr(DenseFlow, name) is getattr(NormalizingFlow, name), name
+    flow = tiny_flow()
+    assert isinstance(flow, Flow) and (flow.dequantizes, flow.noise_std) == (True, 0.0)
+
+
+def test_the_dequantizer_context_network_follows_the_config():
+    """Its dense blocks had a hard-coded depth 4 and growth 16 (the official sizes, still the defaults)."""
+    def dense_blocks(flow):
+        net = flow.dequantizer.context_net
+        return [(len(net[i].layers), net[i].layers[0].conv.out_channels) for i in (1, 3)]
+
+    assert dense_blocks(tiny_flow()) == [(4, 16), (4, 16)]
+    assert dense_blocks(tiny_flow(dequantization_context_depth=2, dequantization_context_growth=4)) == [(2, 4), (2, 4)]
+    flow = tiny_flow(dequantization_context_depth=1, dequantization_context_growth=3)
+    check_flow(flow, digits_levels(3))

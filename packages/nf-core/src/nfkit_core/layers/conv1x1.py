@@ -64,9 +64,9 @@ class InvertibleConv1x1(Transform):
 
         On the CPU and without autograd (sampling, evaluation) both are kept and reused while the parameters hold the
         same values: building and inverting the large ``C x C`` matrices of a deep flow's last levels at every call
-        costs about a tenth of DenseFlow's sampling time. The parameters are compared by value (``O(C^2)``), since
-        not every in-place update is visible otherwise (the fused AdamW kernel leaves tensors' version counters
-        alone); on a GPU the comparison would wait for the device, and the matrices are recomputed.
+        is a sizeable part of its sampling time (see ``benchmarks/results``). The parameters are compared by value
+        (``O(C^2)``), since not every in-place update is visible otherwise (the fused AdamW kernel leaves tensors'
+        version counters alone); on a GPU the comparison would wait for the device, and the matrices are recomputed.
         """
         parameters = [p.detach() for p in self.parameters()]
         if torch.is_grad_enabled() or parameters[0].device.type != "cpu":
