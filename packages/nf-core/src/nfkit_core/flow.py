@@ -208,7 +208,7 @@ class NormalizingFlow(nn.Module):
             options: sampling options of the flow's layers (:meth:`sampling_options`), e.g. TarFlow's
                 ``guidance=2.0``; they reach every layer through :meth:`nfkit_core.Sequential.inverse`.
         """
-        unknown = sorted(set(options) - self.sampling_options())
+        unknown = sorted(set(options) - self.sampling_options()) if options else []
         if unknown:
             raise ValueError(f"{type(self).__name__}.sample() takes no option(s) {unknown}; its options: "
                              f"{', '.join(sorted(self.sampling_options()))}")
