@@ -126,8 +126,8 @@ class Trainer:
         self.flow: nn.Module = spec.build(run.model, self.info).to(self.device)
         self.num_dims = math.prod(self.info.shape)
         # What the flow needs from the pipeline is declared on it (the nfkit_core.Flow contract).
-        noise_sigma = self.flow.noise_std if self.config.noise_sigma is None else self.config.noise_sigma
-        self.preprocessing = Preprocessing.choose(self.info, self.flow.dequantizes, noise_sigma, self.config.hflip,
+        noise_std = self.flow.noise_std if self.config.noise_std is None else self.config.noise_std
+        self.preprocessing = Preprocessing.choose(self.info, self.flow.dequantizes, noise_std, self.config.hflip,
                                                   self.config.label_dropout)
         # The fused kernel updates all parameters in one call: a flow has thousands of small parameter tensors, and
         # the per-tensor loop of the default implementation costs several percent of a step.
