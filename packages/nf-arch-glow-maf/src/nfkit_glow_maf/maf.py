@@ -25,7 +25,7 @@ from torch import Tensor
 
 from nfkit_core import NormalizingFlow, Sequential, StandardNormal, Transform
 from nfkit_core.layers import BatchNorm
-from nfkit_core.plugins import DataInfo
+from nfkit_core.specs import DataInfo
 from nfkit_core.validation import check_event_shape
 from nfkit_glow_maf.made import ACTIVATIONS, MADE, input_degrees
 

@@ -9,7 +9,7 @@ the noise with one score-based denoising step (``sample(..., denoise=True)``).
 from __future__ import annotations
 
 from nfkit_core import NormalizingFlow, Sequential, StandardNormal
-from nfkit_core.plugins import DataInfo
+from nfkit_core.specs import DataInfo
 from nfkit_tarflow.block import TarFlowBlock
 from nfkit_tarflow.config import TarFlowConfig
 from nfkit_tarflow.patchify import Patchify
