@@ -259,7 +259,8 @@ def test_learned_top_prior_is_openai_glows():
     perturb(prior, 0.3)
     pad = F.pad(torch.zeros(1, 4, 3, 3), (1, 1, 1, 1))
     border = F.pad(torch.zeros(1, 1, 3, 3), (1, 1, 1, 1), value=1.0)
-    weight = torch.cat([prior.net.weight, prior.net.edge_weight], dim=1)  # the edge channel appended, as add_edge_padding
+    # the edge channel appended to the input, as add_edge_padding does
+    weight = torch.cat([prior.net.weight, prior.net.edge_weight], dim=1)
     h = (F.conv2d(torch.cat([pad, border], dim=1), weight) + prior.net.bias.view(1, -1, 1, 1)) * torch.exp(
         3 * prior.net.logs).view(1, -1, 1, 1)
     z = torch.randn(5, 2, 3, 3)
