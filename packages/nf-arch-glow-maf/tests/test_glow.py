@@ -240,15 +240,25 @@ def test_bad_configurations_are_named():
         GlowConv2d(2, 2, 2)
 
 
-def test_cifar10_preset_has_openai_glows_parameter_count():
-    """44,603,604, as the preset's comment says: the variables openai/glow's model.py creates for its README's
-    CIFAR-10 command. With the LU parametrisation the count is the same (only the free entries are parameters)."""
-    counts = []
-    for lu in (False, True):
-        with torch.device("meta"):
-            flow = build_glow(GlowConfig(**GLOW_PRESETS["cifar10"], lu=lu), DataInfo((3, 32, 32), num_bins=256))
-        counts.append(sum(p.numel() for p in flow.parameters()))
-    assert counts == [44_603_604, 44_603_604]
+@pytest.mark.parametrize(("preset", "size", "count"), [
+    ("cifar10", 32, 44_603_604),
+    ("imagenet32", 32, 66_861_588),
+    ("imagenet64", 64, 112_377_540),
+    ("lsun64", 64, 112_377_540),
+    ("celeba-hq-256", 256, 230_971_044),
+])
+def test_paper_presets_have_openai_glows_parameter_count(preset, size, count):
+    """The counts stated in the presets' comment: the variables openai/glow's model.py creates for the same layout
+    (for cifar10, its README's CIFAR-10 command)."""
+    with torch.device("meta"):
+        flow = build_glow(GlowConfig(**GLOW_PRESETS[preset]), DataInfo((3, size, size), num_bins=256))
+    assert sum(p.numel() for p in flow.parameters()) == count
+
+
+def test_lu_convolutions_count_as_many_parameters_as_plain_ones():
+    with torch.device("meta"):
+        flow = build_glow(GlowConfig(**GLOW_PRESETS["cifar10"], lu=True), DataInfo((3, 32, 32), num_bins=256))
+    assert sum(p.numel() for p in flow.parameters()) == 44_603_604
     assert sum(p.numel() for p in flow.prior.parameters()) == 9 * 97 * 96 + 96 + 96  # conv2d_zeros("p", 96 -> 96)
 
 

@@ -79,7 +79,9 @@ class GlowConfig:
 # Table 4 of the paper (levels, steps per level, width), with openai/glow's settings (GlowConfig's defaults: affine
 # coupling, plain 1x1 convolutions, edge bias, learned top). "cifar10" is the command of openai/glow's README
 # (--n_level 3 --depth 32 --flow_permutation 2 --flow_coupling 1 --learntop): 44,603,604 parameters on 3x32x32, as
-# many as openai/glow's model.py creates. "digits" and "digits-tiny" are small CPU settings for 8x8 images.
+# many as openai/glow's model.py creates. Likewise on 3-channel images of their size: imagenet32 66,861,588,
+# imagenet64 and lsun64 112,377,540, celeba-hq-256 230,971,044 (the model.py variables for the same layout).
+# "digits" and "digits-tiny" are small CPU settings for 8x8 images.
 GLOW_PRESETS: dict[str, dict] = {
     "cifar10": dict(num_levels=3, steps_per_level=32, hidden_channels=512),
     "imagenet32": dict(num_levels=3, steps_per_level=48, hidden_channels=512),

@@ -32,21 +32,24 @@ class InvertibleConv1x1(Transform):
         self.lu = bool(lu)
         self._cached_parameters: list[Tensor] = []
         self._cache: dict[bool, tuple[Tensor, Tensor]] = {}
-        rotation, _ = torch.linalg.qr(torch.randn(self.num_channels, self.num_channels))
+        # Drawn and decomposed on the CPU, then moved: the same start on every device, and no slow linear algebra
+        # where the model is only being counted (on the meta device a QR or LU first loads PyTorch's compiler stack).
+        device = torch.get_default_device()
+        rotation, _ = torch.linalg.qr(torch.randn(self.num_channels, self.num_channels, device="cpu"))
         if not self.lu:
-            self.weight = nn.Parameter(rotation)
+            self.weight = nn.Parameter(rotation.to(device))
             return
         permutation, lower, upper = torch.linalg.lu(rotation)
         diag = upper.diagonal()
-        self.register_buffer("permutation", permutation)
-        self.register_buffer("sign_diag", diag.sign())
-        self.register_buffer("lower_indices", torch.tril_indices(self.num_channels, self.num_channels, -1),
-                             persistent=False)
-        self.register_buffer("upper_indices", torch.triu_indices(self.num_channels, self.num_channels, 1),
-                             persistent=False)
-        self.lower = nn.Parameter(lower[tuple(self.lower_indices)])
-        self.upper = nn.Parameter(upper[tuple(self.upper_indices)])
-        self.log_diag = nn.Parameter(diag.abs().log())
+        lower_indices = torch.tril_indices(self.num_channels, self.num_channels, -1, device="cpu")
+        upper_indices = torch.triu_indices(self.num_channels, self.num_channels, 1, device="cpu")
+        self.register_buffer("permutation", permutation.to(device))
+        self.register_buffer("sign_diag", diag.sign().to(device))
+        self.register_buffer("lower_indices", lower_indices.to(device), persistent=False)
+        self.register_buffer("upper_indices", upper_indices.to(device), persistent=False)
+        self.lower = nn.Parameter(lower[tuple(lower_indices)].to(device))
+        self.upper = nn.Parameter(upper[tuple(upper_indices)].to(device))
+        self.log_diag = nn.Parameter(diag.abs().log().to(device))
 
     def matrix(self) -> Tensor:
         """The ``C x C`` matrix ``W``."""
