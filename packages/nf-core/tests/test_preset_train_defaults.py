@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 
 import nfkit_core.testing.tiny as tiny
+from nfkit_core.errors import ConfigError
 from nfkit_core.plugins import PluginManager
 from nfkit_core.train import TrainConfig, make_run_config, warmup_cosine
 
@@ -16,10 +17,10 @@ def registry():
     manager = PluginManager(autoload=False)
     manager.register(tiny, "nf-testing")
     registry = manager.registry
-    spec = registry.get("architecture", "tiny")
+    spec = registry.architectures.get("tiny")
     recipe = {"lr": 1e-4, "betas": [0.9, 0.95], "warmup_epochs": 1, "warmup_start_ratio": 0.01}
-    registry.add_architecture(dataclasses.replace(spec, name="tiny-paper", presets={**spec.presets, "paper": {}},
-                                                  train_defaults={"paper": recipe}))
+    registry.architectures.add(dataclasses.replace(spec, name="tiny-paper", presets={**spec.presets, "paper": {}},
+                                                   train_defaults={"paper": recipe}))
     return registry
 
 
@@ -37,7 +38,7 @@ def test_warmup_in_epochs_and_from_a_starting_rate():
     assert TrainConfig(warmup_steps=7).warmup_steps_for(steps_per_epoch=10) == 7
     lrs = [warmup_cosine(step, 1.0, 4, 14, start_ratio=0.2) for step in range(5)]
     assert lrs == pytest.approx([0.4, 0.6, 0.8, 1.0, 1.0])
-    with pytest.raises(ValueError, match="warmup_start_ratio must lie in"):
+    with pytest.raises(ConfigError, match="warmup_start_ratio must lie in"):
         TrainConfig(warmup_start_ratio=1.5)
-    with pytest.raises(ValueError, match="warmup_epochs must not be negative"):
+    with pytest.raises(ConfigError, match="warmup_epochs must not be negative"):
         TrainConfig(warmup_epochs=-1.0)
