@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 
 import nfkit_core.testing.tiny as tiny
+from nfkit_core.cli.settings import describe_fields
 from nfkit_core.errors import ConfigError
 from nfkit_core.plugins import PluginManager
 from nfkit_core.train import TrainConfig, make_run_config, warmup_cosine
@@ -42,3 +43,11 @@ def test_warmup_in_epochs_and_from_a_starting_rate():
         TrainConfig(warmup_start_ratio=1.5)
     with pytest.raises(ConfigError, match="warmup_epochs must not be negative"):
         TrainConfig(warmup_epochs=-1.0)
+
+
+def test_help_lists_each_presets_training_defaults(registry):
+    spec = registry.architectures.get("tiny-paper")
+    text = describe_fields(spec.config_class, "model", spec.presets, train_defaults=spec.train_defaults)
+    paper = text[text.index("    paper:"):]
+    assert "training defaults: train.lr=0.0001, train.betas=[0.9, 0.95]" in paper
+    assert text.count("training defaults") == 1
