@@ -8,7 +8,7 @@ table (and writes it to ``--output``):
   of the process's peak resident set), in a fresh process per configuration;
 * sampling: images per second of ``flow.sample`` in eval mode;
 * evaluation: seconds per image of the importance-weighted estimate over ``K`` draws of all the noise
-  (``DenseFlow.importance_weighted_log_prob``, ``sample_batch_size`` draws per forward pass).
+  (``nfkit_core.importance_weighted_log_prob``, ``sample_batch_size`` draws per forward pass).
 
 With ``--official-root PATH`` it instead compares nf's DenseFlow with the official implementation
 (matejgrcic/DenseFlow, built on didriknielsen/survae_flows) at the official constructor arguments: ``small`` is the
@@ -58,6 +58,7 @@ from pathlib import Path
 import common
 import torch
 
+from nfkit_core import importance_weighted_log_prob
 from nfkit_core.plugins import DataInfo
 from nfkit_core.testing.fixtures import reference_fixture_dir
 from nfkit_denseflow import PRESETS, DenseFlowConfig, build_denseflow, from_official_state_dict
@@ -149,8 +150,8 @@ def evaluation(flow, x: torch.Tensor, setup: Setup, device: torch.device, bf16: 
     def evaluate() -> None:
         flow.eval()
         with torch.no_grad(), common.autocast(device, bf16):
-            flow.importance_weighted_log_prob(x, num_samples=setup.eval_samples,
-                                              sample_batch_size=setup.eval_sample_batch, noise=generator)
+            importance_weighted_log_prob(flow, x, num_samples=setup.eval_samples,
+                                         sample_batch_size=setup.eval_sample_batch, noise=generator)
     return evaluate
 
 
@@ -332,8 +333,8 @@ def measure_official(name: str, args, iwbo_batched, OfficialDenseFlow) -> dict:
         without_autograd(lambda: official.sample(n), lambda: ours.sample(n, generator=generator)), args, device)
     result["eval"] = common.time_variants(
         without_autograd(lambda: iwbo_batched(official, x_eval, k, kbs),
-                         lambda: ours.importance_weighted_log_prob(x_eval, num_samples=k, sample_batch_size=kbs,
-                                                                   noise=generator)), args, device)
+                         lambda: importance_weighted_log_prob(ours, x_eval, num_samples=k, sample_batch_size=kbs,
+                                                              noise=generator)), args, device)
     return result
 
 
