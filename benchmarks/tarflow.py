@@ -44,6 +44,7 @@ from pathlib import Path
 
 import common
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from nfkit_core import noise
 from nfkit_core.testing.fixtures import reference_fixture_dir
@@ -59,6 +60,7 @@ class Setup:
     options: dict = field(default_factory=dict)
     train_batch: int = 64
     sample_batch: int = 64
+    naive: bool = True  # also time the naive sampler (quadratic in the tokens: too slow for large models)
 
 
 SETUPS = {
@@ -66,7 +68,13 @@ SETUPS = {
                    train_batch=64, sample_batch=64),
     "medium": Setup((3, 32, 32), 10, dict(patch_size=4, channels=256, num_blocks=4, layers_per_block=4, head_dim=64),
                     train_batch=32, sample_batch=16),
+    # ImageNet 64x64-sized: the paper's width and depth (768 channels, 8 blocks x 8 layers) with patch 4 (256 tokens).
+    "imagenet64": Setup((3, 64, 64), 1000, dict(patch_size=4, channels=768, num_blocks=8, layers_per_block=8,
+                                               head_dim=64), train_batch=64, sample_batch=32, naive=False),
 }
+DEFAULT_CONFIGS = ["small", "medium"]
+# Dense (no sparsity) peak TFLOP/s from the data sheets, (bf16, fp32 without TF32), for the MFU column.
+PEAK_TFLOPS = {"H200": (989.0, 67.0), "H100": (989.0, 67.0), "A100": (312.0, 19.5)}
 GUIDANCE = dict(guidance=2.0, attn_temp=1.0)
 
 
@@ -94,10 +102,18 @@ def build(setup: Setup, device: torch.device) -> TarFlow:
     return flow
 
 
+def count_flops(fn) -> float:
+    """Floating-point operations of one call of ``fn`` (``torch.utils.flop_counter``: matmuls and attention)."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return float(counter.get_total_flops())
+
+
 def measure_training(flow: TarFlow, setup: Setup, device: torch.device, bf16: bool,
-                     steps: int) -> tuple[float, float]:
-    """Steps per second and peak memory (MiB) of AdamW training steps."""
-    optimizer = torch.optim.AdamW(flow.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=1e-4)
+                     steps: int) -> tuple[float, float, float]:
+    """Steps per second, peak memory (MiB) and model FLOPs per step of AdamW training steps."""
+    optimizer = torch.optim.AdamW(flow.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=1e-4,
+                                  fused=device.type in ("cpu", "cuda"))
     x = torch.rand(setup.train_batch, *setup.image_shape, device=device) * 2 - 1
     labels = torch.randint(0, setup.num_classes, (setup.train_batch,), device=device)
     flow.train()
@@ -112,21 +128,46 @@ def measure_training(flow: TarFlow, setup: Setup, device: torch.device, bf16: bo
 
     with common.PeakMemory(device) as memory:
         seconds = common.seconds_per_call(step, device, steps, warmup=2)
+    flops = counted_with_sdpa(flow, step)
     flow.eval()
-    return 1 / seconds, memory.mib
+    return 1 / seconds, memory.mib, flops
 
 
-def measure_sampling(flow: TarFlow, setup: Setup, device: torch.device, bf16: bool, kv_cache: bool, guided: bool,
-                     repeats: int) -> float:
-    """Images per second of ``flow.sample``."""
+def counted_with_sdpa(flow: TarFlow, fn) -> float:
+    """FLOPs of ``fn()`` counted with PyTorch SDPA attention (the counter does not see flash-attn's own kernels)."""
+    backends = [layer.attention.backend for block in flow.blocks for layer in block.attn_blocks]
+    flow.set_attention_backend("sdpa")
+    try:
+        return count_flops(fn)
+    finally:
+        layers = [layer for block in flow.blocks for layer in block.attn_blocks]
+        for layer, backend in zip(layers, backends, strict=True):
+            layer.attention.backend = backend
+
+
+def measure_sampling(flow: TarFlow, setup: Setup, device: torch.device, bf16: bool, options: dict, guided: bool,
+                     repeats: int) -> tuple[float, list[int]]:
+    """Images per second of ``flow.sample`` with the sampler ``options``, and the Jacobi iterations per block."""
     batch = setup.sample_batch
     labels = torch.randint(0, setup.num_classes, (batch,), device=device)
-    kwargs = GUIDANCE if guided else {}
+    kwargs = dict(GUIDANCE if guided else {}, **options)
     generator = torch.Generator(device=device).manual_seed(0)
     with common.autocast(device, bf16):  # TarFlow keeps its layer norms and affine updates in fp32 inside it
-        seconds = common.seconds_per_call(
-            lambda: flow.sample(batch, labels, generator=generator, kv_cache=kv_cache, **kwargs), device, repeats)
-    return batch / seconds
+        seconds = common.seconds_per_call(lambda: flow.sample(batch, labels, generator=generator, **kwargs), device,
+                                          repeats)
+    return batch / seconds, flow.last_iterations
+
+
+def sampling_flops(flow: TarFlow, setup: Setup, device: torch.device, bf16: bool, guided: bool) -> float:
+    """Model FLOPs of one ``sample`` call: those of sequential decoding with the KV cache (the useful work; the
+    Jacobi sampler's repeated iterations are not counted)."""
+    labels = torch.randint(0, setup.num_classes, (setup.sample_batch,), device=device)
+    kwargs = dict(GUIDANCE if guided else {}, sampler="sequential")
+
+    def sample() -> None:
+        with common.autocast(device, bf16):
+            flow.sample(setup.sample_batch, labels, **kwargs)
+    return counted_with_sdpa(flow, sample)
 
 
 def run_setup(name: str, device_name: str, bf16: bool, train_steps: int, repeats: int, threads: int) -> dict:
@@ -135,13 +176,17 @@ def run_setup(name: str, device_name: str, bf16: bool, train_steps: int, repeats
     device = torch.device(device_name)
     setup = SETUPS[name]
     flow = build(setup, device)
-    steps_per_s, memory = measure_training(flow, setup, device, bf16, train_steps)
-    sampling = {(cache, guided): measure_sampling(flow, setup, device, bf16, cache, guided, repeats)
-                for guided in (False, True) for cache in (True, False)}
+    steps_per_s, memory, train_flops = measure_training(flow, setup, device, bf16, train_steps)
+    samplers = {"kv": dict(sampler="sequential", kv_cache=True), "jacobi": JACOBI}
+    if setup.naive:
+        samplers["naive"] = dict(sampler="sequential", kv_cache=False)
+    sampling = {(sampler, guided): measure_sampling(flow, setup, device, bf16, options, guided, repeats)
+                for guided in (False, True) for sampler, options in samplers.items()}
+    flops = {guided: sampling_flops(flow, setup, device, bf16, guided) for guided in (False, True)}
     num_tokens, token_dim = flow.prior.event_shape
     return dict(name=name, setup=setup, tokens=f"{num_tokens}x{token_dim}",
                 params=sum(p.numel() for p in flow.parameters()), steps_per_s=steps_per_s, memory=memory,
-                sampling=sampling)
+                train_flops=train_flops, sampling=sampling, sample_flops=flops)
 
 
 def import_official(root: Path):
@@ -294,22 +339,46 @@ def official_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def table(results: list[dict], device: str) -> str:
+def peak_flops(device: str, bf16: bool, peak_tflops: float | None) -> float | None:
+    """The accelerator's dense peak FLOP/s for the precision used: ``--peak-tflops``, else the data sheet's for the
+    GPUs named in ``PEAK_TFLOPS``; ``None`` (no MFU column) otherwise."""
+    if peak_tflops is not None:
+        return peak_tflops * 1e12
+    if not device.startswith("cuda"):
+        return None
+    name = torch.cuda.get_device_name(device)
+    for model, (bf16_peak, fp32_peak) in PEAK_TFLOPS.items():
+        if model in name:
+            return (bf16_peak if bf16 else fp32_peak) * 1e12
+    return None
+
+
+def table(results: list[dict], device: str, peak: float | None) -> str:
     memory = common.PeakMemory.kind(device)
+
+    def mfu(flops: float, per_second: float) -> str:
+        return f"{100 * flops * per_second / peak:.2g}%" if peak else "-"
+
     lines = [
-        f"| config | image | tokens (T x D) | params | train batch | train steps/s | train memory ({memory}, MiB) | "
-        f"sample batch | guidance | KV cache img/s | naive img/s | speed-up |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| config | image | tokens (T x D) | params | train batch | train steps/s | train MFU | "
+        f"train memory ({memory}, MiB) | sample batch | guidance | KV cache img/s | sampling MFU | Jacobi img/s "
+        f"(iterations per block) | naive img/s | KV cache / naive |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         setup = r["setup"]
         for guided in (False, True):
-            cached, naive = r["sampling"][(True, guided)], r["sampling"][(False, guided)]
+            cached, _ = r["sampling"][("kv", guided)]
+            jacobi, iterations = r["sampling"][("jacobi", guided)]
+            naive = r["sampling"].get(("naive", guided), (None, None))[0]
             first = (f"| {r['name']} | {'x'.join(map(str, setup.image_shape))} | {r['tokens']} | "
-                     f"{r['params'] / 1e6:.2f} M | {setup.train_batch} | {r['steps_per_s']:.2f} | {r['memory']:.0f} | "
-                     if not guided else "| | | | | | | | ")
-            lines.append(f"{first}{setup.sample_batch} | {'cfg 2.0' if guided else 'none'} | {cached:.1f} | "
-                         f"{naive:.1f} | {cached / naive:.1f}x |")
+                     f"{r['params'] / 1e6:.2f} M | {setup.train_batch} | {r['steps_per_s']:.3g} | "
+                     f"{mfu(r['train_flops'], r['steps_per_s'])} | {r['memory']:.0f} | "
+                     if not guided else "| | | | | | | | | ")
+            naive_cells = f"{naive:.3g} | {cached / naive:.1f}x" if naive else "- | -"
+            lines.append(f"{first}{setup.sample_batch} | {'cfg 2.0' if guided else 'none'} | {cached:.3g} | "
+                         f"{mfu(r['sample_flops'][guided], cached / setup.sample_batch)} | {jacobi:.3g} "
+                         f"({', '.join(map(str, iterations))}) | {naive_cells} |")
     return "\n".join(lines)
 
 
@@ -317,7 +386,10 @@ def main() -> int:
     parser = common.make_parser(__doc__.splitlines()[0],
                                 bf16_help="bf16 autocast of the Transformers (CUDA, or a CPU with native bf16)")
     common.add_setup_arguments(parser, list(SETUPS), train_steps=10, repeats=2,
-                               repeats_help="timed sampling calls per setting")
+                               repeats_help="timed sampling calls per setting (with --official-root: rounds)")
+    parser.set_defaults(configs=DEFAULT_CONFIGS)
+    parser.add_argument("--peak-tflops", type=float, default=None,
+                        help="the device's peak TFLOP/s for the MFU columns (default: known GPUs' data sheets)")
     parser.add_argument("--official-root", type=Path, default=None, metavar="PATH",
                         help="folder holding the official transformer_flow.py (apple/ml-tarflow): compare with it")
     parser.add_argument("--fixtures", type=Path, default=reference_fixture_dir(), metavar="DIR",
@@ -343,7 +415,8 @@ def main() -> int:
     else:
         results = common.run_setups(run_setup, args)
         header = common.report_header("TarFlow benchmark", args.device, args.bf16)
-        report = f"{header}\n\n{table(results, args.device)}\n"
+        peak = peak_flops(args.device, args.bf16, args.peak_tflops)
+        report = f"{header}\n\n{table(results, args.device, peak)}\n"
     print(report)
     common.write_report(args.output, report)
     return 0

@@ -54,7 +54,7 @@ def site(tmp_path, monkeypatch):
 
 def test_builtins_register_through_the_hooks_with_their_distribution():
     registry = PluginManager(autoload=False).registry
-    assert registry.names("attention_backend") == ["flash", "reference", "sdpa"]
+    assert registry.names("attention_backend") == ["flash", "flash3", "reference", "sdpa"]
     assert "plugins" in registry.names("command")
     entry = next(e for e in registry.entries("attention_backend") if e.name == "sdpa")
     assert (entry.plugin, entry.distribution) == ("nfkit-core", "nfkit-core")

@@ -5,16 +5,24 @@ Backends (registered through the plugin registry, so a plugin can add its own):
 ``sdpa``
     :func:`torch.nn.functional.scaled_dot_product_attention` (the default: fused kernels on GPU and CPU);
 ``flash``
-    ``flash_attn.flash_attn_func`` from the optional ``flash-attn`` package, on CUDA tensors in fp16/bf16;
+    ``flash_attn.flash_attn_func`` from the optional ``flash-attn`` package (FlashAttention-2, e.g. on an A100), on
+    CUDA tensors in fp16/bf16;
+``flash3``
+    the Hopper kernels (H100/H200, compute capability 9 or newer) of FlashAttention-3 (``flash_attn_interface``, built
+    from the ``hopper/`` folder of flash-attn) or, where that is missing, FlashAttention-4 (``flash_attn.cute`` of the
+    ``flash-attn-4`` package), on CUDA tensors in fp16/bf16;
 ``reference``
     a plain ``softmax(q k^T * scale + mask) v`` written out, for tests.
 
 ``attend(q, k, v, causal=..., backend="auto")`` takes ``(batch, heads, tokens, head_dim)`` tensors. ``"auto"`` picks
-``flash`` when it can run on the given tensors, else ``sdpa``.
+``flash3``, else ``flash``, when it can run on the given tensors, else ``sdpa``. Every flash backend aligns a causal
+mask to the bottom right when there are fewer queries than keys (a cached decoding step), as ``sdpa`` and
+``reference`` do here.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import math
 
@@ -24,7 +32,8 @@ from torch import Tensor
 
 from nfkit_core.plugins.registry import AttentionBackend
 
-__all__ = ["attend", "reference_attention", "sdpa_attention", "flash_attention", "BUILTIN_BACKENDS"]
+__all__ = ["attend", "reference_attention", "sdpa_attention", "flash_attention", "flash3_attention",
+           "BUILTIN_BACKENDS"]
 
 
 def reference_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = False, scale: float | None = None) -> Tensor:
@@ -62,22 +71,49 @@ def flash_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = False, scale
     return out.transpose(1, 2)
 
 
+def _hopper_flash_module() -> str | None:
+    """The importable Hopper FlashAttention module: ``flash_attn_interface`` (FA3) or ``flash_attn.cute`` (FA4)."""
+    if importlib.util.find_spec("flash_attn_interface") is not None:
+        return "flash_attn_interface"
+    if importlib.util.find_spec("flash_attn") is not None and importlib.util.find_spec("flash_attn.cute") is not None:
+        return "flash_attn.cute"
+    return None
+
+
+def _flash3_available(q: Tensor) -> bool:
+    return (q.is_cuda and q.dtype in (torch.float16, torch.bfloat16)
+            and torch.cuda.get_device_capability(q.device)[0] >= 9 and _hopper_flash_module() is not None)
+
+
+def flash3_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = False, scale: float | None = None) -> Tensor:
+    """FlashAttention-3/4 on Hopper or newer; like :func:`flash_attention` it wants ``(batch, tokens, heads, dim)``.
+    Some releases return ``(out, softmax_lse)``, others ``out`` alone."""
+    module = importlib.import_module(_hopper_flash_module() or "flash_attn_interface")
+    out = module.flash_attn_func(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), softmax_scale=scale,
+                                 causal=causal)
+    out = out[0] if isinstance(out, tuple) else out
+    return out.transpose(1, 2)
+
+
 BUILTIN_BACKENDS = (
     AttentionBackend("sdpa", sdpa_attention, lambda q: True, "torch.nn.functional.scaled_dot_product_attention"),
-    AttentionBackend("flash", flash_attention, _flash_available, "flash-attn (CUDA, fp16/bf16)"),
+    AttentionBackend("flash", flash_attention, _flash_available, "flash-attn 2 (CUDA, fp16/bf16)"),
+    AttentionBackend("flash3", flash3_attention, _flash3_available,
+                     "FlashAttention-3/4 Hopper kernels (CUDA compute capability >= 9, fp16/bf16)"),
     AttentionBackend("reference", reference_attention, lambda q: True, "plain softmax attention, for tests"),
 )
 
 
 def attend(q: Tensor, k: Tensor, v: Tensor, causal: bool = False, scale: float | None = None,
            backend: str = "auto") -> Tensor:
-    """Attention of ``q`` over ``k, v`` with the named backend (``"auto"``: flash when possible, else sdpa)."""
+    """Attention of ``q`` over ``k, v`` with the named backend (``"auto"``: flash3 or flash when possible, else
+    sdpa)."""
     from nfkit_core.plugins import get_registry
 
     registry = get_registry()
     if backend == "auto":
-        flash = registry.get("attention_backend", "flash")
-        backend = "flash" if flash.is_available(q) else "sdpa"
+        backend = next((name for name in ("flash3", "flash")
+                        if registry.get("attention_backend", name).is_available(q)), "sdpa")
     chosen: AttentionBackend = registry.get("attention_backend", backend)
     if not chosen.is_available(q):
         raise RuntimeError(f"attention backend {backend!r} cannot run on {q.device} tensors of dtype {q.dtype}")
