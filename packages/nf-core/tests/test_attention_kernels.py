@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nfkit_core.attention import attend, reference_attention
-from nfkit_core.plugins import get_registry
+from nfkit_core.attention import attend, reference_attention, resolve_backend
+from nfkit_core.errors import ConfigError
 
-BACKENDS = ["sdpa", "flash", "flash3", "reference"]
+BACKENDS = ["sdpa", "flash", "flash3", "reference", "auto"]
 PLACES = [("cpu", torch.float32), ("cuda", torch.bfloat16), ("cuda", torch.float16)]
 # (queries, keys): a full causal pass, a one-token decoding step, and a block of queries at the end of the keys (the
 # Jacobi sampler's cached iterations).
@@ -30,12 +30,16 @@ def test_backend_matches_reference(backend, device, dtype, queries, keys):
     if device == "cuda" and not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
     q, k, v = inputs(device, dtype, queries, keys)
-    if not get_registry().get("attention_backend", backend).is_available(q):
-        pytest.skip(f"attention backend {backend!r} cannot run on {device} {dtype} here")
+    try:
+        resolved = resolve_backend(backend)
+    except ConfigError:
+        pytest.skip(f"attention backend {backend!r} is not installed")
+    if not resolved.is_available(q):
+        pytest.skip(f"attention backend {backend!r} cannot run on {device} {dtype} tensors")
     tolerance = 1e-5 if dtype == torch.float32 else 2e-2
     for causal in (True, False):
         expected = reference_attention(*(t.double() for t in (q, k, v)), causal=causal, scale=0.1)
-        out = attend(q, k, v, causal=causal, scale=0.1, backend=backend)
+        out = attend(q, k, v, causal=causal, scale=0.1, backend=resolved)
         assert out.shape == q.shape and out.dtype == q.dtype
         torch.testing.assert_close(out.double(), expected, rtol=0, atol=tolerance, msg=f"causal={causal}")
 
@@ -45,5 +49,5 @@ def test_cached_step_sees_every_earlier_key():
     q, k, v = inputs("cpu", torch.float32, 1, 8)
     v = torch.zeros_like(v)
     v[..., -1, :] = 1.0
-    out = attend(q, k, v, causal=True, backend="sdpa")
+    out = attend(q, k, v, causal=True, backend=resolve_backend("sdpa"))
     assert (out > 0).all()

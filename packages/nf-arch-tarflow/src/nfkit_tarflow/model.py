@@ -13,7 +13,7 @@ from torch import Tensor
 from nfkit_core import Flow, Sequential, StandardNormal
 from nfkit_core import noise as noise_lib
 from nfkit_core.flow import Noise
-from nfkit_core.plugins import DataInfo
+from nfkit_core.specs import DataInfo
 from nfkit_tarflow.block import TarFlowBlock
 from nfkit_tarflow.config import TarFlowConfig
 from nfkit_tarflow.guidance import Guidance
@@ -25,7 +25,8 @@ __all__ = ["TarFlow", "build_tarflow", "DEFAULT_SAMPLER", "DEFAULT_TOLERANCE"]
 DEFAULT_SAMPLER = "sequential"
 """The sampler of :meth:`TarFlow.sample`: the fastest one within ``1e-4`` of sequential decoding."""
 DEFAULT_TOLERANCE = 1e-6
-"""The Jacobi tolerance of :meth:`TarFlow.sample` (max-norm of the last update of any token)."""
+"""The Jacobi tolerance of :meth:`TarFlow.sample` (max-norm of the last update of any token); under bf16 autocast
+choose one above bf16's resolution (e.g. ``1e-2``), or the iteration never settles."""
 
 
 class TarFlow(Flow):
@@ -133,9 +134,9 @@ class TarFlow(Flow):
             denoise: finish with one score-based denoising step (:meth:`denoise`).
             kv_cache: sample with the preallocated key/value cache (``False``: naive prefix recomputation).
             sampler, tolerance, max_iterations: how each block is inverted, as in :meth:`latent_to_data`. The
-                default, Jacobi iteration to a tolerance of ``1e-6``, is the fastest sampler whose samples stay within
-                ``1e-4`` of the sequential ones in ``benchmarks/tarflow.py``; ``sampler="sequential"`` decodes
-                token by token.
+                default, sequential decoding, is the fastest sampler within ``1e-4`` of the sequential samples on a
+                CPU (``benchmarks/results/tarflow_vs_official_cpu.md``); ``sampler="jacobi"`` solves all tokens of a
+                block at once, which pays where one-token steps leave the hardware idle.
         """
         with noise_lib.use(generator, temperature=temperature):
             z = self.prior.sample(n, context)
