@@ -1,16 +1,35 @@
-"""TarFlow speed: training steps/s and peak memory; sampling images/s with the KV cache against naive recomputation.
+"""TarFlow speed: training steps/s and peak memory; sampling images/s with the KV cache, the Jacobi sampler and naive
+recomputation.
 
-For a small and a medium configuration this prints one Markdown table (and writes it to ``--output``):
+For a small and a medium configuration (``--configs``; ``imagenet64`` adds an ImageNet-64-sized one) this prints one
+Markdown table (and writes it to ``--output``):
 
-* training: AdamW steps per second on noise-augmented random images with labels, and the peak memory of the first
-  two steps (CUDA: ``torch.cuda.max_memory_allocated``; CPU: the rise of the process's peak resident set, measured in
-  a fresh process per configuration);
-* sampling: images per second when inverting with the preallocated key/value cache (one token per Transformer call)
-  and with the naive sampler that recomputes the whole prefix at every step, without and with classifier-free
-  guidance (both passes batched into one forward).
+* training: AdamW steps per second (the fused AdamW of nf's Trainer) on noise-augmented random images with labels,
+  and the peak memory of the first two steps (CUDA: ``torch.cuda.max_memory_allocated``; CPU: the rise of the
+  process's peak resident set, measured in a fresh process per configuration);
+* sampling: images per second when inverting with the preallocated key/value cache (one token per Transformer call),
+  with the Jacobi sampler (and its iterations per block) and with the naive sampler that recomputes the whole prefix
+  at every step, without and with classifier-free guidance (both passes batched into one forward);
+* on CUDA, model FLOPs utilisation: FLOPs counted by ``torch.utils.flop_counter`` over the data sheet's peak (or
+  ``--peak-tflops``).
 
-Timed with the method of ``common.py`` (see benchmarks/README.md): the four sampling settings take turns, and the
-speed-up is the ratio of their medians with the range of the per-round ratios.
+With ``--official-root PATH`` it instead compares nf's TarFlow with the official implementation (apple/ml-tarflow,
+``PATH/transformer_flow.py``; third-party, never committed here) at the configurations of ``OFFICIAL_CONFIGS``. nf's
+model is loaded from the official model's state dict (``from_official_state_dict``), so both compute the same
+function of the same weights on the same inputs:
+
+* sampling, without and with classifier-free guidance (2.0), from the same prior draw: the official ``reverse`` (fp32)
+  against nf's sequential decoding, its Jacobi sampler, and both under bf16 autocast, with the largest difference of
+  each nf sample from the official one and the Jacobi iterations per block;
+* training steps: the official loss against nf's ``-log_prob / D`` (fp32 and under bf16 autocast), both with the same
+  optimizer: ``torch.optim.AdamW`` with its default per-tensor loop (the official ``train.py``), and in rows of their
+  own with the fused AdamW of nf's Trainer, which the official code could use too.
+
+Before timing, the official code is checked against the reference fixtures (``--fixtures``): its latents and
+log-determinants, and its samples for every recorded guidance setting.
+
+Timed with the method of ``common.py`` (see benchmarks/README.md): the variants compared in a table cell take turns,
+and a speed-up is the ratio of their medians with the range of the per-round ratios.
 
 Usage::
 
@@ -18,16 +37,24 @@ Usage::
     python benchmarks/tarflow.py --threads 1 --output benchmarks/results/tarflow_cpu.md
     python benchmarks/tarflow.py --tiny                   # a seconds-long check that the script works
     python benchmarks/tarflow.py --device cuda --bf16 --output benchmarks/results/tarflow_h100_bf16.md
+    python benchmarks/tarflow.py --official-root /tmp/tarflow_official --threads 1 \\
+        --output benchmarks/results/tarflow_vs_official_cpu.md
 """
 
 from __future__ import annotations
 
+import argparse
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import common
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-from nfkit_tarflow import TarFlow, TarFlowConfig
+from nfkit_core import noise
+from nfkit_core.testing.fixtures import reference_fixture_dir
+from nfkit_tarflow import TarFlow, TarFlowConfig, from_official_state_dict
 
 
 @dataclass
@@ -39,6 +66,7 @@ class Setup:
     options: dict = field(default_factory=dict)
     train_batch: int = 64
     sample_batch: int = 64
+    naive: bool = True  # also time the naive sampler (quadratic in the tokens: too slow for large models)
 
 
 SETUPS = {
@@ -46,15 +74,47 @@ SETUPS = {
                    train_batch=64, sample_batch=64),
     "medium": Setup((3, 32, 32), 10, dict(patch_size=4, channels=256, num_blocks=4, layers_per_block=4, head_dim=64),
                     train_batch=32, sample_batch=16),
+    # ImageNet 64x64-sized: the paper's width and depth (768 channels, 8 blocks x 8 layers) with patch 4 (256 tokens).
+    "imagenet64": Setup((3, 64, 64), 1000, dict(patch_size=4, channels=768, num_blocks=8, layers_per_block=8,
+                                               head_dim=64), train_batch=64, sample_batch=32, naive=False),
 }
+DEFAULT_CONFIGS = ["small", "medium"]
 # --tiny: a tiny stand-in for every setup, to check that the script works.
 TINY_OPTIONS = dict(patch_size=2, channels=16, num_blocks=2, layers_per_block=1, head_dim=8)
-TINY_SETUPS = {"small": Setup((1, 4, 4), 10, TINY_OPTIONS, train_batch=4, sample_batch=2),
-               "medium": Setup((3, 4, 4), 10, TINY_OPTIONS, train_batch=4, sample_batch=2)}
+TINY_SETUPS = {name: Setup((setup.image_shape[0], 4, 4), setup.num_classes, TINY_OPTIONS, train_batch=4,
+                           sample_batch=2, naive=setup.naive) for name, setup in SETUPS.items()}
+# Dense (no sparsity) peak TFLOP/s from the data sheets, (bf16, fp32 without TF32), for the MFU column.
+PEAK_TFLOPS = {"H200": (989.0, 67.0), "H100": (989.0, 67.0), "A100": (312.0, 19.5)}
 GUIDANCE = dict(guidance=2.0, attn_temp=1.0)
-# The sampling settings: (KV cache, classifier-free guidance) by name.
-SAMPLERS = {"KV cache": (True, False), "naive": (False, False), "KV cache, cfg": (True, True),
-            "naive, cfg": (False, True)}
+JACOBI = dict(sampler="jacobi", tolerance=1e-6)
+# The samplers of the plain table, by name: the options of ``flow.sample``.
+SAMPLERS = {"KV cache": dict(sampler="sequential", kv_cache=True), "Jacobi": JACOBI,
+            "naive": dict(sampler="sequential", kv_cache=False)}
+
+# The official constructor arguments compared with ``--official-root`` (the official model fixes head_dim=64) and the
+# batch sizes used for them; with --tiny, the tiny ones.
+OFFICIAL_CONFIGS = {
+    "small": (dict(in_channels=1, img_size=8, patch_size=2, channels=64, num_blocks=4, layers_per_block=2,
+                   num_classes=10), Setup((1, 8, 8), 10, train_batch=64, sample_batch=32)),
+    "medium": (dict(in_channels=3, img_size=32, patch_size=4, channels=256, num_blocks=4, layers_per_block=4,
+                    num_classes=10), Setup((3, 32, 32), 10, train_batch=32, sample_batch=16)),
+}
+TINY_OFFICIAL_CONFIGS = {
+    name: (dict(arguments, img_size=4, patch_size=2, channels=64, num_blocks=2, layers_per_block=1),
+           Setup((setup.image_shape[0], 4, 4), setup.num_classes, train_batch=4, sample_batch=2))
+    for name, (arguments, setup) in OFFICIAL_CONFIGS.items()
+}
+# nf's variants against the official sampler: (sampler options, bf16 autocast) by name.
+OFFICIAL_SAMPLERS = {"sequential": (dict(sampler="sequential"), False), "jacobi": (JACOBI, False),
+                     "sequential bf16": (dict(sampler="sequential"), True), "jacobi bf16": (JACOBI, True)}
+# nf's training variants against the official step with the same optimizer: (fused AdamW, bf16 autocast) by name.
+OFFICIAL_TRAINING = {"fp32": (False, False), "bf16": (False, True), "fp32, fused AdamW": (True, False),
+                     "bf16, fused AdamW": (True, True)}
+
+
+def official_training_baseline(variant: str) -> str:
+    """The official training variant with the same optimizer as nf's ``variant``."""
+    return "official, fused AdamW" if OFFICIAL_TRAINING[variant][0] else "official"
 
 
 def setups(tiny: bool) -> dict[str, Setup]:
@@ -73,8 +133,10 @@ def build(setup: Setup, device: torch.device) -> TarFlow:
 
 
 def training_step(flow: TarFlow, setup: Setup, device: torch.device, bf16: bool):
-    """One AdamW step on noise-augmented random images with labels, as a function of no arguments."""
-    optimizer = torch.optim.AdamW(flow.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=1e-4)
+    """One step of the fused AdamW of nf's Trainer on noise-augmented random images with labels, as a function of no
+    arguments."""
+    optimizer = torch.optim.AdamW(flow.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=1e-4,
+                                  fused=device.type in ("cpu", "cuda"))
     x = torch.rand(setup.train_batch, *setup.image_shape, device=device) * 2 - 1
     labels = torch.randint(0, setup.num_classes, (setup.train_batch,), device=device)
 
@@ -90,16 +152,20 @@ def training_step(flow: TarFlow, setup: Setup, device: torch.device, bf16: bool)
     return step
 
 
-def sampling(flow: TarFlow, setup: Setup, device: torch.device, bf16: bool, kv_cache: bool, guided: bool):
-    """One ``flow.sample`` call of a batch, as a function of no arguments."""
+def sampling(flow: TarFlow, setup: Setup, device: torch.device, bf16: bool, options: dict, guided: bool,
+             iterations: dict | None = None, key: str | None = None):
+    """One ``flow.sample`` call of a batch with the sampler ``options``, as a function of no arguments; it keeps the
+    Jacobi iterations per block of its latest call in ``iterations[key]``."""
     labels = torch.randint(0, setup.num_classes, (setup.sample_batch,), device=device)
-    kwargs = GUIDANCE if guided else {}
+    kwargs = dict(GUIDANCE if guided else {}, **options)
     generator = torch.Generator(device=device).manual_seed(0)
 
     def sample() -> None:
         flow.eval()
         with torch.no_grad(), common.autocast(device, bf16):  # TarFlow keeps layer norms and affine updates in fp32
-            flow.sample(setup.sample_batch, labels, generator=generator, kv_cache=kv_cache, **kwargs)
+            flow.sample(setup.sample_batch, labels, generator=generator, **kwargs)
+        if iterations is not None:
+            iterations[key] = flow.last_iterations
 
     return sample
 
@@ -117,51 +183,274 @@ def training_memory(name: str, device_name: str, bf16: bool, threads: int, tiny:
     return memory.mib
 
 
-def measure(name: str, args) -> dict:
-    """Training steps/s and the four sampling settings' images/s of one setup, timed with the shared method."""
+def counted_with_sdpa(flow: TarFlow, fn) -> float:
+    """FLOPs of one call of ``fn`` (``torch.utils.flop_counter``: matmuls and attention), counted with PyTorch SDPA
+    attention (the counter does not see flash-attn's own kernels)."""
+    layers = [layer for block in flow.blocks for layer in block.attn_blocks]
+    backends = [layer.attention.backend for layer in layers]
+    flow.set_attention_backend("sdpa")
+    try:
+        with FlopCounterMode(display=False) as counter:
+            fn()
+        return float(counter.get_total_flops())
+    finally:
+        for layer, backend in zip(layers, backends, strict=True):
+            layer.attention.backend = backend
+
+
+def measure(name: str, args: argparse.Namespace, count_flops: bool) -> dict:
+    """Training steps/s and every sampler's images/s of one setup, timed with the shared method; with
+    ``count_flops``, the model FLOPs of a training step and of sequential decoding with the KV cache (the useful
+    work; the Jacobi sampler's repeated iterations are not counted)."""
     device = torch.device(args.device)
     setup = setups(args.tiny)[name]
     flow = build(setup, device)
-    training = common.time_variants({"train": training_step(flow, setup, device, args.bf16)}, args, device)
-    timings = common.time_variants({sampler: sampling(flow, setup, device, args.bf16, *setting)
-                                    for sampler, setting in SAMPLERS.items()}, args, device)
+    step = training_step(flow, setup, device, args.bf16)
+    training = common.time_variants({"train": step}, args, device)
+    samplers = {sampler: options for sampler, options in SAMPLERS.items() if setup.naive or sampler != "naive"}
+    iterations: dict[tuple[str, bool], list[int]] = {}
+    variants = {(sampler, guided): sampling(flow, setup, device, args.bf16, options, guided, iterations,
+                                            (sampler, guided))
+                for guided in (False, True) for sampler, options in samplers.items()}
+    timings = common.time_variants({f"{sampler}{', cfg' if guided else ''}": fn
+                                    for (sampler, guided), fn in variants.items()}, args, device)
+    flops = {}
+    if count_flops:
+        flops["train"] = counted_with_sdpa(flow, step)
+        for guided in (False, True):
+            flops[guided] = counted_with_sdpa(flow, sampling(flow, setup, device, args.bf16, SAMPLERS["KV cache"],
+                                                             guided))
     num_tokens, token_dim = flow.prior.event_shape
     return dict(name=name, setup=setup, tokens=f"{num_tokens}x{token_dim}",
                 params=sum(p.numel() for p in flow.parameters()), steps_per_s=training["train"].rate(),
-                sampling=timings)
+                sampling=timings, iterations=iterations, flops=flops)
 
 
-def table(results: list[dict], memory: dict[str, list[float]], device: str) -> str:
+def peak_flops(device: str, bf16: bool, peak_tflops: float | None) -> float | None:
+    """The accelerator's dense peak FLOP/s for the precision used: ``--peak-tflops``, else the data sheet's for the
+    GPUs named in ``PEAK_TFLOPS``; ``None`` (no MFU column) otherwise."""
+    if peak_tflops is not None:
+        return peak_tflops * 1e12
+    if not device.startswith("cuda"):
+        return None
+    name = torch.cuda.get_device_name(device)
+    for model, (bf16_peak, fp32_peak) in PEAK_TFLOPS.items():
+        if model in name:
+            return (bf16_peak if bf16 else fp32_peak) * 1e12
+    return None
+
+
+def table(results: list[dict], memory: dict[str, list[float]], device: str, peak: float | None) -> str:
     kind = common.PeakMemory.kind(device)
+
+    def mfu(r: dict, key, per_second: float) -> str:
+        return f"{100 * r['flops'][key] * per_second / peak:.2g}%" if peak else "-"
+
     lines = [
-        f"| config | image | tokens (T x D) | params | train batch | train steps/s | train memory ({kind}, MiB) | "
-        f"sample batch | guidance | KV cache img/s | naive img/s | speed-up |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| config | image | tokens (T x D) | params | train batch | train steps/s | train MFU | "
+        f"train memory ({kind}, MiB) | sample batch | guidance | KV cache img/s | sampling MFU | Jacobi img/s | "
+        f"Jacobi iterations per block | naive img/s | KV cache / naive |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        setup, timings = r["setup"], r["sampling"]
+        setup, timings, batch = r["setup"], r["sampling"], r["setup"].sample_batch
         for guided in (False, True):
-            cached, naive = ("KV cache, cfg", "naive, cfg") if guided else ("KV cache", "naive")
+            suffix = ", cfg" if guided else ""
+            cached = timings[f"KV cache{suffix}"].rate(batch)
             first = (f"| {r['name']} | {'x'.join(map(str, setup.image_shape))} | {r['tokens']} | "
                      f"{r['params'] / 1e6:.2f} M | {setup.train_batch} | {r['steps_per_s'].format()} | "
-                     f"{common.Spread.of(memory[r['name']]).median:.0f} | " if not guided else "| | | | | | | | ")
-            lines.append(f"{first}{setup.sample_batch} | {'cfg 2.0' if guided else 'none'} | "
-                         f"{timings[cached].rate(setup.sample_batch).format()} | "
-                         f"{timings[naive].rate(setup.sample_batch).format()} | "
-                         f"{timings.speedup(cached, naive).format(suffix='x')} |")
+                     f"{mfu(r, 'train', r['steps_per_s'].median)} | "
+                     f"{common.Spread.of(memory[r['name']]).median:.0f} | " if not guided else "| | | | | | | | | ")
+            naive_cells = (f"{timings[f'naive{suffix}'].rate(batch).format()} | "
+                           f"{timings.speedup(f'KV cache{suffix}', f'naive{suffix}').format(suffix='x')}"
+                           if setup.naive else "- | -")
+            lines.append(f"{first}{batch} | {'cfg 2.0' if guided else 'none'} | {cached.format()} | "
+                         f"{mfu(r, guided, cached.median / batch)} | "
+                         f"{timings[f'Jacobi{suffix}'].rate(batch).format()} | "
+                         f"{', '.join(map(str, r['iterations'][('Jacobi', guided)]))} | {naive_cells} |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------- --official-root
+
+
+def import_official(root: Path):
+    """The official ``transformer_flow`` module from ``root``."""
+    if not (root / "transformer_flow.py").is_file():
+        raise FileNotFoundError(f"--official-root {root}: transformer_flow.py not found (a checkout of "
+                                f"apple/ml-tarflow)")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    import transformer_flow
+    return transformer_flow
+
+
+def check_official(official_module, fixtures: Path) -> list[str]:
+    """The official code on the reference fixtures: the largest deviation of its latents, log-determinants and
+    samples from the recorded ones, one line per fixture."""
+    lines = []
+    for path in sorted(fixtures.glob("tarflow_*.pt")):
+        recorded = torch.load(path, map_location="cpu", weights_only=False)
+        model = official_module.Model(**recorded["config"])
+        model.load_state_dict(recorded["state_dict"])
+        model.eval()
+        labels = recorded.get("y")
+        with torch.no_grad():
+            z, _, logdets = model(recorded["x"], labels)
+            samples = [(model.reverse(recorded["noise"].clone(), labels, **s["kwargs"]) - s["x"]).abs().max().item()
+                       for s in recorded["samples"].values()]
+        lines.append(f"`{path.name}`: latents {(z - recorded['z']).abs().max().item():.1e}, log-dets "
+                     f"{(logdets - recorded['logdets']).abs().max().item():.1e}, samples ({len(samples)} guidance "
+                     f"settings) {max(samples):.1e}")
+    return lines
+
+
+def run_official_setup(name: str, args: argparse.Namespace, root: Path) -> dict:
+    """The official TarFlow and nf's (every sampler, fp32 and bf16) at one official configuration, from the same
+    weights and on the same inputs (run in a fresh process on CPU)."""
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    arguments, setup = (TINY_OFFICIAL_CONFIGS if args.tiny else OFFICIAL_CONFIGS)[name]
+    official_module = import_official(root)
+    torch.manual_seed(0)
+    official = official_module.Model(**arguments)
+    with torch.no_grad():  # a fresh model's output projections are zero: random ones make the blocks non-trivial
+        for block in official.blocks:
+            block.proj_out.weight.normal_(0.0, 1e-3)
+    official = official.to(device).eval()
+    ours = from_official_state_dict(official.state_dict(), arguments).to(device).eval()
+    result = dict(name=name, setup=setup, params=sum(p.numel() for p in ours.parameters()), sampling={})
+
+    n = setup.sample_batch
+    num_tokens, token_dim = ours.prior.event_shape
+    z = torch.randn(n, num_tokens, token_dim, device=device)
+    labels = torch.randint(0, setup.num_classes, (n,), device=device)
+
+    def nf_sampler(options: dict, bf16: bool, weight: float):
+        def sample() -> torch.Tensor:
+            with noise.use(noise.Replay([z])), common.autocast(device, bf16):
+                return ours.sample(n, labels, guidance=weight, **options)
+        return sample
+
+    def official_sampler(weight: float):
+        def sample() -> torch.Tensor:
+            with torch.no_grad():
+                return official.reverse(z.clone(), labels, guidance=weight)
+        return sample
+
+    for weight in (0.0, 2.0):
+        variants = {"official": official_sampler(weight)}
+        variants.update({variant: nf_sampler(options, bf16, weight)
+                         for variant, (options, bf16) in OFFICIAL_SAMPLERS.items()})
+        reference = variants["official"]()
+        errors, iterations = {}, {}
+        for variant in OFFICIAL_SAMPLERS:
+            errors[variant] = (variants[variant]() - reference).abs().max().item()
+            iterations[variant] = ours.last_iterations
+        result["sampling"][weight] = dict(timings=common.time_variants(variants, args, device), errors=errors,
+                                          iterations=iterations)
+
+    x = torch.rand(setup.train_batch, *setup.image_shape, device=device) * 2 - 1
+    train_labels = torch.randint(0, setup.num_classes, (setup.train_batch,), device=device)
+
+    def adamw_step(flow, loss_fn, bf16: bool, fused: bool):
+        optimizer = torch.optim.AdamW(flow.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=1e-4, fused=fused)
+
+        def step() -> None:
+            flow.train()
+            noisy = x + 0.05 * torch.randn_like(x)
+            with common.autocast(device, bf16):
+                loss = loss_fn(noisy)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        return step
+
+    def official_loss(noisy: torch.Tensor) -> torch.Tensor:
+        latents, _, logdets = official(noisy, train_labels)
+        return official.get_loss(latents, logdets)
+
+    def nf_loss(noisy: torch.Tensor) -> torch.Tensor:
+        return -ours.log_prob(noisy, train_labels).mean() / ours.num_dims
+
+    steps = {"official": adamw_step(official, official_loss, False, False),
+             "official, fused AdamW": adamw_step(official, official_loss, False, True)}
+    steps.update({variant: adamw_step(ours, nf_loss, bf16, fused)
+                  for variant, (fused, bf16) in OFFICIAL_TRAINING.items()})
+    result["training"] = common.time_variants(steps, args, device)
+    return result
+
+
+def official_table(results: list[dict]) -> str:
+    """Sampling and training: seconds per call, median (min-max over the samples), and the speed-up over the official
+    code (ratio of the medians, min-max of the per-round ratios)."""
+    lines = ["| config | params | task | batch | official s | nf variant | nf s | speed-up | "
+             "max sample difference from official | Jacobi iterations per block |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        setup = r["setup"]
+        head = f"{r['name']} ({'x'.join(map(str, setup.image_shape))}) | {r['params'] / 1e6:.2f} M"
+        for weight, sampling_result in r["sampling"].items():
+            timings = sampling_result["timings"]
+            official = timings["official"].spread.format()
+            for variant in OFFICIAL_SAMPLERS:
+                its = sampling_result["iterations"][variant]
+                lines.append(
+                    f"| {head} | sampling, {'CFG 2.0' if weight else 'no guidance'} | {setup.sample_batch} | "
+                    f"{official} | {variant} | {timings[variant].spread.format()} | "
+                    f"**{timings.speedup(variant, 'official').format(suffix='x')}** | "
+                    f"{sampling_result['errors'][variant]:.1e} | {', '.join(map(str, its)) if any(its) else '-'} |")
+        training = r["training"]
+        for variant in OFFICIAL_TRAINING:
+            baseline = official_training_baseline(variant)
+            lines.append(f"| {head} | training step | {setup.train_batch} | {training[baseline].spread.format()} | "
+                         f"{variant} | {training[variant].spread.format()} | "
+                         f"**{training.speedup(variant, baseline).format(suffix='x')}** | | |")
     return "\n".join(lines)
 
 
 def main() -> int:
     parser = common.make_parser(__doc__.splitlines()[0], threads=None,
                                 bf16_help="bf16 autocast of the Transformers (CUDA, or a CPU with native bf16)")
-    parser.add_argument("--configs", nargs="+", default=list(SETUPS), choices=list(SETUPS))
+    parser.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS, choices=list(SETUPS),
+                        help="the configurations (default: %(default)s; with --official-root: small, medium)")
+    parser.add_argument("--peak-tflops", type=float, default=None,
+                        help="the device's peak TFLOP/s for the MFU columns (default: known GPUs' data sheets)")
+    parser.add_argument("--official-root", type=Path, default=None, metavar="PATH",
+                        help="folder holding the official transformer_flow.py (apple/ml-tarflow): compare with it")
+    parser.add_argument("--fixtures", type=Path, default=reference_fixture_dir(), metavar="DIR",
+                        help="with --official-root: the reference fixtures the official code must reproduce "
+                             "(default: %(default)s)")
     args = common.parse_args(parser)
-    stamp = common.Stamp("TarFlow benchmark", args)
-    memory = common.run_alternating(training_memory, {name: (name, args.device, args.bf16, args.threads, args.tiny)
-                                                      for name in args.configs}, args.memory_rounds)
-    results = [measure(name, args) for name in args.configs]
-    common.write_report(args.output, f"{stamp.render()}\n{table(results, memory, args.device)}\n")
+    if args.official_root is None:
+        stamp = common.Stamp("TarFlow benchmark", args)
+        memory = common.run_alternating(training_memory,
+                                        {name: (name, args.device, args.bf16, args.threads, args.tiny)
+                                         for name in args.configs}, args.memory_rounds)
+        peak = peak_flops(args.device, args.bf16, args.peak_tflops)
+        results = [measure(name, args, count_flops=peak is not None) for name in args.configs]
+        common.write_report(args.output, f"{stamp.render()}\n{table(results, memory, args.device, peak)}\n")
+        return 0
+
+    if args.bf16:
+        parser.error("--official-root always measures nf in fp32 and in bf16; leave out --bf16")
+    if not set(args.configs) <= set(OFFICIAL_CONFIGS):
+        parser.error(f"--official-root compares the configurations {', '.join(OFFICIAL_CONFIGS)} only")
+    root = args.official_root.resolve()
+    if not (root / "transformer_flow.py").is_file():
+        parser.error(f"--official-root {root}: transformer_flow.py not found (a checkout of apple/ml-tarflow)")
+    if not any(args.fixtures.glob("tarflow_*.pt")):
+        parser.error(f"--fixtures {args.fixtures}: no tarflow_*.pt reference fixtures there (the shared ones, or "
+                     f"packages/nf-arch-tarflow/tests/fixtures)")
+    stamp = common.Stamp("TarFlow: nf against the official implementation", args,
+                         precision="official in fp32, nf in fp32 and under bf16 autocast")
+    checks = check_official(import_official(root), args.fixtures)
+    jobs = {name: (name, args, root) for name in args.configs}
+    results = [runs[0] for runs in common.run_alternating(run_official_setup, jobs, rounds=1,
+                                                          fresh_process=args.device == "cpu").values()]
+    fixture_lines = "\n".join(f"- {line}" for line in checks)
+    common.write_report(args.output, f"{stamp.render()}\nThe official code reproduces the reference fixtures (largest "
+                                     f"differences):\n\n{fixture_lines}\n\n{official_table(results)}\n")
     return 0
 
 

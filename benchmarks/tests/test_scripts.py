@@ -80,11 +80,54 @@ def test_tarflow(tmp_path):
     report = run("tarflow.py", tmp_path, "--threads", "1", "--configs", "small")
     check_stamp(report, "TarFlow benchmark", "1")
     rows = table_rows(report)
-    assert [(row[0], row[8]) for row in rows] == [("small", "none"), ("", "cfg 2.0")]
+    assert [(row[0], row[9]) for row in rows] == [("small", "none"), ("", "cfg 2.0")]
     for row in rows:
-        for cell in row[-3:]:  # KV cache img/s, naive img/s, speed-up
+        for cell in (row[10], row[12], row[14], row[15]):  # KV cache, Jacobi, naive img/s, KV cache / naive
             spread(cell)
+        assert row[11] == "-"  # no MFU on a CPU without --peak-tflops
+        assert [1 <= int(count) <= 3 for count in row[13].split(", ")] == [True] * 2  # per block; at most T - 1
     spread(rows[0][5])  # train steps/s
+    assert float(rows[0][7]) >= 0  # train memory
+
+
+def test_tarflow_against_the_official_code(tmp_path):
+    root = os.environ.get("NF_OFFICIAL_TARFLOW")
+    if not root:
+        pytest.skip("set NF_OFFICIAL_TARFLOW to a folder holding apple/ml-tarflow's transformer_flow.py "
+                    "(see benchmarks/tarflow.py)")
+    fixtures = common.ROOT / "packages" / "nf-arch-tarflow" / "tests" / "fixtures"
+    report = run("tarflow.py", tmp_path, "--threads", "1", "--official-root", root, "--fixtures", str(fixtures))
+    check_stamp(report, "TarFlow: nf against the official implementation", "1")
+    for name in ("tarflow_cond_tiny.pt", "tarflow_uncond_tiny.pt"):  # the official code reproduces the fixtures
+        (line,) = [line for line in report.splitlines() if line.startswith(f"- `{name}`")]
+        assert all(float(value) < 1e-5 for value in re.findall(r"\d\.\de[+-]\d+", line)), line
+    rows = table_rows(report)
+    sampling = ["sequential", "jacobi", "sequential bf16", "jacobi bf16"]
+    training = ["fp32", "bf16", "fp32, fused AdamW", "bf16, fused AdamW"]  # each against the official step with
+    assert [row[5] for row in rows] == (sampling * 2 + training) * 2    # the same optimizer
+    assert [row[0] for row in rows] == ["small (1x4x4)"] * 12 + ["medium (3x4x4)"] * 12
+    for row in rows:
+        spread(row[4]), spread(row[6]), spread(row[7].strip("*"))  # official s, nf s, speed-up
+        if row[2].startswith("sampling"):
+            assert float(row[8]) < (1e-4 if "bf16" not in row[5] else 1e-1)  # the same samples as the official code
+            iterations = [] if row[9] == "-" else [1 <= int(count) <= 3 for count in row[9].split(", ")]
+            assert iterations == ([] if row[5].startswith("sequential") else [True] * 2)  # per block; at most T - 1
+
+
+def test_tarflow_refuses_a_missing_official_root_or_fixtures(tmp_path):
+    def refusal(*args: str) -> str:
+        completed = subprocess.run([sys.executable, str(common.ROOT / "benchmarks" / "tarflow.py"), "--tiny",
+                                    *args], cwd=common.ROOT, capture_output=True, text=True, timeout=1800)
+        assert completed.returncode == 2  # a usage error, before anything is measured
+        return completed.stderr.splitlines()[-1]
+
+    (tmp_path / "transformer_flow.py").write_text("")
+    assert f"--official-root {tmp_path / 'absent'}: transformer_flow.py not found" in refusal(
+        "--official-root", str(tmp_path / "absent"))
+    assert f"--fixtures {tmp_path}: no tarflow_*.pt" in refusal("--official-root", str(tmp_path), "--fixtures",
+                                                                 str(tmp_path))
+    assert "--official-root compares the configurations small, medium only" in refusal(
+        "--official-root", str(tmp_path), "--configs", "imagenet64")
 
 
 def test_denseflow(tmp_path):
