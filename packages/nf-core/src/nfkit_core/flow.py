@@ -149,7 +149,17 @@ class Flow(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, context: Tensor | None = None, temperature: float = 1.0,
                generator: torch.Generator | None = None) -> Tensor:
-        """Draw ``n`` samples; ``temperature`` scales every latent draw, ``generator`` makes them reproducible."""
+        """Draw ``n`` samples; ``temperature`` scales every latent draw, ``generator`` makes them reproducible.
+
+        ``n = 0`` gives an empty batch.
+        """
+        if n < 0:
+            raise ValueError(f"the number of samples must not be negative, got {n}")
+        if not (math.isfinite(temperature) and temperature >= 0):
+            raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
+        if n == 0:
+            like = next(self.parameters(), torch.empty(0))
+            return torch.empty((0, *self.data_shape), device=like.device, dtype=like.dtype)
         with noise_lib.use(generator, temperature=temperature):
             z = self.prior.sample(n, context)
             return self.latent_to_data(z, context, temperature=temperature)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -67,8 +69,17 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix not in SUFFIXES:
         raise ValueError(f"--out must end in {' or '.join(SUFFIXES)}, got {out.name!r}")
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; name the file to write, e.g. {out / ('samples' + out.suffix)}")
+    folder = next((p for p in (out.parent, *out.parent.parents) if p.exists()), Path("."))
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write to {folder} (permission denied); choose another --out")
     if args.num_samples < 1:
         raise ValueError(f"-n must be at least 1, got {args.num_samples}")
+    if not (math.isfinite(args.temperature) and args.temperature > 0):
+        raise ValueError(f"--temperature must be a positive number, got {args.temperature}")
+    if args.nrow is not None and args.nrow < 1:
+        raise ValueError(f"--nrow must be at least 1, got {args.nrow}")
     device = resolve_device(args.device)
     state = read_checkpoint(args.checkpoint, map_location=device)
     flow = build_flow(state, ema={"auto": None, "ema": True, "model": False}[args.weights]).to(device)

@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 
 from nfkit_core.data.base import DataError, check_split, require_path
 from nfkit_core.data.preprocess import center_crop_resize
+from nfkit_core.extras import require
 from nfkit_core.plugins.registry import DataInfo, DatasetSpec
 
 __all__ = ["ImageFolderConfig", "ImageFolderDataset", "load_image_folder", "SPEC"]
@@ -41,7 +42,7 @@ class ImageFolderConfig:
 
 def _read_image(path: str, mode: str) -> Tensor:
     from PIL import Image
-    from torchvision.transforms.functional import pil_to_tensor
+    pil_to_tensor = require("torchvision.transforms.functional", "the image-folder dataset").pil_to_tensor
 
     try:
         with Image.open(path) as image:
@@ -54,7 +55,7 @@ class ImageFolderDataset(Dataset):
     """One split of an image folder; items are ``(levels (C, S, S) float, label)``."""
 
     def __init__(self, folder: Path, classes: list[str], config: ImageFolderConfig) -> None:
-        from torchvision.datasets import ImageFolder
+        ImageFolder = require("torchvision.datasets", "the image-folder dataset").ImageFolder
 
         mode = {1: "L", 3: "RGB"}.get(config.channels)
         if mode is None:

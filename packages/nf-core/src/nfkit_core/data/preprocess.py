@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from nfkit_core import noise
+from nfkit_core.extras import require
 from nfkit_core.plugins.registry import DataInfo
 
 __all__ = ["center_crop_resize", "random_horizontal_flip", "scale_levels", "uniform_dequantize",
@@ -35,7 +36,7 @@ MODES = ("levels", "dequantize", "noise", "continuous")
 
 def center_crop_resize(image: Tensor, size: int) -> Tensor:
     """Crop the largest centred square of a ``(C, H, W)`` ``uint8`` image and resize it to ``size x size``."""
-    from torchvision.transforms.v2 import functional
+    functional = require("torchvision.transforms.v2.functional", "resizing images")
 
     side = min(image.shape[-2:])
     square = functional.center_crop(image, [side, side])
