@@ -61,8 +61,10 @@ def explain_full_disk(path: Path, needed: int) -> Iterator[None]:
             raise
         free = _free_bytes(path.parent)
         space = f"{human_bytes(free)} free" if free is not None else "free space unknown"
-        raise DiskFullError(error.errno, f"the disk is full: writing {path} needs about {human_bytes(needed)} "
-                                         f"({space}); free some space and resume") from None
+        full = DiskFullError(f"the disk is full: writing {path} needs about {human_bytes(needed)} ({space}); free "
+                             f"some space and resume")
+        full.errno = error.errno
+        raise full from None
 
 
 def temporary_path(path: Path, pid: int | None = None) -> Path:

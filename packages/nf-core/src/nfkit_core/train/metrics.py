@@ -21,11 +21,13 @@ def read_metrics(path: Path) -> tuple[list[dict[str, Any]], str | None]:
     lines = path.read_bytes().split(b"\n")
     rows, dropped = [], None
     for number, line in enumerate(lines, start=1):
-        if not line.strip(b"\x00 \t\r"):
+        if not line.strip():
             continue
         try:
+            if b"\x00" in line:
+                raise ValueError("NUL bytes")
             rows.append(json.loads(line))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        except ValueError as error:  # also JSONDecodeError and UnicodeDecodeError
             if any(rest.strip(b"\x00 \t\r") for rest in lines[number:]):
                 raise ValueError(f"{path}, line {number}: not a JSON object ({error}); only a torn last line is "
                                  f"repaired, this file is damaged elsewhere") from None

@@ -497,6 +497,7 @@ class Trainer:
             results["val_iw"] = self.evaluator(flow, self.val_set, "val", num_samples=k)
             results["test_iw"] = self.evaluator(flow, test_set, "test", num_samples=k)
         train_rows = [row for row in self.metrics.rows if "bpd" in row and "event" not in row]
+        log_abs_det = float(getattr(self.train_set, "log_abs_det", 0.0))
         report = {
             "architecture": self.run.arch, "preset": self.run.preset, "dataset": self.run.dataset,
             "data_dimension": self.num_dims, "data_shape": list(self.info.shape),
@@ -507,6 +508,9 @@ class Trainer:
             "train_bpd": train_rows[-1]["bpd"] if train_rows else None,
             "val_bpd": results["val"].bits_per_dim, "test_bpd": results["test"].bits_per_dim,
             "val_nats": results["val"].nats, "test_nats": results["test"].nats,
+            # A dataset that standardised its values (tabular) says by how much: -log p(x) in the file's units.
+            **({"data_log_abs_det": log_abs_det, "val_nats_file_units": results["val"].nats - log_abs_det,
+                "test_nats_file_units": results["test"].nats - log_abs_det} if log_abs_det else {}),
             "eval_samples": k if weighted else None,
             "val_bpd_iw": results["val_iw"].bits_per_dim if weighted else None,
             "test_bpd_iw": results["test_iw"].bits_per_dim if weighted else None,
@@ -529,6 +533,10 @@ class Trainer:
         if self.info.num_bins is None:
             lines.append(f"negative log-likelihood per example ({self.num_dims} dimensions): validation "
                          f"{report['val_nats']:.4f} nats, test {report['test_nats']:.4f} nats")
+            if "test_nats_file_units" in report:
+                lines.append(f"of the standardised data; in the data file's units: validation "
+                             f"{report['val_nats_file_units']:.4f} nats, test {report['test_nats_file_units']:.4f}"
+                             f" nats")
         if report["eval_samples"]:
             lines.append(f"importance-weighted bound over {report['eval_samples']} noise draws: validation "
                          f"{report['val_bpd_iw']:.4f}, test {report['test_bpd_iw']:.4f} bits/dim")
