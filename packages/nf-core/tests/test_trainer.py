@@ -121,7 +121,7 @@ def test_resume_continues_exactly(registry, tmp_path):
     assert resumed.step == 6 and torch.equal(torch.get_rng_state(), callers)
     resumed.fit()
     assert torch.equal(torch.get_rng_state(), callers)
-    # The run's own stream of the global generators (which the data loader draws from) continued exactly.
+    # The run's own stream of the global generators (which layers such as dropout draw from) continued exactly.
     assert torch.equal(read_checkpoint(tmp_path / "resumed")["rng"][0]["torch"],
                        read_checkpoint(tmp_path / "straight")["rng"][0]["torch"])
 

@@ -56,7 +56,7 @@ from nfkit_core.train.distributed import Distributed, current
 from nfkit_core.train.ema import EMA
 from nfkit_core.train.evaluation import Evaluation, Evaluator
 from nfkit_core.train.interrupt import StopRequests, TrainingInterrupted
-from nfkit_core.train.randomness import ShardedNoise
+from nfkit_core.train.randomness import ShardedNoise, step_seed
 from nfkit_core.train.schedule import warmup_cosine
 
 __all__ = ["Trainer", "NonFiniteLossError", "LAST_SANE_CHECKPOINT"]
@@ -219,8 +219,11 @@ class Trainer:
             sampler.set_epoch(epoch)
             indices = list(sampler)
             batches = [indices[i * size:(i + 1) * size] for i in range(offset, steps_per_epoch)]
+            # The loader's own generator seeds its workers, so that resuming mid-epoch draws nothing extra from the
+            # global generators (which layers such as dropout use).
+            generator = torch.Generator().manual_seed(step_seed(self.config.seed, epoch))
             yield from DataLoader(self.train_set, batch_sampler=batches, num_workers=self.config.num_workers,
-                                  pin_memory=self.device.type == "cuda")
+                                  pin_memory=self.device.type == "cuda", generator=generator)
 
     @torch.no_grad()
     def _initialize(self) -> None:
@@ -360,6 +363,9 @@ class Trainer:
     @contextmanager
     def _own_rng(self):
         """Run the block with this run's stream of the global generators; the caller's stream is restored after."""
+        if self._rng_live:
+            yield
+            return
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             if self._rng is None:
                 torch.manual_seed(self.config.seed)
@@ -488,6 +494,10 @@ class Trainer:
 
     def report(self, samples_per_s: float | None = None) -> dict[str, Any]:
         """Evaluate the final weights on the full validation and test splits; write ``report.json`` and print it."""
+        with self._own_rng():
+            return self._report(samples_per_s)
+
+    def _report(self, samples_per_s: float | None) -> dict[str, Any]:
         test_set = self.load_split("test")
         flow, k = self.eval_flow, self.config.eval_samples
         results: dict[str, Evaluation] = {"val": self.evaluator(flow, self.val_set, "val"),
