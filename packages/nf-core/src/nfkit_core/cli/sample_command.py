@@ -20,6 +20,7 @@ import torch
 from nfkit_core.checkpoint import build_flow, checkpoint_path, data_info_from_dict, read_checkpoint
 from nfkit_core.cli.settings import parse_value
 from nfkit_core.data import Preprocessing
+from nfkit_core.files import DiskFullError, explain_full_disk
 from nfkit_core.plugins import CommandSpec
 from nfkit_core.train.distributed import resolve_device
 from nfkit_core.train.plots import save_samples
@@ -99,13 +100,17 @@ def run(args: argparse.Namespace) -> int:
         context = None
     generator = torch.Generator().manual_seed(args.seed)
     samples = flow.sample(n, context, temperature=args.temperature, generator=generator, **options)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".npy":
-        np.save(out, samples.float().cpu().numpy())
-    else:
-        nrow = args.nrow or (info.num_classes if context is not None and args.class_label is None
-                             and info.num_classes <= 16 else None)
-        save_samples(samples, Preprocessing(**state["preprocessing"]), out, nrow=nrow)
+    try:
+        with explain_full_disk(out, samples.numel() * 4):
+            out.parent.mkdir(parents=True, exist_ok=True)
+            if out.suffix == ".npy":
+                np.save(out, samples.float().cpu().numpy())
+            else:
+                nrow = args.nrow or (info.num_classes if context is not None and args.class_label is None
+                                     and info.num_classes <= 16 else None)
+                save_samples(samples, Preprocessing(**state["preprocessing"]), out, nrow=nrow)
+    except DiskFullError as error:  # an OSError, which `nf` would otherwise show with its traceback
+        raise RuntimeError(str(error)) from None
     print(f"wrote {n} samples of {checkpoint_path(args.checkpoint)} (step {state['step']}) to {out}")
     return 0
 

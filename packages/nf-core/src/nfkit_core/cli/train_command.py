@@ -21,6 +21,7 @@ from pathlib import Path
 from nfkit_core import extras
 from nfkit_core.checkpoint import CHECKPOINT_NAME, read_checkpoint
 from nfkit_core.cli.settings import describe_fields, load_toml, parse_assignments, section_values
+from nfkit_core.files import DiskFullError
 from nfkit_core.plugins import CommandSpec, get_registry
 from nfkit_core.train import RunConfig, TrainConfig, Trainer, TrainingInterrupted, make_run_config, start_process
 from nfkit_core.train.artifacts import check_run_folder
@@ -121,6 +122,9 @@ def run(args: argparse.Namespace) -> int:
     except TrainingInterrupted as stop:
         print(f"nf train: {stop}", file=sys.stderr)
         return stop.exit_code
+    except DiskFullError as error:  # an OSError, which `nf` would otherwise show with its traceback
+        print(f"nf train: error: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         kept = f"; the last checkpoint is kept in {trainer.out_dir}" if trainer is not None else ""
         print(f"nf train: aborted{kept}", file=sys.stderr)
