@@ -129,8 +129,8 @@ def test_out_folders_that_are_not_runs_and_bad_sampling_options_are_one_line_err
 
 
 def test_sampling_zero_gives_an_empty_batch_in_every_architecture(registry):
-    for name in registry.names("architecture"):
-        spec = registry.get("architecture", name)
+    for name in registry.architectures.names():
+        spec = registry.architectures.get(name)
         image = name not in ("maf", "realnvp")
         data = DataInfo((1, 8, 8), 0, 17) if image else DataInfo((2,))
         config = spec.make_config("digits" if "digits" in spec.presets and image else None)

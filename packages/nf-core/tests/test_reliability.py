@@ -14,6 +14,7 @@ import torch
 
 from nfkit_core import files
 from nfkit_core.checkpoint import NonFiniteStateError, read_checkpoint, save_checkpoint
+from nfkit_core.errors import ConfigError
 from nfkit_core.files import DiskFullError, atomic_write, remove_stale_temporaries, to_json
 from nfkit_core.train import NonFiniteEvaluationError, NonFiniteLossError, Trainer, make_run_config
 from nfkit_core.train.artifacts import RunFolderError, check_run_folder
@@ -235,7 +236,7 @@ def test_training_options_that_cannot_work_are_named(registry, option, value, me
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_loading_onto_cuda_without_cuda_says_so(registry, tmp_path):
     Trainer(toy_run(registry, steps=1), tmp_path, registry=registry).fit(until=1)
-    with pytest.raises(RuntimeError, match="CUDA is not available on this machine .*map_location='cpu'"):
+    with pytest.raises(ConfigError, match="CUDA is not available on this machine .*map_location='cpu'"):
         read_checkpoint(tmp_path, map_location="cuda")
 
 

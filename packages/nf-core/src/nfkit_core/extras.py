@@ -13,6 +13,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from nfkit_core.errors import NfError
+
 __all__ = ["TRAIN_EXTRA", "INSTALL_HINT", "MissingExtraError", "require", "missing"]
 
 TRAIN_EXTRA = {"tqdm": "tqdm", "matplotlib": "matplotlib", "torchvision": "torchvision", "sklearn": "scikit-learn"}
@@ -21,7 +23,7 @@ TRAIN_EXTRA = {"tqdm": "tqdm", "matplotlib": "matplotlib", "torchvision": "torch
 INSTALL_HINT = "pip install 'nfkit-core[train]'"
 
 
-class MissingExtraError(RuntimeError):
+class MissingExtraError(NfError, RuntimeError):
     """A package of the ``train`` extra is not installed; the message says what needs it and how to install it."""
 
 

@@ -20,13 +20,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from nfkit_core.errors import NfError
+
 __all__ = ["DiskFullError", "atomic_write", "append_line", "to_json", "remove_stale_temporaries",
            "explain_full_disk", "human_bytes", "temporary_path"]
 
 FULL_DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT)
 
 
-class DiskFullError(OSError):
+class DiskFullError(NfError, OSError):
     """A file could not be written because its file system is full; the message names the path and the space."""
 
 

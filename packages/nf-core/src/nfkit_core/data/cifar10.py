@@ -18,7 +18,7 @@ import torch
 
 from nfkit_core.data.base import ArrayDataset, DataError, check_split, require_path
 from nfkit_core.extras import require
-from nfkit_core.plugins.registry import DataInfo, DatasetSpec
+from nfkit_core.specs import DataInfo, DatasetSpec
 
 __all__ = ["Cifar10Config", "load_cifar10", "SPEC"]
 

@@ -12,7 +12,7 @@ import torch
 
 from nfkit_core.data.base import ArrayDataset, check_split, split_indices
 from nfkit_core.extras import require
-from nfkit_core.plugins.registry import DataInfo, DatasetSpec
+from nfkit_core.specs import DataInfo, DatasetSpec
 
 __all__ = ["DigitsConfig", "load_digits", "SPEC"]
 

@@ -13,7 +13,7 @@ import torch
 
 from nfkit_core.data.base import SPLITS, ArrayDataset, DataError, check_split
 from nfkit_core.extras import require
-from nfkit_core.plugins.registry import DataInfo, DatasetSpec
+from nfkit_core.specs import DataInfo, DatasetSpec
 
 __all__ = ["Toy2dConfig", "DISTRIBUTIONS", "sample_toy2d", "load_toy2d", "SPEC"]
 

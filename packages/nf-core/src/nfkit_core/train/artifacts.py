@@ -23,6 +23,7 @@ from torch import Tensor
 
 from nfkit_core.checkpoint import CHECKPOINT_NAME
 from nfkit_core.data import Preprocessing
+from nfkit_core.errors import ConfigError
 from nfkit_core.extras import require
 from nfkit_core.files import atomic_write, explain_full_disk, remove_stale_temporaries, to_json
 from nfkit_core.train.metrics import MetricsLog
@@ -37,7 +38,7 @@ FIGURE_BYTES = 256 * 1024
 """About the size of a sample grid and the curves together, for the message of a full disk."""
 
 
-class RunFolderError(ValueError):
+class RunFolderError(ConfigError):
     """The ``--out`` folder cannot hold a new run: it is a file, read-only, or holds something other than a run."""
 
 

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from nfkit_core.errors import ConfigError
+
 __all__ = ["Distributed", "setup", "current", "resolve_device"]
 
 
@@ -25,7 +27,7 @@ def resolve_device(device: str, local_rank: int = 0) -> torch.device:
     resolved = torch.device(device)
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError("train.device is cuda, but no CUDA device is available")
+            raise ConfigError("train.device is cuda, but no CUDA device is available")
         if resolved.index is None:
             resolved = torch.device("cuda", local_rank)
     return resolved
@@ -104,11 +106,11 @@ def current(device: str = "auto") -> Distributed:
     """This process's place in the run, without joining anything.
 
     Raises:
-        RuntimeError: the process was started by ``torchrun`` but has not joined the process group (call
+        ConfigError: the process was started by ``torchrun`` but has not joined the process group (call
             :func:`setup`, or :func:`nfkit_core.train.start_process`, first).
     """
     process = _from_environment(device)
     if process.enabled and not dist.is_initialized():
-        raise RuntimeError("this process is one of a torchrun run but has not joined the process group: call "
+        raise ConfigError("this process is one of a torchrun run but has not joined the process group: call "
                            "nfkit_core.train.start_process(run.train) before building the Trainer (nf train does)")
     return process

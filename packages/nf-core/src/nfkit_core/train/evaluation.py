@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from nfkit_core import noise
 from nfkit_core.data import Preprocessing
+from nfkit_core.errors import NfError
 from nfkit_core.flow import forward_draws_noise, importance_weighted_log_prob
 from nfkit_core.train.distributed import Distributed
 from nfkit_core.train.randomness import ShardedNoise
@@ -29,7 +30,7 @@ from nfkit_core.train.randomness import ShardedNoise
 __all__ = ["Evaluation", "Evaluator", "NonFiniteEvaluationError"]
 
 
-class NonFiniteEvaluationError(ValueError):
+class NonFiniteEvaluationError(NfError, ValueError):
     """The flow's log-likelihood of some held-out examples is NaN or infinite."""
 
 
@@ -121,7 +122,7 @@ class Evaluator:
                 f"the {split!r} split; the model is numerically broken on them (outliers far from the training "
                 f"data, or weights that diverged)")
         if examples == 0:
-            raise ValueError(f"the {split!r} split has no examples to evaluate")
+            raise NfError(f"the {split!r} split has no examples to evaluate")
         mean = total / examples
         return Evaluation(split, mean, mean / (self.num_dims * math.log(2)), int(examples))
 

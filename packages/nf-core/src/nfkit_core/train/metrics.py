@@ -7,9 +7,14 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from nfkit_core.errors import NfError
 from nfkit_core.files import append_line, atomic_write, to_json
 
-__all__ = ["MetricsLog", "read_metrics"]
+__all__ = ["MetricsLog", "MetricsFileError", "read_metrics"]
+
+
+class MetricsFileError(NfError, ValueError):
+    """A ``metrics.jsonl`` file is damaged before its last line (a torn last line is repaired instead)."""
 
 
 def read_metrics(path: Path) -> tuple[list[dict[str, Any]], str | None]:
@@ -29,7 +34,7 @@ def read_metrics(path: Path) -> tuple[list[dict[str, Any]], str | None]:
             rows.append(json.loads(line))
         except ValueError as error:  # also JSONDecodeError and UnicodeDecodeError
             if any(rest.strip(b"\x00 \t\r") for rest in lines[number:]):
-                raise ValueError(f"{path}, line {number}: not a JSON object ({error}); only a torn last line is "
+                raise MetricsFileError(f"{path}, line {number}: not a JSON object ({error}); only a torn last line is "
                                  f"repaired, this file is damaged elsewhere") from None
             dropped = f"line {number} is torn ({error})"
     return rows, dropped

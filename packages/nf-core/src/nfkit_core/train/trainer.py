@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, default_collate
 from torch.utils.data.distributed import DistributedSampler
 
-from nfkit_core import noise
+from nfkit_core import noise, version
 from nfkit_core.checkpoint import (
     CHECKPOINT_NAME,
     NonFiniteStateError,
@@ -47,9 +47,11 @@ from nfkit_core.checkpoint import (
     save_checkpoint,
     training_checkpoint,
 )
-from nfkit_core.data import Preprocessing, dataset_info, load_dataset
+from nfkit_core.data import Preprocessing, dataset_info
+from nfkit_core.errors import ConfigError, NfError
 from nfkit_core.flow import bits_per_dim
 from nfkit_core.plugins import DataInfo, Registry, get_registry
+from nfkit_core.sampling import grid_columns, sample_labels
 from nfkit_core.train.artifacts import RunFolder
 from nfkit_core.train.config import RunConfig, TrainConfig
 from nfkit_core.train.distributed import Distributed, current
@@ -65,17 +67,14 @@ LAST_SANE_CHECKPOINT = "checkpoint.sane.pt"
 """While the checkpoints of a run have diverging losses, the last one whose loss was sane is kept under this name."""
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(NfError, RuntimeError):
     """The training loss, gradient or weights became NaN or infinite; training stopped before saving the update."""
 
 
 def _versions(registry: Registry, arch: str) -> dict[str, str]:
-    from nfkit_core import version
-
     versions = {"nfkit-core": version(), "torch": str(torch.__version__)}
-    for entry in registry.entries("architecture"):
-        if entry.name == arch:
-            versions[entry.distribution] = entry.version
+    entry = registry.architectures.entry(arch)
+    versions[entry.distribution] = entry.version
     return versions
 
 
@@ -110,8 +109,8 @@ class Trainer:
         self.dist = dist or current(self.config.device)
         self.device = self.dist.device
         if self.config.batch_size % self.dist.world_size:
-            raise ValueError(f"train.batch_size={self.config.batch_size} must be divisible by the number of "
-                             f"processes ({self.dist.world_size})")
+            raise ConfigError(f"train.batch_size={self.config.batch_size} must be divisible by the number of "
+                              f"processes ({self.dist.world_size})")
         self.local_batch_size = self.config.batch_size // self.dist.world_size
 
         self.train_set = self.load_split("train")
@@ -119,8 +118,8 @@ class Trainer:
         self.info = self._data_info(dataset_info(self.train_set))
         self.steps_per_epoch = len(self.train_set) // self.config.batch_size
         if self.steps_per_epoch == 0:
-            raise ValueError(f"the {run.dataset!r} training split has {len(self.train_set)} examples, fewer than one "
-                             f"batch of train.batch_size={self.config.batch_size}")
+            raise ConfigError(f"the {run.dataset!r} training split has {len(self.train_set)} examples, fewer than "
+                              f"one batch of train.batch_size={self.config.batch_size}")
         self.num_dims = math.prod(self.info.shape)
         self.flow = self._build_flow()
         self.preprocessing = self._preprocessing()
@@ -174,12 +173,12 @@ class Trainer:
 
     def load_split(self, split: str) -> Dataset:
         """The ``split`` part of the run's dataset."""
-        return load_dataset(self.run.dataset, self.run.data, split, self.registry)
+        return self.registry.load_dataset(self.run.dataset, self.run.data, split)
 
     def _data_info(self, info: DataInfo) -> DataInfo:
         """What the architecture is told: the data's shape and bins, and its classes if the run is conditional."""
         if self.config.class_conditional and info.num_classes == 0:
-            raise ValueError(f"train.class_conditional=true, but dataset {self.run.dataset!r} has no class labels")
+            raise ConfigError(f"train.class_conditional=true, but dataset {self.run.dataset!r} has no class labels")
         return DataInfo(shape=tuple(info.shape), num_classes=info.num_classes if self.config.class_conditional else 0,
                         num_bins=info.num_bins)
 
@@ -187,7 +186,7 @@ class Trainer:
         """The architecture's flow, initialised from ``train.seed`` without touching the global generators."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.config.seed)
-            return self.registry.get("architecture", self.run.arch).build(self.run.model, self.info).to(self.device)
+            return self.registry.build_flow(self.run.arch, self.run.model, self.info).to(self.device)
 
     def _preprocessing(self) -> Preprocessing:
         noise_sigma = self.config.noise_sigma
@@ -482,15 +481,14 @@ class Trainer:
         """``n`` samples of :attr:`eval_flow` at the configured temperature, from a fixed seed (so that grids of
         different steps are comparable); class-conditional runs cycle through the classes."""
         flow = self.eval_flow.eval()
-        context = (torch.arange(n, device=self.device) % self.info.num_classes if self.info.num_classes > 0
-                   else None)
+        context = sample_labels(n, self.info.num_classes, device=self.device)
         generator = torch.Generator().manual_seed(self.config.seed)
         return flow.sample(n, context, temperature=self.config.sample_temperature, generator=generator)
 
     def _write_figures(self) -> None:
         if self.dist.is_main:
-            nrow = self.info.num_classes if 0 < self.info.num_classes <= 16 else None
-            self.folder.write_figures(self.step, self.sample(self.config.num_samples), self.preprocessing, nrow)
+            self.folder.write_figures(self.step, self.sample(self.config.num_samples), self.preprocessing,
+                                      grid_columns(self.info.num_classes))
 
     def report(self, samples_per_s: float | None = None) -> dict[str, Any]:
         """Evaluate the final weights on the full validation and test splits; write ``report.json`` and print it."""
