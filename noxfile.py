@@ -96,7 +96,9 @@ def wheels(session: nox.Session) -> None:
         install = ("install", "-q", *CONSTRAINTS, "--find-links", str(dist), str(wheel))
         if uv:
             session.run(uv, "venv", "-q", "--clear", str(env), external=True)
-            session.run(uv, "pip", *install, "--python", python, external=True)
+            # The wheels keep their version while their content changes: uv must not reuse a cached older build.
+            refresh = [item for dist_name in ARCHITECTURES for item in ("--refresh-package", dist_name)]
+            session.run(uv, "pip", *install, *refresh, "--python", python, external=True)
         else:
             session.run("python", "-m", "venv", "--clear", str(env))
             session.run(python, "-m", "pip", *install, external=True)

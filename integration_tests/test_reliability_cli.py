@@ -31,7 +31,9 @@ def start_long_run(out: Path) -> subprocess.Popen:
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
-def wait_for_steps(out: Path, steps: int, process: subprocess.Popen, timeout: float = 120) -> None:
+def wait_for_steps(out: Path, steps: int, process: subprocess.Popen, timeout: float = 600) -> None:
+    """Wait until the run has logged ``steps`` steps (the first start in a fresh environment compiles the bytecode
+    of torch and can take minutes on a busy machine)."""
     deadline = time.monotonic() + timeout
     metrics = out / "metrics.jsonl"
     while time.monotonic() < deadline:
@@ -49,7 +51,7 @@ def test_a_signal_finishes_the_step_writes_a_checkpoint_and_says_how_to_resume(t
     process = start_long_run(out)
     wait_for_steps(out, 5, process)
     process.send_signal(signal_number)
-    _, stderr = process.communicate(timeout=120)
+    _, stderr = process.communicate(timeout=600)
     assert process.returncode == exit_code, stderr
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and f"nf train --resume {out}" in lines[0], stderr  # one line, no traceback
@@ -68,7 +70,7 @@ def test_a_second_interrupt_aborts_at_once(tmp_path):
     wait_for_steps(out, 5, process)
     process.send_signal(signal.SIGINT)
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
+    _, stderr = process.communicate(timeout=600)
     assert process.returncode == 130, stderr
     assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr, stderr
 
