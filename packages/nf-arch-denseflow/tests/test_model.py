@@ -46,11 +46,29 @@ def test_registered_with_presets():
     assert isinstance(spec.build(config, DIGITS), DenseFlow)
 
 
-def test_paper_presets():
-    main = DenseFlowConfig(**PRESETS["denseflow-74-10"])
-    assert (main.num_modules, main.growth_rate, main.mid_channels) == (74, 10, (48, 48, 48))
-    ablation = DenseFlowConfig(**PRESETS["denseflow-45-6"])
-    assert (ablation.num_modules, ablation.growth_rate) == (45, 6)
+def parameter_count(preset: str, data_shape: tuple[int, int, int] = (3, 32, 32)) -> int:
+    """Parameters of a preset's model, built on the meta device (no memory, no initialisation arithmetic)."""
+    with torch.device("meta"):
+        flow = DenseFlow(DenseFlowConfig(**PRESETS[preset]), data_shape, 256)
+    return sum(p.numel() for p in flow.parameters())
+
+
+@pytest.mark.parametrize(("preset", "units", "modules", "growth", "count", "official"), [
+    ("denseflow-74-10", (6, 4, 1), (5, 6, 20), 10, 130_656_534, 130_647_294),
+    ("denseflow-45-6", (5, 3, 1), (3, 5, 15), 6, 75_025_562, 75_020_522),
+])
+def test_paper_presets_have_the_papers_layout_and_size(preset, units, modules, growth, count, official):
+    """The numbers stated in the presets' comments; ``official``: the official code with the same arguments."""
+    config = DenseFlowConfig(**PRESETS[preset])
+    assert (config.units_per_block, config.modules_per_unit, config.growth_rate) == (units, modules, growth)
+    assert config.mid_channels == (48, 48, 48) and config.num_modules == int(preset.split("-")[1])
+    assert (config.lu, config.dequantization) == (False, "variational")
+    assert parameter_count(preset) == count
+    assert abs(count - official) / official < 1e-3
+
+
+def test_cifar10_preset_is_denseflow_74_10():
+    assert PRESETS["cifar10"] is PRESETS["denseflow-74-10"]
 
 
 def test_cifar_sized_model_shapes():
@@ -84,8 +102,8 @@ def test_importance_weighting_tightens_the_bound():
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         single = torch.stack([flow.log_prob(x, noise=generator) for _ in range(64)])
-        importance_weighted = torch.stack([flow.importance_weighted_log_prob(x, num_samples=8, sample_batch_size=4,
-                                                                             noise=generator) for _ in range(8)])
+        importance_weighted = torch.stack([nfkit_core.importance_weighted_log_prob(
+            flow, x, num_samples=8, sample_batch_size=4, noise=generator) for _ in range(8)])
     assert single.std(dim=0).min() > 0  # the bound is stochastic
     gap = importance_weighted.mean(dim=0) - single.mean(dim=0)
     standard_error = single.std(dim=0) / math.sqrt(single.shape[0]) + importance_weighted.std(dim=0) / math.sqrt(8)
@@ -95,15 +113,16 @@ def test_importance_weighting_tightens_the_bound():
     assert (bits["importance_weighted"] <= bits["bound"]).all()
 
 
-def test_batched_importance_weighting_equals_the_generic_loop():
+def test_both_bounds_are_the_core_estimates():
+    """``evaluate_bits_per_dim`` reports the core's importance-weighted estimate (DenseFlow has no bound of its own)."""
     flow = trained_looking(tiny_flow(), digits_levels(), scale=0.2)
     x = digits_levels(2)
-    ours = flow.importance_weighted_log_prob(x, num_samples=5, sample_batch_size=1,
-                                             noise=torch.Generator().manual_seed(3))
+    bits = flow.evaluate_bits_per_dim(x, num_samples=5, sample_batch_size=1, noise=torch.Generator().manual_seed(3))
     generic = nfkit_core.importance_weighted_log_prob(flow, x, num_samples=5, noise=torch.Generator().manual_seed(3))
-    torch.testing.assert_close(ours, generic)
-    one = flow.importance_weighted_log_prob(x, num_samples=1, noise=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(bits["importance_weighted"], nfkit_core.bits_per_dim(generic, flow.num_dims))
+    one = nfkit_core.importance_weighted_log_prob(flow, x, num_samples=1, noise=torch.Generator().manual_seed(3))
     torch.testing.assert_close(one, flow.log_prob(x, noise=torch.Generator().manual_seed(3)))
+    assert not hasattr(flow, "importance_weighted_log_prob")
 
 
 def test_a_few_training_steps_lower_the_loss():
@@ -164,7 +183,7 @@ def test_bad_data_and_configs_are_reported():
     with pytest.raises(ValueError, match=r"\[0, 17\)"):
         flow.log_prob(torch.full((2, 1, 8, 8), 17.0))
     with pytest.raises(ValueError, match="num_samples"):
-        flow.importance_weighted_log_prob(digits_levels(), num_samples=0)
+        flow.evaluate_bits_per_dim(digits_levels(), num_samples=0)
 
 
 def test_replayed_noise_reproduces_log_prob():
@@ -174,3 +193,24 @@ def test_replayed_noise_reproduces_log_prob():
         first = flow.log_prob(x)
     assert [tuple(d.shape) for d in record.draws] == [(4, 4, 4, 4), (4, 2, 4, 4)]
     torch.testing.assert_close(flow.log_prob(x, noise=noise.Replay(record.draws)), first, rtol=0, atol=0)
+
+
+def test_denseflow_is_a_normalizing_flow_that_overrides_none_of_the_contract():
+    from nfkit_core import Flow, NormalizingFlow
+
+    for name in ("log_prob_terms", "log_prob", "transform_to_latent", "latent_to_data", "sample", "intermediates"):
+        assert getattr(DenseFlow, name) is getattr(NormalizingFlow, name), name
+    flow = tiny_flow()
+    assert isinstance(flow, Flow) and (flow.dequantizes, flow.noise_std) == (True, 0.0)
+
+
+def test_the_dequantizer_context_network_follows_the_config():
+    """Its dense blocks had a hard-coded depth 4 and growth 16 (the official sizes, still the defaults)."""
+    def dense_blocks(flow):
+        net = flow.dequantizer.context_net
+        return [(len(net[i].layers), net[i].layers[0].conv.out_channels) for i in (1, 3)]
+
+    assert dense_blocks(tiny_flow()) == [(4, 16), (4, 16)]
+    assert dense_blocks(tiny_flow(dequantization_context_depth=2, dequantization_context_growth=4)) == [(2, 4), (2, 4)]
+    flow = tiny_flow(dequantization_context_depth=1, dequantization_context_growth=3)
+    check_flow(flow, digits_levels(3))

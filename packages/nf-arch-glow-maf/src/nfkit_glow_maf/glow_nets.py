@@ -1,4 +1,5 @@
-"""The convolutional networks inside Glow: the coupling conditioner ``NN()`` and the zero-initialised convolution.
+"""The convolutional networks inside Glow: the coupling conditioner ``NN()``, the zero-initialised convolution and the
+learned top prior built on it.
 
 Both follow openai/glow (``model.py: f``, ``tfops.py: conv2d, conv2d_zeros``):
 
@@ -16,9 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nfkit_core import GaussianPrior
 from nfkit_core.layers import ActNorm
+from nfkit_core.layers.conditioning import zero_init
 
-__all__ = ["GlowConv2d", "ZeroConv2d", "GlowConditioner"]
+__all__ = ["GlowConv2d", "ZeroConv2d", "GlowConditioner", "LearnedTopPrior"]
 
 
 class GlowConv2d(nn.Conv2d):
@@ -60,8 +63,7 @@ class ZeroConv2d(GlowConv2d):
     def __init__(self, in_channels: int, out_channels: int, edge_bias: bool = True) -> None:
         super().__init__(in_channels, out_channels, 3, bias=True, edge_bias=edge_bias)
         self.logs = nn.Parameter(torch.zeros(out_channels))
-        nn.init.zeros_(self.weight)
-        nn.init.zeros_(self.bias)
+        zero_init(self)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         return super().forward(x) * torch.exp(self.logscale_factor * self.logs).view(1, -1, 1, 1)
@@ -97,3 +99,28 @@ class GlowConditioner(nn.Module):
         h = F.relu(self.norm1(self.conv1(x))[0], inplace=True)
         h = F.relu(self.norm2(self.conv2(h))[0], inplace=True)
         return self.out(h)
+
+
+class LearnedTopPrior(GaussianPrior):
+    """openai/glow's ``--learntop`` prior: ``N(mean, exp(logs)^2)`` with ``[mean, logs] = conv2d_zeros(0)``.
+
+    openai/glow (``model.py: prior``) computes the top prior's mean and log-scale by a :class:`ZeroConv2d` from
+    ``2 C`` to ``2 C`` channels of an all-zero input, the first ``C`` outputs being the mean. Only the convolution's
+    bias and edge-bias weights reach its output, so each channel has one mean and scale in the interior and learned
+    offsets near the border; the zero input's weights are kept so that the model has openai/glow's parameters.
+
+    Args:
+        event_shape: ``(C, H, W)`` of the top latent.
+        edge_bias: give the convolution openai/glow's edge bias (without it the prior is one Gaussian per channel).
+    """
+
+    def __init__(self, event_shape: tuple[int, int, int], edge_bias: bool = True) -> None:
+        super().__init__(event_shape)
+        channels = self.event_shape[0]
+        self.net = ZeroConv2d(2 * channels, 2 * channels, edge_bias=edge_bias)
+
+    def mean_and_log_scale(self, context: Tensor | None = None, n: int = 1) -> tuple[Tensor, Tensor]:
+        """``(mean, log_scale)``, each of shape ``(1, C, H, W)`` (scoring and sampling are the core's)."""
+        channels, height, width = self.event_shape
+        h = self.net(self.net.weight.new_zeros(1, 2 * channels, height, width))
+        return h[:, :channels], h[:, channels:]

@@ -189,11 +189,9 @@ class Trainer:
             return self.registry.build_flow(self.run.arch, self.run.model, self.info).to(self.device)
 
     def _preprocessing(self) -> Preprocessing:
-        noise_sigma = self.config.noise_sigma
-        if noise_sigma is None:  # a flow trained on noisy data (TarFlow) declares the noise it expects
-            noise_sigma = float(getattr(self.flow, "noise_std", 0.0) or 0.0)
-        flow_dequantizes = getattr(self.flow, "dequantizer", None) is not None
-        return Preprocessing.choose(self.info, flow_dequantizes, noise_sigma, self.config.hflip,
+        # What the flow needs from the pipeline is declared on it (the nfkit_core.Flow contract).
+        noise_std = self.flow.noise_std if self.config.noise_std is None else self.config.noise_std
+        return Preprocessing.choose(self.info, self.flow.dequantizes, noise_std, self.config.hflip,
                                     self.config.label_dropout)
 
     def _autocast(self):
@@ -264,7 +262,8 @@ class Trainer:
     def learning_rate(self, step: int) -> float:
         """The learning rate of optimizer step ``step``."""
         c = self.config
-        return warmup_cosine(step, c.lr, c.warmup_steps, c.steps, c.min_lr_ratio)
+        return warmup_cosine(step, c.lr, c.warmup_steps_for(self.steps_per_epoch), c.steps, c.min_lr_ratio,
+                             c.warmup_start_ratio)
 
     def train_step(self, x: Tensor, labels: Tensor, stop_requested: bool = False) -> Tensor:
         """One optimizer step.
