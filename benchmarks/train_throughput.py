@@ -35,7 +35,7 @@ def make_trainer(arch: str, data: str, batch_size: int, device: str, threads: in
     """A trainer of ``arch`` on ``data`` with the trainer's default options, except that it never validates, draws
     figures or checkpoints on its own, and logs at the end of every ``fit`` call."""
     from nfkit_core.plugins import PluginManager, get_registry
-    from nfkit_core.train import Trainer, make_run_config
+    from nfkit_core.train import Trainer, make_run_config, start_process
 
     registry = get_registry()
     if arch == "tiny":  # nfkit-core's test architecture, for a check that needs no architecture package
@@ -49,7 +49,8 @@ def make_trainer(arch: str, data: str, batch_size: int, device: str, threads: in
              "log_every": never, "val_every": never, "sample_every": never, "checkpoint_every": never}
     run = make_run_config(arch, data, train=train, registry=registry)
     with contextlib.redirect_stdout(io.StringIO()):  # the trainer announces its plan; the table is the only output
-        return Trainer(run, out, registry=registry)
+        # The process set-up of nf train (device, thread count); train() then sets each call's thread count.
+        return Trainer(run, out, registry=registry, dist=start_process(run.train))
 
 
 def train(trainer, threads: int, steps: int) -> float:
