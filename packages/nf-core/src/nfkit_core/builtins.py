@@ -22,8 +22,9 @@ def nf_register_datasets(registry) -> None:
 
 @hookimpl
 def nf_register_commands(registry) -> None:
-    from nfkit_core.cli import plugins_command, sample_command, train_command
+    from nfkit_core.cli import data_command, plugins_command, sample_command, train_command
 
     registry.add_command(plugins_command.COMMAND)
     registry.add_command(train_command.COMMAND)
     registry.add_command(sample_command.COMMAND)
+    registry.add_command(data_command.COMMAND)

@@ -12,7 +12,7 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from nfkit_core.data import cifar10, digits, image_folder, imagenet_npz, tabular, toy2d
+from nfkit_core.data import cifar10, digits, image_folder, imagenet_npz, shards, tabular, toy2d
 from nfkit_core.data.base import SPLITS, ArrayDataset, DataError
 from nfkit_core.data.preprocess import Preprocessing
 from nfkit_core.plugins.registry import DataInfo, DatasetSpec, Registry
@@ -21,7 +21,7 @@ __all__ = ["BUILTIN_DATASETS", "SPLITS", "ArrayDataset", "DataError", "Preproces
            "load_dataset"]
 
 BUILTIN_DATASETS: tuple[DatasetSpec, ...] = (digits.SPEC, image_folder.SPEC, cifar10.SPEC, imagenet_npz.SPEC,
-                                             tabular.SPEC, toy2d.SPEC)
+                                             shards.SPEC, tabular.SPEC, toy2d.SPEC)
 
 
 def dataset_info(dataset: Dataset) -> DataInfo:

@@ -19,7 +19,7 @@ import torch
 from nfkit_core.data.base import ArrayDataset, DataError, check_split, require_path
 from nfkit_core.plugins.registry import DataInfo, DatasetSpec
 
-__all__ = ["Cifar10Config", "load_cifar10", "SPEC"]
+__all__ = ["Cifar10Config", "load_cifar10", "read_batch", "SPEC"]
 
 LAYOUT = ("cifar-10-batches-py/ with data_batch_1..5 and test_batch (pickled dicts with 'data' (N, 3072) uint8 "
           "and 'labels'), as extracted from cifar-10-python.tar.gz")
@@ -54,7 +54,8 @@ class _ArrayUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def _read_batch(path: Path, checksum: str, verify: bool) -> tuple[np.ndarray, np.ndarray]:
+def read_batch(path: Path, checksum: str, verify: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The ``data`` (N, 3072) ``uint8`` and ``labels`` of one batch file, checked against ``checksum`` if ``verify``."""
     from torchvision.datasets.utils import check_integrity
 
     if not path.is_file():
@@ -82,7 +83,7 @@ def load_cifar10(config: Cifar10Config, split: str) -> ArrayDataset:
     check_split("cifar10", split)
     root = require_path("cifar10", "root", config.root, LAYOUT) / CIFAR10.base_folder
     files = CIFAR10.train_list if split == "train" else CIFAR10.test_list
-    parts = [_read_batch(root / name, checksum, config.verify) for name, checksum in files]
+    parts = [read_batch(root / name, checksum, config.verify) for name, checksum in files]
     data = torch.from_numpy(np.concatenate([d for d, _ in parts])).reshape(-1, 3, 32, 32)
     labels = torch.from_numpy(np.concatenate([lab for _, lab in parts]))
     if labels.min() < 0 or labels.max() > 9:

@@ -38,11 +38,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
-from torch.utils.data.distributed import DistributedSampler
 
 from nfkit_core import noise
 from nfkit_core.checkpoint import CHECKPOINT_NAME, read_checkpoint, save_checkpoint
 from nfkit_core.data import Preprocessing, dataset_info, load_dataset
+from nfkit_core.data.sampler import EpochSampler
 from nfkit_core.flow import bits_per_dim, forward_draws_noise, importance_weighted_log_prob
 from nfkit_core.plugins import DataInfo, Registry, get_registry
 from nfkit_core.train.config import RunConfig, TrainConfig, coerce_options
@@ -135,9 +135,9 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(self.flow.parameters(), lr=self.config.lr, betas=self.config.betas,
                                            weight_decay=self.config.weight_decay,
                                            fused=self.device.type in ("cpu", "cuda"))
-        self.sampler = DistributedSampler(self.train_set, num_replicas=self.dist.world_size, rank=self.dist.rank,
-                                          shuffle=True, seed=self.config.seed, drop_last=True)
-        self.steps_per_epoch = len(self.sampler) // self.local_batch_size
+        self.sampler = EpochSampler(len(self.train_set), self.local_batch_size, self.config.seed, self.dist.rank,
+                                    self.dist.world_size)
+        self.steps_per_epoch = self.sampler.steps_per_epoch
         if self.steps_per_epoch == 0:
             raise ValueError(f"the {run.dataset!r} training split has {len(self.train_set)} examples, fewer than one "
                              f"batch of train.batch_size={self.config.batch_size}")
@@ -199,12 +199,8 @@ class Trainer:
         return lambda: torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
 
     def _first_global_batch(self) -> tuple[Tensor, Tensor]:
-        order = DistributedSampler(self.train_set, num_replicas=1, rank=0, shuffle=True, seed=self.config.seed,
-                                   drop_last=True)
-        order.set_epoch(0)
-        indices = list(order)[:self.config.batch_size]
-        loader = DataLoader(self.train_set, batch_size=len(indices), sampler=indices)
-        return next(iter(loader))
+        first = EpochSampler(len(self.train_set), self.config.batch_size, self.config.seed).epoch(0, start=0)
+        return next(iter(DataLoader(self.train_set, batch_sampler=first)))
 
     @torch.no_grad()
     def _initialize(self) -> None:
@@ -231,6 +227,11 @@ class Trainer:
             if state.get("ema") is not None:
                 self.ema.load_state_dict(state["ema"])
         self.step = self.saved_step = int(state["step"])
+        saved = state.get("data_position")
+        if saved is not None and saved["train_examples"] != len(self.train_set):
+            raise ValueError(f"the checkpoint was trained on {saved['train_examples']} training examples, the dataset "
+                             f"now has {len(self.train_set)}; the data order cannot continue where it stopped "
+                             f"(point data.root at the data the run started with)")
         rng = state.get("rng") or []
         if len(rng) == self.dist.world_size:
             _set_rng_state(rng[self.dist.rank])
@@ -245,15 +246,12 @@ class Trainer:
         return labels if self.info.num_classes > 0 else None
 
     def _batches(self) -> Iterator[tuple[Tensor, Tensor]]:
-        """Training batches from the current step on: epoch ``e`` is the sampler's shuffle with seed ``seed + e``."""
+        """Training batches from the current step on: the data position is ``divmod(step, steps_per_epoch)``
+        (:mod:`nfkit_core.data.sampler`)."""
         while True:
             epoch, offset = divmod(self.step, self.steps_per_epoch)
-            self.sampler.set_epoch(epoch)
-            indices = list(self.sampler)
-            size = self.local_batch_size
-            batches = [indices[i * size:(i + 1) * size] for i in range(offset, self.steps_per_epoch)]
-            yield from DataLoader(self.train_set, batch_sampler=batches, num_workers=self.config.num_workers,
-                                  pin_memory=self.device.type == "cuda")
+            yield from DataLoader(self.train_set, batch_sampler=self.sampler.epoch(epoch, start=offset),
+                                  num_workers=self.config.num_workers, pin_memory=self.device.type == "cuda")
 
     def learning_rate(self, step: int) -> float:
         """The learning rate of optimizer step ``step``."""
@@ -373,8 +371,14 @@ class Trainer:
                 "schedule": {"name": "warmup_cosine", "lr": c.lr, "warmup_steps": c.warmup_steps,
                              "total_steps": c.steps, "min_lr_ratio": c.min_lr_ratio},
                 "step": self.step,
+                "data_position": self._data_position(),
                 "rng": rng if rng is not None else [_rng_state()],
                 "versions": _versions(self.registry, self.run.arch)}
+
+    def _data_position(self) -> dict[str, int]:
+        """Where the data order stands: epoch and batch follow from the step; the example count pins the order."""
+        epoch, batch = divmod(self.step, self.steps_per_epoch)
+        return {"epoch": epoch, "batch": batch, "train_examples": len(self.train_set)}
 
     def save(self) -> Path:
         """Write the checkpoint (rank 0, atomically; every process must call this)."""
