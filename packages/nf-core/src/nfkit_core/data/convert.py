@@ -120,11 +120,16 @@ def _image_folder_parts(config: image_folder.ImageFolderConfig, split: str, imag
     return parts
 
 
+def _image_folder_classes(config: image_folder.ImageFolderConfig) -> int:
+    """The number of class folders of the train split (which define the labels), without listing every image."""
+    root = require_path("image-folder", "root", config.root, image_folder.LAYOUT)
+    return sum(1 for entry in (root / "train").iterdir() if entry.is_dir())
+
+
 SOURCES: dict[str, tuple[Callable[..., list[Part]], Callable[[Any], int]]] = {
     "imagenet-npz": (_imagenet_parts, lambda config: imagenet_npz.NUM_CLASSES),
     "cifar10": (_cifar10_parts, lambda config: 10),
-    "image-folder": (_image_folder_parts,
-                     lambda config: len(image_folder.load_image_folder(config, "train").folder.classes)),
+    "image-folder": (_image_folder_parts, _image_folder_classes),
 }
 
 
