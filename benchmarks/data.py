@@ -32,12 +32,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from nfkit_core.data import load_dataset
 from nfkit_core.data.convert import convert
-from nfkit_core.data.imagenet_npz import ImagenetNpzConfig
+from nfkit_core.data.imagenet_npz import ImagenetNpzConfig, conversion_source
 from nfkit_core.data.preprocess import uniform_dequantize
 from nfkit_core.data.sampler import EpochSampler
 from nfkit_core.data.shards import ShardedImages
+from nfkit_core.plugins import get_registry
 
 H100_BF16_DENSE_FLOPS = 989e12
 # What one training image costs (forward + backward, GFLOP), counted with torch.utils.flop_counter.FlopCounterMode on
@@ -157,9 +157,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="nf-data-bench-") as scratch:
         for side in args.sizes:
             source = write_source(Path(scratch) / f"source{side}", args.images, side, per_file=args.images // 4)
-            folder = convert("imagenet-npz", ImagenetNpzConfig(str(source)), Path(scratch) / f"converted{side}",
+            folder = convert(conversion_source(ImagenetNpzConfig(str(source))), Path(scratch) / f"converted{side}",
                              splits=("train",), progress=False)
-            in_memory = load_dataset("imagenet-npz", ImagenetNpzConfig(str(source), in_memory=True), "train")
+            in_memory = get_registry().load_dataset("imagenet-npz", ImagenetNpzConfig(str(source), in_memory=True),
+                                                    "train")
             sampler = EpochSampler(args.images, args.batch_size, seed=0)
             for workers in args.workers:
                 def random_order(open_dataset, epoch=0, workers=workers, sampler=sampler):

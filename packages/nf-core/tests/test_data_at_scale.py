@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
 from nfkit_core.checkpoint import read_checkpoint
-from nfkit_core.data import DataError, load_dataset
+from nfkit_core.data import DataError
 from nfkit_core.data import imagenet_npz as imagenet_module
 from nfkit_core.data.cifar10 import Cifar10Config
 from nfkit_core.data.convert import convert
@@ -42,6 +42,11 @@ def write_imagenet(folder, files=3, per_file=1000, side=32, val=500, seed=0):
         np.savez(folder / name, data=rng.integers(0, 256, (count, 3 * side * side), dtype=np.uint8),
                  labels=rng.integers(1, 1001, count))
     return folder
+
+
+def convert_imagenet(batches, out):
+    """Convert the ``.npz`` batches in ``batches`` into ``out``."""
+    return convert(imagenet_module.conversion_source(ImagenetNpzConfig(str(batches))), out, progress=False)
 
 
 def every_item(dataset):
@@ -70,7 +75,7 @@ def nf(monkeypatch, registry, capsys):
 
 # ------------------------------------------------------------------------------------------------ same images
 
-def test_converted_imagenet_equals_the_in_memory_loader(nf, tmp_path):
+def test_converted_imagenet_equals_the_in_memory_loader(registry, nf, tmp_path):
     source = write_imagenet(tmp_path / "Imagenet32_train_npz")
     code, out = nf("data", "convert", "--data", "imagenet-npz", "--root", source, "--out", tmp_path / "in32",
                    "--no-progress")
@@ -83,7 +88,7 @@ def test_converted_imagenet_equals_the_in_memory_loader(nf, tmp_path):
 
     in_memory = ImagenetNpzConfig(str(source), in_memory=True)
     for split in ("train", "val", "test"):
-        reference = load_dataset("imagenet-npz", in_memory, split)
+        reference = registry.load_dataset("imagenet-npz", in_memory, split)
         converted = ShardedImages(tmp_path / "in32", split)
         assert converted.info == reference.info and len(converted) == len(reference)
         x, labels = every_item(converted)
@@ -95,22 +100,23 @@ def test_converted_imagenet_equals_the_in_memory_loader(nf, tmp_path):
         assert np.array_equal(row_labels, reference.labels[rows].numpy())
 
 
-def test_imagenet_npz_converts_on_first_use_into_a_cache(tmp_path, monkeypatch):
+def test_imagenet_npz_converts_on_first_use_into_a_cache(registry, tmp_path, monkeypatch):
     source = write_imagenet(tmp_path / "batches", files=2, per_file=300, side=8, val=40)
-    train = load_dataset("imagenet-npz", ImagenetNpzConfig(str(source)), "train")
+    train = registry.load_dataset("imagenet-npz", ImagenetNpzConfig(str(source)), "train")
     assert isinstance(train, ShardedImages) and train.root == source / "nfkit-converted" / "imagenet-npz"
-    reference = load_dataset("imagenet-npz", ImagenetNpzConfig(str(source), in_memory=True), "train")
+    reference = registry.load_dataset("imagenet-npz", ImagenetNpzConfig(str(source), in_memory=True), "train")
     assert torch.equal(every_item(train)[0], reference.data.float())
 
     # Second use: the cache is read, the batches are not.
     def no_reading(path):
         raise AssertionError(f"read {path} again")
 
-    cached = load_dataset("imagenet-npz", ImagenetNpzConfig(str(source), cache=str(tmp_path / "elsewhere")), "val")
+    elsewhere = ImagenetNpzConfig(str(source), cache=str(tmp_path / "elsewhere"))
+    cached = registry.load_dataset("imagenet-npz", elsewhere, "val")
     assert cached.root == tmp_path / "elsewhere" / "imagenet-npz" and len(cached) == 40
 
     monkeypatch.setattr(imagenet_module, "read_batch", no_reading)
-    again = load_dataset("imagenet-npz", ImagenetNpzConfig(str(source)), "train")
+    again = registry.load_dataset("imagenet-npz", ImagenetNpzConfig(str(source)), "train")
     assert torch.equal(every_item(again)[1], reference.labels)
 
 
@@ -136,7 +142,7 @@ def write_image_folder(root):
 
 
 @pytest.mark.parametrize("dataset", ["cifar10", "image-folder"])
-def test_cifar10_and_image_folders_convert_to_the_same_images(nf, tmp_path, dataset):
+def test_cifar10_and_image_folders_convert_to_the_same_images(registry, nf, tmp_path, dataset):
     if dataset == "cifar10":
         write_cifar(tmp_path / "source")
         options, config = ["--set", "verify=false"], Cifar10Config(str(tmp_path / "source"), verify=False)
@@ -148,7 +154,7 @@ def test_cifar10_and_image_folders_convert_to_the_same_images(nf, tmp_path, data
                  "--no-progress", *options)
     assert code == 0
     for split in ("train", "val", "test"):
-        reference = load_dataset(dataset, config, split)
+        reference = registry.load_dataset(dataset, config, split)
         converted = ShardedImages(tmp_path / "out", split)
         assert converted.info == reference.info
         expected, converted_items = every_item(reference), every_item(converted)
@@ -159,7 +165,7 @@ def test_cifar10_and_image_folders_convert_to_the_same_images(nf, tmp_path, data
 
 # ------------------------------------------------------------------------------------------------ resumable
 
-def test_an_interrupted_conversion_continues_where_it_stopped(tmp_path, monkeypatch):
+def test_an_interrupted_conversion_continues_where_it_stopped(registry, tmp_path, monkeypatch):
     source = write_imagenet(tmp_path / "batches", files=4, per_file=250, side=8, val=50)
     read = imagenet_module.read_batch
 
@@ -171,7 +177,7 @@ def test_an_interrupted_conversion_continues_where_it_stopped(tmp_path, monkeypa
     monkeypatch.setattr(imagenet_module, "read_batch", fail_on_the_third_batch)
     config = ImagenetNpzConfig(str(source))
     with pytest.raises(KeyboardInterrupt):
-        convert("imagenet-npz", config, tmp_path / "out", progress=False)
+        convert(imagenet_module.conversion_source(config), tmp_path / "out", progress=False)
     with pytest.raises(DataError, match="conversion of split 'train' in .* is unfinished; run the same"):
         ShardedImages(tmp_path / "out", "train")
     written = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("train-*.npy")}
@@ -181,11 +187,11 @@ def test_an_interrupted_conversion_continues_where_it_stopped(tmp_path, monkeypa
 
     reads = []
     monkeypatch.setattr(imagenet_module, "read_batch", lambda path: reads.append(path.name) or read(path))
-    convert("imagenet-npz", config, tmp_path / "out", progress=False)
+    convert(imagenet_module.conversion_source(config), tmp_path / "out", progress=False)
     assert reads == ["train_data_batch_3.npz", "train_data_batch_4.npz", "val_data.npz"]  # not the first two again
     assert all((tmp_path / "out" / name).stat().st_mtime_ns == time for name, time in written.items())
     assert not list((tmp_path / "out").glob(".*.tmp"))
-    reference = load_dataset("imagenet-npz", ImagenetNpzConfig(str(source), in_memory=True), "train")
+    reference = registry.load_dataset("imagenet-npz", ImagenetNpzConfig(str(source), in_memory=True), "train")
     x, labels = every_item(ShardedImages(tmp_path / "out", "train"))
     assert torch.equal(x, reference.data.float()) and torch.equal(labels, reference.labels)
 
@@ -193,16 +199,16 @@ def test_an_interrupted_conversion_continues_where_it_stopped(tmp_path, monkeypa
 def test_a_folder_of_other_data_is_refused(tmp_path):
     first = write_imagenet(tmp_path / "first", files=1, per_file=10, side=8, val=5)
     second = write_imagenet(tmp_path / "second", files=1, per_file=10, side=8, val=5, seed=1)
-    convert("imagenet-npz", ImagenetNpzConfig(str(first)), tmp_path / "out", progress=False)
+    convert_imagenet(first, tmp_path / "out")
     with pytest.raises(DataError, match="holds a conversion of other data"):
-        convert("imagenet-npz", ImagenetNpzConfig(str(second)), tmp_path / "out", progress=False)
+        convert_imagenet(second, tmp_path / "out")
     with pytest.raises(DataError, match="holds no converted dataset"):
         ShardedImages(tmp_path, "train")
 
 
 # ------------------------------------------------------------------------------------------------ data order
 
-def test_two_ranks_together_see_every_image_once_per_epoch(tmp_path):
+def test_two_ranks_together_see_every_image_once_per_epoch(registry, tmp_path):
     """Labels 0..N-1 name the images; each rank reads only its own batches from the memory-mapped shards."""
     folder = tmp_path / "batches"
     folder.mkdir()
@@ -211,7 +217,7 @@ def test_two_ranks_together_see_every_image_once_per_epoch(tmp_path):
         rows = labels[k * 1000:(k + 1) * 1000]
         np.savez(folder / f"train_data_batch_{k + 1}.npz", data=np.zeros((1000, 3 * 4 * 4), np.uint8),
                  labels=rows % 1000 + 1)
-    dataset = load_dataset("imagenet-npz", ImagenetNpzConfig(str(folder)), "train")
+    dataset = registry.load_dataset("imagenet-npz", ImagenetNpzConfig(str(folder)), "train")
     position = {(k, i): k * 1000 + i for k in range(3) for i in range(1000)}
 
     orders = []
@@ -271,7 +277,7 @@ def test_training_on_converted_data_resumes_mid_epoch_exactly(registry, tmp_path
     """12 straight steps == 7 steps, a checkpoint, a fresh trainer and 5 more (step 7 is inside the second epoch of
     5 batches): bit-identical weights and optimizer state, and the same per-step losses."""
     write_imagenet(tmp_path / "batches", files=2, per_file=90, side=8, val=40)
-    convert("imagenet-npz", ImagenetNpzConfig(str(tmp_path / "batches")), tmp_path / "converted", progress=False)
+    convert_imagenet(tmp_path / "batches", tmp_path / "converted")
     train = {"steps": 12, "batch_size": 32, "warmup_steps": 2, "hflip": True, "checkpoint_every": 1000,
              "log_every": 1, **QUIET}
     run = make_run_config("tiny", "converted", data={"root": str(tmp_path / "converted")}, train=train,
@@ -296,7 +302,7 @@ def test_training_on_converted_data_resumes_mid_epoch_exactly(registry, tmp_path
 
 def test_resuming_on_a_dataset_of_another_size_is_refused(registry, tmp_path):
     write_imagenet(tmp_path / "batches", files=2, per_file=40, side=8, val=10)
-    convert("imagenet-npz", ImagenetNpzConfig(str(tmp_path / "batches")), tmp_path / "converted", progress=False)
+    convert_imagenet(tmp_path / "batches", tmp_path / "converted")
     run = make_run_config("tiny", "converted", data={"root": str(tmp_path / "converted")},
                           train={"steps": 2, "batch_size": 16, **QUIET}, registry=registry)
     Trainer(run, tmp_path / "run", registry=registry).fit(until=1)
@@ -313,7 +319,7 @@ MEMORY_PROBE = textwrap.dedent("""
     import sys
     import torch
     from torch.utils.data import DataLoader
-    from nfkit_core.data import load_dataset
+    from nfkit_core.plugins import get_registry
     from nfkit_core.data.imagenet_npz import ImagenetNpzConfig
     from nfkit_core.data.preprocess import uniform_dequantize
     from nfkit_core.data.sampler import EpochSampler
@@ -325,8 +331,8 @@ MEMORY_PROBE = textwrap.dedent("""
     torch.set_num_threads(1)
     uniform_dequantize(torch.zeros(64, 3, 64, 64), 256)  # first-use allocations of torch happen before the baseline
     base = resident_mib()
-    dataset = load_dataset("imagenet-npz", ImagenetNpzConfig(sys.argv[1], in_memory=sys.argv[2] == "memory"),
-                           "train")
+    config = ImagenetNpzConfig(sys.argv[1], in_memory=sys.argv[2] == "memory")
+    dataset = get_registry().load_dataset("imagenet-npz", config, "train")
     sampler, peak = EpochSampler(len(dataset), 64, seed=0), 0.0
     for epoch in range(2):
         for x, labels in DataLoader(dataset, batch_sampler=sampler.epoch(epoch)):
@@ -336,7 +342,7 @@ MEMORY_PROBE = textwrap.dedent("""
 """)
 
 
-def test_reading_a_converted_set_keeps_resident_memory_near_one_batch(tmp_path):
+def test_reading_a_converted_set_keeps_resident_memory_near_one_batch(registry, tmp_path):
     """4,000 images of 3x64x64 (47 MiB, 62 batches of 64), read twice over with dequantization: the private
     (anonymous) resident memory of the process grows by less than 16 MiB = 5 float batches of 3 MiB (measured: 9.3
     MiB); loading the same batches into memory grows it by more than the data. The shards' pages count as RssFile:
@@ -346,7 +352,7 @@ def test_reading_a_converted_set_keeps_resident_memory_near_one_batch(tmp_path):
     MiB that does not grow with the data); a fixed threshold makes the measurement show the memory that is live.
     """
     source = write_imagenet(tmp_path / "batches", files=4, per_file=1000, side=64, val=10)
-    load_dataset("imagenet-npz", ImagenetNpzConfig(str(source)), "train")  # convert outside the measured process
+    registry.load_dataset("imagenet-npz", ImagenetNpzConfig(str(source)), "train")  # converts, outside the measurement
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
 
     def growth(mode):

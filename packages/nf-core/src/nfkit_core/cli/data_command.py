@@ -15,10 +15,12 @@ import math
 from pathlib import Path
 
 from nfkit_core.cli.settings import parse_assignments
-from nfkit_core.data import SPLITS
-from nfkit_core.data.convert import IMAGES_PER_SHARD, SOURCES, convert
+from nfkit_core.data import CONVERTIBLE, SPLITS
+from nfkit_core.data.convert import IMAGES_PER_SHARD, convert
 from nfkit_core.data.shards import read_meta
-from nfkit_core.plugins import CommandSpec, get_registry
+from nfkit_core.errors import ConfigError
+from nfkit_core.plugins.manager import get_registry
+from nfkit_core.specs import CommandSpec
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,13 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         description="Convert a dataset into nf's memory-mapped format, one shard per source part; run the same "
                     "command again to continue an interrupted conversion.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    to_shards.add_argument("--data", required=True, choices=sorted(SOURCES), help="the source format")
+    to_shards.add_argument("--data", required=True, choices=sorted(CONVERTIBLE), help="the source format")
     to_shards.add_argument("--root", required=True, metavar="DIR", help="the source folder (the dataset's data.root)")
     to_shards.add_argument("--out", required=True, metavar="DIR", help="the folder to write")
     to_shards.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS, help="the splits to convert")
     to_shards.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
                            help="another option of the source dataset (e.g. image_size=64 for image-folder)")
-    to_shards.add_argument("--images-per-shard", type=int, default=IMAGES_PER_SHARD,
+    to_shards.add_argument("--images-per-shard", type=int, default=IMAGES_PER_SHARD, metavar="N",
                            help="images per shard of an image folder (npz and CIFAR-10 files map to one shard each)")
     to_shards.add_argument("--no-progress", action="store_true", help="no progress bar")
     info = actions.add_parser("info", help="describe a converted folder",
@@ -44,12 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    spec = get_registry().get("dataset", args.data)
+    spec = get_registry().datasets.get(args.data)
     options = parse_assignments(args.set, {"data": spec.config_class})["data"]
     if "root" in options:
-        raise ValueError("give the source folder with --root, not --set root=...")
+        raise ConfigError("give the source folder with --root, not --set root=...")
     config = spec.config_class(**{**options, "root": args.root})
-    out = convert(args.data, config, args.out, args.splits, args.images_per_shard, progress=not args.no_progress)
+    source = CONVERTIBLE[args.data](config, args.images_per_shard)
+    out = convert(source, args.out, args.splits, progress=not args.no_progress)
     _describe(out)
     return 0
 

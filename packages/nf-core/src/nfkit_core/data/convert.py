@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
-import hashlib
 import json
-import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -26,8 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from nfkit_core.data import cifar10, image_folder, imagenet_npz
-from nfkit_core.data.base import SPLITS, DataError, check_split, require_path
+from nfkit_core.data.base import SPLITS, DataError, check_split
 from nfkit_core.data.shards import (
     FORMAT,
     META_NAME,
@@ -37,7 +34,7 @@ from nfkit_core.data.shards import (
     write_json_atomically,
 )
 
-__all__ = ["Part", "SOURCES", "convert", "plan_parts"]
+__all__ = ["IMAGES_PER_SHARD", "Part", "Source", "convert", "file_identity", "source_options"]
 
 IMAGES_PER_SHARD = 50_000
 
@@ -62,83 +59,27 @@ def _file_identity(path: Path) -> dict[str, Any]:
     return {"file": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def _imagenet_parts(config: imagenet_npz.ImagenetNpzConfig, split: str, images_per_shard: int) -> list[Part]:
-    root = require_path("imagenet-npz", "root", config.root, imagenet_npz.LAYOUT)
+@dataclass(frozen=True)
+class Source:
+    """A dataset as the converter reads it; each convertible dataset module builds one (``conversion_source``).
 
-    def reader(path: Path) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
-        def read() -> tuple[np.ndarray, np.ndarray]:
-            data, labels = imagenet_npz.read_batch(path)
-            side = math.isqrt(data.shape[1] // 3)
-            return data.reshape(-1, 3, side, side), labels.astype(np.int64) - 1
-        return read
+    Attributes:
+        dataset: the registered dataset name.
+        options: the options that decide what is read (recorded in ``meta.json``; the root as an absolute path).
+        num_classes: the number of class labels.
+        parts: ``parts(split)``, the parts ``split`` is converted from, one per shard.
+    """
 
-    return [Part(path.name, _file_identity(path), reader(path))
-            for path in imagenet_npz.find_batches(root, split, config.train_files)]
-
-
-def _cifar10_parts(config: cifar10.Cifar10Config, split: str, images_per_shard: int) -> list[Part]:
-    from torchvision.datasets import CIFAR10
-
-    root = require_path("cifar10", "root", config.root, cifar10.LAYOUT) / CIFAR10.base_folder
-    files = CIFAR10.train_list if split == "train" else CIFAR10.test_list
-
-    def reader(path: Path, checksum: str) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
-        def read() -> tuple[np.ndarray, np.ndarray]:
-            data, labels = cifar10.read_batch(path, checksum, config.verify)
-            return data.reshape(-1, 3, 32, 32), labels
-        return read
-
-    parts = []
-    for name, checksum in files:
-        if not (root / name).is_file():
-            raise DataError(f"{root / name} not found (dataset 'cifar10' expects {cifar10.LAYOUT})")
-        parts.append(Part(name, _file_identity(root / name), reader(root / name, checksum)))
-    return parts
+    dataset: str
+    options: dict[str, Any]
+    num_classes: int
+    parts: Callable[[str], list[Part]]
 
 
-def _image_folder_parts(config: image_folder.ImageFolderConfig, split: str, images_per_shard: int) -> list[Part]:
-    import torch
-    from torch.utils.data import DataLoader, Subset
-
-    dataset = image_folder.load_image_folder(config, split)
-    paths = [path for path, _ in dataset.folder.samples]
-
-    def reader(indices: range) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
-        def read() -> tuple[np.ndarray, np.ndarray]:
-            loader = DataLoader(Subset(dataset, indices), batch_size=256, num_workers=0)
-            images, labels = zip(*loader, strict=True)
-            return torch.cat(images).to(torch.uint8).numpy(), torch.cat(labels).long().numpy()
-        return read
-
-    parts = []
-    for start in range(0, len(paths), images_per_shard):
-        indices = range(start, min(start + images_per_shard, len(paths)))
-        digest = hashlib.sha256("\n".join(paths[i] for i in indices).encode()).hexdigest()
-        identity = {"folder": str(Path(dataset.folder.root).resolve()), "first": start, "count": len(indices),
-                    "paths_sha256": digest, "image_size": config.image_size, "channels": config.channels}
-        parts.append(Part(f"{split} images {start}..{indices[-1]}", identity, reader(indices)))
-    return parts
-
-
-def _image_folder_classes(config: image_folder.ImageFolderConfig) -> int:
-    """The number of class folders of the train split (which define the labels), without listing every image."""
-    root = require_path("image-folder", "root", config.root, image_folder.LAYOUT)
-    return sum(1 for entry in (root / "train").iterdir() if entry.is_dir())
-
-
-SOURCES: dict[str, tuple[Callable[..., list[Part]], Callable[[Any], int]]] = {
-    "imagenet-npz": (_imagenet_parts, lambda config: imagenet_npz.NUM_CLASSES),
-    "cifar10": (_cifar10_parts, lambda config: 10),
-    "image-folder": (_image_folder_parts, _image_folder_classes),
-}
-
-
-def plan_parts(dataset: str, config: Any, split: str, images_per_shard: int = IMAGES_PER_SHARD) -> list[Part]:
-    """The parts ``split`` of ``dataset`` is converted from (one per shard)."""
-    if dataset not in SOURCES:
-        raise DataError(f"nf data convert reads {', '.join(SOURCES)}; {dataset!r} is not one of them")
-    check_split(dataset, split)
-    return SOURCES[dataset][0](config, split, images_per_shard)
+def file_identity(path: Path) -> dict[str, Any]:
+    """What identifies a source file's content cheaply: its absolute path, size and modification time."""
+    stat = path.stat()
+    return {"file": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
 @contextmanager
@@ -156,9 +97,9 @@ def _locked(folder: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _source_config(config: Any) -> dict[str, Any]:
-    """The options that decide what is read (where a converted copy is cached does not)."""
-    values = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("cache", "in_memory")}
+def source_options(config: Any, ignore: Sequence[str] = ()) -> dict[str, Any]:
+    """A dataset config's options as plain values, the root resolved, without the options in ``ignore``."""
+    values = {k: v for k, v in dataclasses.asdict(config).items() if k not in ignore}
     return {**values, "root": str(Path(values["root"]).expanduser().resolve())}
 
 
@@ -201,9 +142,8 @@ def _convert_split(parts: list[Part], out: Path, split: str, shape: list[int] | 
     return {"count": sum(shard["count"] for shard in shards), "shards": shards, "shape": shape}
 
 
-def convert(dataset: str, config: Any, out: str | Path, splits: Sequence[str] = SPLITS,
-            images_per_shard: int = IMAGES_PER_SHARD, progress: bool = True) -> Path:
-    """Convert ``splits`` of ``dataset`` (configured by ``config``) into the folder ``out``; returns ``out``.
+def convert(source: Source, out: str | Path, splits: Sequence[str] = SPLITS, progress: bool = True) -> Path:
+    """Convert ``splits`` of ``source`` into the folder ``out``; returns ``out``.
 
     Running it again after an interruption continues where it stopped; splits already complete are skipped, and
     splits can be added to a folder later. A split whose source files equal another converted split's (``test`` and
@@ -219,16 +159,19 @@ def convert(dataset: str, config: Any, out: str | Path, splits: Sequence[str] = 
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise DataError(f"cannot create {out} for the converted data ({error}); choose a writable folder") from None
-    parts = {split: plan_parts(dataset, config, split, images_per_shard) for split in dict.fromkeys(splits)}
-    source = {"dataset": dataset, "config": _source_config(config)}
+    for split in splits:
+        check_split(source.dataset, split)
+    parts = {split: source.parts(split) for split in dict.fromkeys(splits)}
+    dataset = source.dataset
+    recorded = {"dataset": dataset, "config": source.options}
 
     with _locked(out):
         meta_path = out / META_NAME
-        meta = {"format": FORMAT, "version": VERSION, "source": source, "shape": None,
-                "num_classes": SOURCES[dataset][1](config), "num_bins": 256, "splits": {}}
+        meta = {"format": FORMAT, "version": VERSION, "source": recorded, "shape": None,
+                "num_classes": source.num_classes, "num_bins": 256, "splits": {}}
         if meta_path.is_file():
             existing = json.loads(meta_path.read_text())
-            if [existing.get(key) for key in ("format", "version", "source")] != [FORMAT, VERSION, source]:
+            if [existing.get(key) for key in ("format", "version", "source")] != [FORMAT, VERSION, recorded]:
                 raise DataError(f"{out} holds a conversion of other data ({existing.get('source')}); choose another "
                                 f"output folder, or delete {out} to convert again")
             meta = existing

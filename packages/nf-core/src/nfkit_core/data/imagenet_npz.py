@@ -24,9 +24,12 @@ import torch
 from torch.utils.data import Dataset
 
 from nfkit_core.data.base import ArrayDataset, DataError, check_split, read_npz, require_path
-from nfkit_core.plugins.registry import DataInfo, DatasetSpec
+from nfkit_core.data.convert import Part, Source, convert, file_identity, source_options
+from nfkit_core.data.shards import ShardedImages
+from nfkit_core.specs import DataInfo, DatasetSpec
 
-__all__ = ["ImagenetNpzConfig", "load_imagenet_npz", "find_batches", "read_batch", "converted_folder", "SPEC"]
+__all__ = ["ImagenetNpzConfig", "load_imagenet_npz", "find_batches", "read_batch", "converted_folder",
+           "conversion_source", "SPEC"]
 
 LAYOUT = "train_data_batch_<k>.npz and val_data.npz (arrays 'data' (N, 3*S*S) uint8 and 'labels' 1..1000)"
 NUM_CLASSES = 1000
@@ -79,6 +82,25 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data, labels
 
 
+def conversion_source(config: ImagenetNpzConfig, images_per_shard: int | None = None) -> Source:
+    """The batches as :func:`nfkit_core.data.convert.convert` reads them: one ``.npz`` file per shard (so
+    ``images_per_shard`` does not apply), labels shifted to ``0..999``."""
+    root = require_path("imagenet-npz", "root", config.root, LAYOUT)
+
+    def reader(path: Path):
+        def read() -> tuple[np.ndarray, np.ndarray]:
+            data, labels = read_batch(path)
+            side = math.isqrt(data.shape[1] // 3)
+            return data.reshape(-1, 3, side, side), labels.astype(np.int64) - 1
+        return read
+
+    def parts(split: str) -> list[Part]:
+        return [Part(path.name, file_identity(path), reader(path))
+                for path in find_batches(root, split, config.train_files)]
+
+    return Source("imagenet-npz", source_options(config, ignore=("cache", "in_memory")), NUM_CLASSES, parts)
+
+
 def converted_folder(config: ImagenetNpzConfig) -> Path:
     """Where the converted copy of ``config``'s batches lives."""
     root = require_path("imagenet-npz", "root", config.root, LAYOUT)
@@ -93,16 +115,13 @@ def load_imagenet_npz(config: ImagenetNpzConfig, split: str) -> Dataset:
     check_split("imagenet-npz", split)
     if config.in_memory:
         return _load_in_memory(config, split)
-    from nfkit_core.data.convert import convert
-    from nfkit_core.data.shards import ShardedImages
-
     folder = converted_folder(config)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise DataError(f"cannot write the converted copy of the batches to {folder} ({error}); set data.cache to "
                         f"a writable folder, or data.in_memory=true") from None
-    return ShardedImages(convert("imagenet-npz", config, folder, splits=(split,)), split)
+    return ShardedImages(convert(conversion_source(config), folder, splits=(split,)), split)
 
 
 def _load_in_memory(config: ImagenetNpzConfig, split: str) -> ArrayDataset:

@@ -32,7 +32,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from nfkit_core.data.base import DataError, check_split
-from nfkit_core.plugins.registry import DataInfo, DatasetSpec
+from nfkit_core.specs import DataInfo, DatasetSpec
 
 __all__ = ["FORMAT", "VERSION", "META_NAME", "ShardedImages", "ConvertedConfig", "load_converted", "read_meta",
            "write_json_atomically", "write_array_atomically", "shard_names", "SPEC"]
