@@ -149,6 +149,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--count-flops", action="store_true", help="only print the FLOPs per training image")
     args = common.parse_args(parser)
+    if args.device != "cpu":
+        parser.error("the data loader runs on the CPU; --device does not apply (the GPU column comes from FLOPs)")
     if args.count_flops:
         count_flops()
         return
