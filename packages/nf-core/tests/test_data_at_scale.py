@@ -344,12 +344,12 @@ MEMORY_PROBE = textwrap.dedent("""
 
 def test_reading_a_converted_set_keeps_resident_memory_near_one_batch(registry, tmp_path):
     """4,000 images of 3x64x64 (47 MiB, 62 batches of 64), read twice over with dequantization: the private
-    (anonymous) resident memory of the process grows by less than 16 MiB = 5 float batches of 3 MiB (measured: 9.3
-    MiB); loading the same batches into memory grows it by more than the data. The shards' pages count as RssFile:
-    page cache, shared by every process of the machine and reclaimable.
+    (anonymous) resident memory of the process grows by less than 24 MiB = 8 float batches of 3 MiB (measured: 9.3
+    to 13.3 MiB); loading the same batches into memory grows it by more than the data (measured: 51 MiB). The
+    shards' pages count as RssFile: page cache, shared by every process of the machine and reclaimable.
 
-    glibc's malloc keeps freed batch buffers in its heap once its dynamic mmap threshold has risen (a plateau near 50
-    MiB that does not grow with the data); a fixed threshold makes the measurement show the memory that is live.
+    glibc's malloc keeps freed batch buffers in its heap once its dynamic mmap threshold has risen (44 to 50 MiB over
+    one to three passes in a probe); a fixed threshold makes the measurement show the memory that is live.
     """
     source = write_imagenet(tmp_path / "batches", files=4, per_file=1000, side=64, val=10)
     registry.load_dataset("imagenet-npz", ImagenetNpzConfig(str(source)), "train")  # converts, outside the measurement
@@ -365,6 +365,6 @@ def test_reading_a_converted_set_keeps_resident_memory_near_one_batch(registry, 
     data_mib = 4000 * 3 * 64 * 64 / 2**20
     memory_mapped, page_cache = growth("memmap")
     in_memory, _ = growth("memory")
-    assert memory_mapped < 16, memory_mapped
+    assert memory_mapped < 24, memory_mapped
     assert in_memory > data_mib, in_memory
     assert page_cache > 0.9 * data_mib  # every page was read, through the page cache
