@@ -12,12 +12,16 @@ so ``log |det dz/dx| = -sum_i a_i``. In the volume-preserving variant only the s
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import torch
 from torch import Tensor, nn
 
 from nfkit_core import Transform
+from nfkit_core.layers.conditioning import at_least_float32
+from nfkit_core.validation import check_class_labels, check_event_shape
 from nfkit_tarflow.guidance import Guidance
-from nfkit_tarflow.transformer import AttentionBlock, KVCache, at_least_fp32
+from nfkit_tarflow.transformer import AttentionBlock, KVCache
 
 __all__ = ["TarFlowBlock"]
 
@@ -39,9 +43,16 @@ class TarFlowBlock(Transform):
         flip: process the tokens in reverse order.
         attention_backend: the :mod:`nfkit_core.attention` backend.
 
+    Sampling options (``inverse_options``; given to :meth:`nfkit_core.NormalizingFlow.sample`, they reach every block
+    through :meth:`nfkit_core.Sequential.inverse`): ``guidance``, ``guide_what``, ``attn_temp``,
+    ``annealed_guidance`` (see :mod:`nfkit_tarflow.guidance`) and ``kv_cache``.
+
     Under autocast (the trainer's bf16 precision) the linear layers and attention run in bf16 while the layer norms,
     the predicted ``(a, b)``, the exponentials and the affine update stay in fp32, as in the official code.
     """
+
+    inverse_options: ClassVar[tuple[str, ...]] = ("guidance", "guide_what", "attn_temp", "annealed_guidance",
+                                                  "kv_cache")
 
     def __init__(self, token_dim: int, num_tokens: int, channels: int, num_layers: int, head_dim: int = 64,
                  expansion: int = 4, nvp: bool = True, num_classes: int = 0, flip: bool = False,
@@ -85,14 +96,16 @@ class TarFlowBlock(Transform):
         z = (x - b) * torch.exp(-a)
         return self.permute(z), -a.sum(dim=(1, 2))
 
-    def inverse(self, z: Tensor, context: Tensor | None = None, guidance: Guidance | None = None,
-                kv_cache: bool | None = None) -> tuple[Tensor, Tensor]:
+    def inverse(self, z: Tensor, context: Tensor | None = None, *, guidance: float = 0.0, guide_what: str = "ab",
+                attn_temp: float = 1.0, annealed_guidance: bool = False, kv_cache: bool | None = None,
+                **options: Any) -> tuple[Tensor, Tensor]:
         """Invert token by token: ``T - 1`` sequential steps, each predicting ``(a_i, b_i)`` for the next token.
 
         Args:
             z: latent tokens ``(batch, T, D)`` in natural order.
             context: class labels ``(batch,)`` (``-1``: no label) or ``None``.
-            guidance: optional :class:`Guidance`; its unconditional pass runs in the same forward as the
+            guidance, guide_what, attn_temp, annealed_guidance: the :class:`Guidance` of the steps (the argument
+                names of the official ``reverse``); its unconditional pass runs in the same forward as the
                 conditional one, on a doubled batch.
             kv_cache: keep the keys and values of past tokens in a preallocated cache and feed the Transformer one
                 token per step (``True``), or recompute the whole prefix every step (``False``, the naive reference).
@@ -102,7 +115,7 @@ class TarFlowBlock(Transform):
         self._check_tokens(z)
         batch, num_tokens, _ = z.shape
         labels = self._labels(context, batch)
-        guidance = guidance if guidance is not None else Guidance()
+        guidance = Guidance(guidance, guide_what, attn_temp, annealed_guidance)
         if kv_cache is None:
             kv_cache = not torch.is_grad_enabled()
         temperature = None
@@ -143,7 +156,7 @@ class TarFlowBlock(Transform):
             h = h + class_embedding
         for index, layer in enumerate(self.attn_blocks):
             h = layer(h, temperature, cache[index] if cache is not None else None, position)
-        return at_least_fp32(self.proj_out(h))
+        return at_least_float32(self.proj_out(h))
 
     def _class_embedding(self, labels: Tensor | None) -> Tensor | None:
         """``(batch, 1, channels)`` embeddings (``None`` when unconditional); no label (``None`` or ``-1``) gets the
@@ -164,19 +177,10 @@ class TarFlowBlock(Transform):
         return torch.zeros_like(params), params
 
     def _check_tokens(self, x: Tensor) -> None:
-        if x.dim() != 3 or tuple(x.shape[1:]) != (self.num_tokens, self.token_dim):
-            raise ValueError(f"TarFlowBlock expects tokens of shape (batch, {self.num_tokens}, {self.token_dim}), "
-                             f"got {tuple(x.shape)}")
+        check_event_shape("TarFlowBlock", x, (self.num_tokens, self.token_dim), "tokens")
 
     def _labels(self, context: Tensor | None, batch: int) -> Tensor | None:
         """Validated class labels, or ``None`` for an unconditional block (which ignores ``context``)."""
         if self.class_embed is None or context is None:
             return None
-        if context.is_floating_point() or context.is_complex() or context.dtype == torch.bool:
-            raise TypeError(f"class labels must be an integer tensor, got dtype {context.dtype}")
-        if tuple(context.shape) != (batch,):
-            raise ValueError(f"expected class labels of shape ({batch},), got {tuple(context.shape)}")
-        if context.numel() and (context.min() < -1 or context.max() >= self.num_classes):
-            raise ValueError(f"class labels must lie in [0, {self.num_classes}) or be -1 for 'no label', "
-                             f"got {context.tolist()}")
-        return context.long()
+        return check_class_labels("TarFlowBlock", context, self.num_classes, batch, allow_missing=True)
