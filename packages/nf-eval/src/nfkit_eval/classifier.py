@@ -60,7 +60,7 @@ def _scale(values: Tensor, num_bins: int | None) -> Tensor:
     return values.float() if num_bins is None else values.float() / (num_bins - 1) * 2 - 1
 
 
-def train_classifier(data: EvalData, seed: int = 0, epochs: int = 30, batch_size: int = 64, lr: float = 2e-3
+def train_classifier(data: EvalData, seed: int = 0, epochs: int = 15, batch_size: int = 64, lr: float = 2e-3
                      ) -> tuple[DatasetClassifier, float]:
     """Train the classifier on the training split; returns it (in eval mode) and its accuracy on the held-out split.
 
