@@ -3,12 +3,12 @@ and a short digits run of the tiny flow."""
 
 from __future__ import annotations
 
-import nfkit_eval.plugin
 import pytest
 import torch
 
 import nfkit_core.plugins.manager as manager_module
 import nfkit_core.testing.tiny as tiny
+import nfkit_eval.plugin
 from nfkit_core.plugins import PluginManager
 
 

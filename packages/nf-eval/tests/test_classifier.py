@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 
 import torch
-from nfkit_eval import EvalData
-from nfkit_eval.classifier import ClassifierExtractor, load_or_train_classifier
 
 from nfkit_core.data import Preprocessing, load_dataset
 from nfkit_core.data.digits import DigitsConfig
+from nfkit_eval import EvalData
+from nfkit_eval.classifier import ClassifierExtractor, load_or_train_classifier
 
 HELD_OUT_ACCURACY = 0.95
 

@@ -9,12 +9,12 @@ import types
 import numpy as np
 import pytest
 import torch
-from nfkit_eval import Measurement, Metric
 
 import nfkit_core.plugins.manager as manager_module
 from nfkit_core.checkpoint import read_checkpoint, save_checkpoint
 from nfkit_core.cli import main
 from nfkit_core.plugins import hookimpl
+from nfkit_eval import Measurement, Metric
 
 FAST = ["-K", "4", "--no-progress"]
 

@@ -4,10 +4,10 @@ latents; decoding at a = 0 reconstructs the first image of a bijective flow."""
 from __future__ import annotations
 
 import torch
-from nfkit_eval.interpolation import interpolate_pairs, norm_preserving_interpolation
 
 from nfkit_core.plugins import DataInfo
 from nfkit_core.testing.tiny import TinyConfig, build_tiny
+from nfkit_eval.interpolation import interpolate_pairs, norm_preserving_interpolation
 
 
 def test_the_interpolant_has_the_interpolated_norm_exactly():

@@ -6,14 +6,14 @@ from __future__ import annotations
 import math
 
 import torch
-from nfkit_eval import EvalData, load_run
-from nfkit_eval.data import DiscreteLikelihood
-from nfkit_eval.likelihood import likelihood_measurements
 
 from nfkit_core import noise
 from nfkit_core.data import ArrayDataset, Preprocessing
 from nfkit_core.plugins import DataInfo
 from nfkit_core.testing.tiny import TinyConfig, build_tiny
+from nfkit_eval import EvalData, load_run
+from nfkit_eval.data import DiscreteLikelihood
+from nfkit_eval.likelihood import likelihood_measurements
 
 
 def vector_data(n: int = 40) -> EvalData:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
+
 from nfkit_eval.sample_metrics import (
     KIDSubsetError,
     frechet_distance,

@@ -55,6 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kid-subsets", type=int, default=100, metavar="N", help="KID subsets (default: 100)")
     parser.add_argument("--kid-subset-size", type=int, metavar="N",
                         help="rows per KID subset (default: min(1000, samples))")
+    parser.add_argument("--speed-repeats", type=int, default=10, metavar="N",
+                        help="timed batches of the speed metric, after one warm-up batch (default: 10)")
+    parser.add_argument("--batch-size", type=int, default=256, metavar="N",
+                        help="examples per forward pass (default: 256)")
     parser.add_argument("--weights", choices=("auto", "ema", "model"), default="auto",
                         help="moving-average or trained weights (auto: the average when the checkpoint has one)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
@@ -77,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
                           sample_batch_size=args.sample_batch_size, num_samples=args.num_samples,
                           temperature=args.temperature, extractor=args.extractor,
                           inception_weights=args.inception_weights, kid_subsets=args.kid_subsets,
-                          kid_subset_size=args.kid_subset_size, device=args.device, progress=not args.no_progress)
+                          kid_subset_size=args.kid_subset_size, speed_repeats=args.speed_repeats,
+                          batch_size=args.batch_size, device=args.device, progress=not args.no_progress)
     metrics = [name.strip() for name in args.metrics.split(",") if name.strip()] if args.metrics else None
     overrides = _data_overrides(args.set)
     for run_path in args.runs:
