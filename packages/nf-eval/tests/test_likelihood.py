@@ -11,7 +11,7 @@ from nfkit_core import noise
 from nfkit_core.data import ArrayDataset, Preprocessing
 from nfkit_core.plugins import DataInfo
 from nfkit_core.testing.tiny import TinyConfig, build_tiny
-from nfkit_eval import EvalData, load_run
+from nfkit_eval import EvalData, EvalOptions, evaluate, load_run
 from nfkit_eval.data import DiscreteLikelihood
 from nfkit_eval.likelihood import likelihood_measurements
 
@@ -66,3 +66,16 @@ def test_the_discrete_likelihood_adds_the_bin_width():
         y = (x + torch.rand(x.shape, generator=generator)) / 17 * 2 - 1
         expected = flow.log_prob(y) + 16 * math.log(2 / 17)
     torch.testing.assert_close(total, expected)
+
+
+def test_evaluate_from_python_returns_a_report_and_writes_nothing_without_out_dir(tmp_path, registry, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = vector_data()
+    torch.manual_seed(0)
+    flow = build_tiny(TinyConfig(), data.info)
+    report = evaluate(flow, data, metrics=["bpd", "iwbo"], options=EvalOptions(importance_samples=8, progress=False))
+    assert [m.name for m in report.measurements] == ["bpd", "bpd_iw"]
+    assert report["bpd_iw"].value == report["bpd"].value and report.header["dataset"] == "vectors"
+    assert set(report.header["seconds"]) == {"bpd", "iwbo"}
+    assert report.to_dict()["metrics"]["bpd"]["unit"] == "bits/dim"
+    assert list(tmp_path.iterdir()) == []

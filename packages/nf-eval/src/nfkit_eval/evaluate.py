@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
@@ -95,8 +96,11 @@ def evaluate(flow: nn.Module, data: EvalData, metrics: Sequence[str] | None = No
                               "metrics_run": [m.name for m in metric_list], "versions": versions(),
                               "options": options.to_dict()})
     try:
+        seconds = report.header.setdefault("seconds", {})
         for metric in metric_list:
+            started = time.perf_counter()
             report.measurements += metric.compute(context)
+            seconds[metric.name] = round(time.perf_counter() - started, 2)
         if staging is not None:
             report.figures = {name: str(out_dir / Path(path).name) for name, path in context.figures.items()}
             report.write(staging)
