@@ -5,7 +5,7 @@ its ``digits`` preset and the trainer's default options (batch 64, AdamW at 1e-3
 decay, seed 0, one CPU thread) — MAF on the flattened digits (its build flattens image data) — and then evaluated by
 ``nfkit_eval.evaluate_run`` on the test split with the metrics ``bpd, iwbo, fid, kid, prc, interp, speed``. A run
 folder that already holds a finished run (``report.json``) is evaluated as it is, so training and evaluation can be
-done in separate invocations.
+done in separate invocations; with ``--reuse-evals`` so can the evaluations.
 
     python benchmarks/eval_digits.py --runs /tmp/eval_digits_runs --output benchmarks/results/eval_digits.md
     python benchmarks/eval_digits.py --runs /tmp/quick --steps 20 -K 4 --archs glow,maf   # a quick check
@@ -40,7 +40,7 @@ def train(arch: str, out: Path, steps: int) -> float:
 
 
 def main() -> None:
-    from nfkit_eval import EvalOptions, evaluate_run, side_by_side
+    from nfkit_eval import EvalOptions, Report, evaluate_run, side_by_side
 
     parser = common.make_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=Path, required=True, help="folder of the run folders (one per architecture)")
@@ -48,6 +48,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000, help="training steps of the shared recipe")
     parser.add_argument("-K", "--importance-samples", type=int, default=100, help="K of the importance-weighted bound")
     parser.add_argument("--seed", type=int, default=0, help="seed of the evaluation")
+    parser.add_argument("--reuse-evals", action="store_true",
+                        help="take an architecture's numbers from RUNS/<arch>-eval/eval.json when it was made with "
+                             "the same options (to evaluate the architectures in separate invocations)")
     args = common.parse_args(parser)
     torch.set_num_threads(1)
     archs = [a.strip() for a in args.archs.split(",") if a.strip()]
@@ -63,11 +66,19 @@ def main() -> None:
             raise SystemExit(f"{run} was trained for {trained['steps']} steps, not {args.steps}")
         options = EvalOptions(seed=args.seed, importance_samples=args.importance_samples, device=args.device,
                               progress=False)
-        started = time.perf_counter()
-        reports.append(evaluate_run(run, METRICS, options, out_dir=args.runs / f"{arch}-eval"))
+        out = args.runs / f"{arch}-eval"
+        if args.reuse_evals and (out / "eval.json").exists():
+            report = Report.from_dict(json.loads((out / "eval.json").read_text()))
+            if report.header["options"] != json.loads(json.dumps(options.to_dict())) or \
+                    report.header["metrics_run"] != METRICS:
+                raise SystemExit(f"{out / 'eval.json'} was made with other options or metrics; evaluate again")
+        else:
+            report = evaluate_run(run, METRICS, options, out_dir=out)
+        reports.append(report)
         notes.append(f"{arch}: `{trained['preprocessing']}` preprocessing, {trained['parameters']:,} parameters, "
-                     f"trained at {trained['train_samples_per_s']:.0f} samples/s, evaluated in "
-                     f"{time.perf_counter() - started:.0f} s")
+                     f"trained at {trained['train_samples_per_s']:.0f} samples/s; evaluation took "
+                     f"{sum(report.header['seconds'].values()):.0f} s (" + ", ".join(
+                         f"{name} {seconds:.0f} s" for name, seconds in report.header["seconds"].items()) + ")")
     table = side_by_side(reports, archs)
     text = (f"# Architectures on digits, one protocol\n\n{header}\n\n"
             f"Recipe: `nf train --arch A --data digits --set train.steps={args.steps}` (each architecture's `digits` "

@@ -14,7 +14,7 @@ import nfkit_core.plugins.manager as manager_module
 from nfkit_core.checkpoint import read_checkpoint, save_checkpoint
 from nfkit_core.cli import main
 from nfkit_core.plugins import hookimpl
-from nfkit_eval import Measurement, Metric
+from nfkit_eval import Measurement, Metric, Report
 
 FAST = ["-K", "4", "--no-progress"]
 
@@ -95,6 +95,7 @@ def test_nf_eval_writes_every_default_image_metric_with_its_protocol(nf, digits_
     assert "| FD-digits |" in (out / "eval.md").read_text() and "FD-digits" in stdout
     assert list((digits_run / "eval_cache").glob("classifier-digits-*.pt"))
     assert not list(tmp_path.glob(".*partial"))
+    assert Report.from_dict(report).to_dict() == report
 
 
 def test_nf_eval_puts_runs_side_by_side(nf, digits_run, tabular_run, tmp_path):

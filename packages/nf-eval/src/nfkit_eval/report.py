@@ -84,6 +84,15 @@ class Report:
         return {"subject": self.subject, **self.header,
                 "metrics": {m.name: m.to_dict() for m in self.measurements}, "figures": self.figures}
 
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Report:
+        """The report that :meth:`to_dict` (``eval.json``) describes."""
+        values = dict(values)
+        subject, metrics, figures = values.pop("subject"), values.pop("metrics"), values.pop("figures", {})
+        measurements = [Measurement(name, m["value"], m.get("stderr"), m.get("unit", ""), m.get("protocol", {}),
+                                    m.get("lower_is_better", True)) for name, m in metrics.items()]
+        return cls(subject, values, measurements, figures)
+
     def to_markdown(self) -> str:
         """A table of every number, then each one's protocol."""
         lines = [f"# Evaluation of {self.subject}", ""]
