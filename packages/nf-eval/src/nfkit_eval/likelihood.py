@@ -58,8 +58,14 @@ def per_example_bits_per_dim(model: DiscreteLikelihood, x: Tensor, context: Tens
 
 
 def _mean_and_stderr(values: Tensor) -> tuple[float, float | None]:
+    """Mean and standard error over examples; a non-finite example makes both non-finite (never silently dropped)."""
     n = len(values)
     return values.mean().item(), (values.std().item() / math.sqrt(n) if n > 1 else None)
+
+
+def _non_finite(values: Tensor) -> dict[str, int]:
+    count = int((~torch.isfinite(values)).sum())
+    return {"non_finite_examples": count} if count else {}
 
 
 def likelihood_measurements(flow: torch.nn.Module, data: EvalData, *, importance_samples: int = 0,
@@ -82,7 +88,7 @@ def likelihood_measurements(flow: torch.nn.Module, data: EvalData, *, importance
     if single:
         mean, stderr = _mean_and_stderr(single_bpd)
         results.append(Measurement("bpd", mean, stderr, "bits/dim", {**base, "draws_per_example": 1,
-                                   "stderr": "sd over examples / sqrt(n)"}))
+                                   "stderr": "sd over examples / sqrt(n)", **_non_finite(single_bpd)}))
     if importance_samples > 0:
         protocol = {**base, "K": importance_samples, "estimator": "logsumexp_k L_k - log K",
                     "sample_batch_size": sample_batch_size, "stderr": "sd over examples / sqrt(n)"}
@@ -94,5 +100,5 @@ def likelihood_measurements(flow: torch.nn.Module, data: EvalData, *, importance
             protocol.update(K=1, note="the likelihood draws no noise: the importance-weighted bound equals the exact "
                                       "single-sample log-likelihood")
         mean, stderr = _mean_and_stderr(values)
-        results.append(Measurement("bpd_iw", mean, stderr, "bits/dim", protocol))
+        results.append(Measurement("bpd_iw", mean, stderr, "bits/dim", {**protocol, **_non_finite(values)}))
     return results
