@@ -87,7 +87,9 @@ def test_nf_eval_writes_every_default_image_metric_with_its_protocol(nf, digits_
     fd = metrics["FD-digits"]
     assert fd["value"] > 0 and fd["protocol"]["generated"] == 180 and fd["protocol"]["reference"] == 180
     assert fd["protocol"]["classifier_held_out_accuracy"] >= 0.95
-    assert metrics["KD-digits"]["protocol"]["subset_size"] == 180
+    kd = metrics["KD-digits"]
+    assert kd["protocol"]["subset_size"] == 180 and kd["protocol"]["subsets"] == "1: the whole sets"
+    assert kd["stderr"] is None
     assert 0 <= metrics["precision"]["value"] <= 1 and 0 <= metrics["recall"]["value"] <= 1
     assert metrics["FD-digits interpolation T=1"]["protocol"]["pairs"] == 180
     for name in ("samples", "nearest_neighbours", "interpolation T=1", "interpolation T=0.7"):

@@ -88,12 +88,17 @@ def kid(context: EvalContext) -> list[Measurement]:
     o = context.options
     generated, reference = _generated_features(context), _reference_features(context)
     size = o.kid_subset_size or min(1000, len(generated), len(reference))
-    mean, sd = kernel_distance(generated, reference, o.kid_subsets, size, o.seed)
+    # Subsets as large as both sets are the whole sets, every time: one subset says all, and it has no spread.
+    whole = size == len(generated) == len(reference)
+    subsets = 1 if whole else o.kid_subsets
+    mean, sd = kernel_distance(generated, reference, subsets, size, o.seed)
     prefix = "KID" if context.distance_name() == "FID" else f"KD-{context.extractor().name}"
     _write_sample_figures(context)
-    return [Measurement(prefix, mean, sd, "", {**_sample_protocol(context, o.temperature), "subsets": o.kid_subsets,
-                        "subset_size": size, "kernel": "(x.y / d + 1)^3", "stderr": "sd over subsets",
-                        "library": "torch_fidelity.metric_kid"})]
+    spread = {"subsets": "1: the whole sets", "stderr": "none"} if whole else {"subsets": subsets,
+                                                                                "stderr": "sd over subsets"}
+    return [Measurement(prefix, mean, None if whole else sd, "", {
+        **_sample_protocol(context, o.temperature), **spread, "subset_size": size, "kernel": "(x.y / d + 1)^3",
+        "estimator": "unbiased MMD^2", "library": "torch_fidelity.metric_kid"})]
 
 
 def prc(context: EvalContext) -> list[Measurement]:
