@@ -15,6 +15,7 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,10 @@ from torch import Tensor, nn
 from nfkit_eval.data import EvalData, stack
 
 __all__ = ["DatasetClassifier", "ClassifierExtractor", "train_classifier", "load_or_train_classifier",
-           "FEATURES", "CLASSIFIER_VERSION"]
+           "FEATURES", "CLASSIFIER_VERSION", "EPOCHS"]
 
 FEATURES = 64
+EPOCHS = 15
 CLASSIFIER_VERSION = 1
 """Bumped whenever the network or its training changes, so that cached classifiers of another recipe are not reused."""
 
@@ -60,9 +62,11 @@ def _scale(values: Tensor, num_bins: int | None) -> Tensor:
     return values.float() if num_bins is None else values.float() / (num_bins - 1) * 2 - 1
 
 
-def train_classifier(data: EvalData, seed: int = 0, epochs: int = 15, batch_size: int = 64, lr: float = 2e-3
-                     ) -> tuple[DatasetClassifier, float]:
+def train_classifier(data: EvalData, seed: int = 0, epochs: int = EPOCHS, batch_size: int = 64, lr: float = 2e-3,
+                     progress: Callable[[int], None] | None = None) -> tuple[DatasetClassifier, float]:
     """Train the classifier on the training split; returns it (in eval mode) and its accuracy on the held-out split.
+
+    ``progress(1)`` is called after each epoch.
 
     Raises:
         ValueError: the data has no class labels.
@@ -88,6 +92,8 @@ def train_classifier(data: EvalData, seed: int = 0, epochs: int = 15, batch_size
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+        if progress is not None:
+            progress(1)
     model.eval()
     held_x, held_labels = stack(data.held_out)
     with torch.no_grad():
@@ -102,7 +108,8 @@ def _cache_key(data: EvalData, seed: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def load_or_train_classifier(data: EvalData, cache_dir: str | Path | None, seed: int = 0
+def load_or_train_classifier(data: EvalData, cache_dir: str | Path | None, seed: int = 0,
+                             progress: Callable[[int], None] | None = None
                              ) -> tuple[DatasetClassifier, dict[str, Any]]:
     """The cached classifier of ``data`` in ``cache_dir`` (trained and saved atomically on first use).
 
@@ -116,7 +123,7 @@ def load_or_train_classifier(data: EvalData, cache_dir: str | Path | None, seed:
         model.load_state_dict(state["model"])
         info = {**state["info"], "trained_now": False}
         return model.eval(), info
-    model, accuracy = train_classifier(data, seed)
+    model, accuracy = train_classifier(data, seed, progress=progress)
     info = {"dataset": data.name, "seed": seed, "held_out_split": data.split, "held_out_accuracy": accuracy,
             "features": FEATURES, "version": CLASSIFIER_VERSION, "cache": str(path) if path else None}
     if path is not None:
@@ -141,8 +148,9 @@ class ClassifierExtractor:
         self.name = str(info["dataset"])
 
     @classmethod
-    def for_data(cls, data: EvalData, cache_dir: str | Path | None, seed: int = 0) -> ClassifierExtractor:
-        model, info = load_or_train_classifier(data, cache_dir, seed)
+    def for_data(cls, data: EvalData, cache_dir: str | Path | None, seed: int = 0,
+                 progress: Callable[[int], None] | None = None) -> ClassifierExtractor:
+        model, info = load_or_train_classifier(data, cache_dir, seed, progress)
         return cls(model, info, data.preprocessing.num_bins)
 
     @torch.no_grad()

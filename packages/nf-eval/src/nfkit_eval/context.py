@@ -165,7 +165,7 @@ class EvalContext:
         return self.once("extractor", self._build_extractor)
 
     def _build_extractor(self) -> FeatureExtractor:
-        from nfkit_eval.classifier import ClassifierExtractor
+        from nfkit_eval.classifier import EPOCHS, ClassifierExtractor
         from nfkit_eval.features import InceptionV3, InceptionWeightsMissing, find_inception_weights
 
         choice = self.options.extractor
@@ -183,7 +183,8 @@ class EvalContext:
                                  f"{self.data.info.shape}: use --extractor classifier")
             return InceptionV3(self.options.inception_weights, self.data.preprocessing.num_bins,
                                device=self.device)
-        return ClassifierExtractor.for_data(self.data, self.cache_dir, self.options.seed)
+        with self.progress(EPOCHS, f"{self.data.name} classifier (once per run folder)") as update:
+            return ClassifierExtractor.for_data(self.data, self.cache_dir, self.options.seed, update)
 
     def features(self, key: Any, values: Callable[[], Tensor]) -> Tensor:
         """The extractor's float64 features of ``values()``, remembered under ``key``."""
