@@ -15,7 +15,7 @@ ARCHITECTURE_MODULES = {"nfkit_tarflow", "nfkit_denseflow", "nfkit_glow_maf", "n
 
 
 def test_every_architecture_is_registered_by_its_distribution(registry):
-    owners = {entry.name: entry.distribution for entry in registry.entries("architecture")}
+    owners = {entry.name: entry.distribution for entry in registry.architectures.entries()}
     assert owners == ARCHITECTURES
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from shared import ARCHITECTURES, smallest_digits_preset
 
-from nfkit_core import load_checkpoint
+from nfkit_core.checkpoint import load_checkpoint
 from nfkit_core.cli import main
 from nfkit_core.testing import check_flow
 from nfkit_core.train import Trainer, make_run_config
@@ -20,7 +20,7 @@ STEPS = 20
 def trained(request, registry, tmp_path_factory):
     """A short digits run of one architecture, with the validation bits/dim before and after."""
     arch = request.param
-    preset = smallest_digits_preset(registry.get("architecture", arch))
+    preset = smallest_digits_preset(registry.architectures.get(arch))
     out = tmp_path_factory.mktemp(arch)
     run = make_run_config(arch, "digits", preset=preset, registry=registry,
                           train={"steps": STEPS, "batch_size": 32, "lr": 2e-3, "warmup_steps": 5, "progress": False,

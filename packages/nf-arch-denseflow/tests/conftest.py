@@ -1,15 +1,3 @@
-"""Shared test settings for nfkit-denseflow."""
+"""Shared test settings for nfkit-denseflow: nf's pytest plugin (one CPU thread per test)."""
 
-from __future__ import annotations
-
-import pytest
-import torch
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Run each test on one thread: the tensors are tiny, and thread start-up dominates on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytest_plugins = ["nfkit_core.testing.pytest_plugin"]

@@ -37,7 +37,7 @@ def trained_looking(flow: DenseFlow, x: torch.Tensor, scale: float = 0.05) -> De
 
 
 def test_registered_with_presets():
-    spec = get_registry().get("architecture", "denseflow")
+    spec = get_registry().architectures.get("denseflow")
     assert spec.config_class is DenseFlowConfig
     assert set(spec.presets) >= {"denseflow-74-10", "denseflow-45-6", "cifar10", "digits", "digits-tiny"}
     assert spec.presets["cifar10"] == spec.presets["denseflow-74-10"]

@@ -1,4 +1,4 @@
-"""Small TarFlow models shared by the tests."""
+"""Small TarFlow models shared by the tests, and nf's pytest plugin (one CPU thread per test)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import pytest
 import torch
 
 from nfkit_tarflow import TarFlow, TarFlowConfig
+
+pytest_plugins = ["nfkit_core.testing.pytest_plugin"]
 
 
 def _randomize(flow: torch.nn.Module, seed: int = 0, scale: float = 0.2) -> torch.nn.Module:
@@ -26,16 +28,6 @@ def _make_flow(nvp: bool = True, num_classes: int = 0, shape=(2, 8, 8), seed: in
                            **options)
     torch.manual_seed(seed)
     return _randomize(TarFlow(config, shape, num_classes), seed).eval()
-
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Run each test on one thread: the tensors are tiny, and on a busy shared CPU idle-spinning worker threads
-    make the tests several times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

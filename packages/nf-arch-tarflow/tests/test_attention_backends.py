@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import importlib.util
+import types
 
 import pytest
 import torch
+
+import nfkit_core.plugins.manager as manager_module
+from nfkit_core.attention import sdpa_attention
+from nfkit_core.errors import UnknownNameError
+from nfkit_core.plugins import AttentionBackend, PluginManager, hookimpl
+from nfkit_core.specs import DataInfo
+from nfkit_tarflow import TarFlowConfig, build_tarflow
+from nfkit_tarflow import plugin as tarflow_plugin
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -31,9 +40,8 @@ def test_sdpa_and_reference_agree(make_flow):
 
 def test_unknown_backend_is_a_clear_error(make_flow):
     flow = make_flow()
-    flow.set_attention_backend("nope")
-    with pytest.raises(KeyError, match="unknown attention backend 'nope'"):
-        flow.log_prob(torch.randn(1, 2, 8, 8))
+    with pytest.raises(KeyError, match="unknown attention backend 'nope'; available: auto, flash, reference, sdpa"):
+        flow.set_attention_backend("nope")
 
 
 @requires_cuda
@@ -61,3 +69,46 @@ def test_flash_agrees_with_sdpa_in_bf16(make_flow):
     z_flash, samples_flash = run(flow, "flash", x, labels)
     torch.testing.assert_close(z_flash, z_sdpa, rtol=0, atol=2e-2)
     torch.testing.assert_close(samples_flash, samples_sdpa, rtol=0, atol=5e-2)
+
+
+def test_the_backend_is_resolved_when_the_model_is_built_not_at_each_call(make_flow, monkeypatch):
+    flow = make_flow(num_classes=3)
+    lookups = []
+    monkeypatch.setattr(importlib.util, "find_spec", lambda *args, **kwargs: lookups.append(args))
+    monkeypatch.setattr(manager_module, "get_registry", lambda: pytest.fail("attention looked up the registry"))
+    with torch.no_grad():
+        flow.log_prob(torch.randn(2, 2, 8, 8), torch.tensor([0, 1]))
+        flow.sample(2, torch.tensor([0, 1]), generator=torch.Generator().manual_seed(0))
+    assert lookups == []
+
+
+def test_a_plugins_backend_is_found_by_name_when_tarflow_is_built_through_the_registry(make_flow):
+    queries = []
+
+    def counting(q, k, v, causal=False, scale=None):
+        queries.append((q.shape[-2], k.shape[-2]))
+        return sdpa_attention(q, k, v, causal=causal, scale=scale)
+
+    backends = types.ModuleType("counting_backend")
+    backends.nf_register_attention_backends = hookimpl(
+        lambda attention_backends: attention_backends.add(AttentionBackend("counting", counting)))
+    manager = PluginManager(autoload=False)
+    manager.register(tarflow_plugin, "tarflow")
+    manager.register(backends, "counting")
+    config = TarFlowConfig(patch_size=2, channels=32, num_blocks=2, layers_per_block=2, head_dim=16,
+                           attention_backend="counting")
+    flow = manager.registry.build_flow("tarflow", config, DataInfo((2, 8, 8)))
+    reference = make_flow()  # the same configuration with the default backend
+    flow.load_state_dict(reference.state_dict())
+    flow.eval()
+    x = torch.randn(2, 2, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(flow.log_prob(x), reference.log_prob(x), rtol=0, atol=1e-5)
+        assert queries == [(16, 16)] * 4  # 2 blocks x 2 layers, 16 patches
+        queries.clear()
+        samples = flow.sample(2, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(samples, reference.sample(2, generator=torch.Generator().manual_seed(0)), rtol=0,
+                               atol=1e-5)
+    assert any(tq == 1 < tk for tq, tk in queries)  # cached decoding: one query over all keys so far
+    with pytest.raises(UnknownNameError, match="unknown attention backend 'counting'"):
+        build_tarflow(config, DataInfo((2, 8, 8)))  # outside the registry only the built-ins are known

@@ -23,7 +23,7 @@ from nfkit_tarflow import plugin as tarflow_plugin
 def test_plugin_registers_tarflow_with_presets():
     manager = PluginManager(autoload=False)
     manager.register(tarflow_plugin, "tarflow")
-    spec = manager.registry.get("architecture", "tarflow")
+    spec = manager.registry.architectures.get("tarflow")
     assert spec.config_class is TarFlowConfig and spec.build is build_tarflow
     assert {"imagenet64", "imagenet128", "afhq256", "digits", "digits-tiny"} <= set(spec.presets)
     paper = {name: spec.make_config(name) for name in ("imagenet64", "imagenet128", "afhq256")}

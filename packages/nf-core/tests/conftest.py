@@ -3,20 +3,11 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 import nfkit_core.testing.tiny as tiny
 from nfkit_core.plugins import PluginManager
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Run each test on one CPU thread: the tensors are tiny, and OpenMP threads competing for a small machine's cores
-    spend more time waiting for each other than computing."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytest_plugins = ["nfkit_core.testing.pytest_plugin"]
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import torch
 
 import nfkit_core
 import nfkit_core.testing.tiny as tiny
-from nfkit_core.checkpoint import CheckpointError, build_flow, read_checkpoint, save_checkpoint
+from nfkit_core.checkpoint import CheckpointError, build_flow, load_checkpoint, read_checkpoint, save_checkpoint
 from nfkit_core.plugins import PluginManager, UnknownNameError
 from nfkit_core.train import Trainer, make_run_config
 
@@ -51,10 +51,10 @@ def test_load_checkpoint_rebuilds_the_flow_through_the_registry(trained, registr
     x = trainer.val_set.data[:8].float()
     with nfkit_core.noise.use(torch.Generator().manual_seed(0)):
         y = trainer.preprocessing(x, torch.zeros(8, dtype=torch.long), train=False)[0]
-    flow = nfkit_core.load_checkpoint(folder, registry=registry)
+    flow = load_checkpoint(folder, registry=registry)
     assert not flow.training
     assert torch.equal(flow.log_prob(y), trainer.ema.model.log_prob(y))  # the average by default
-    trained_weights = nfkit_core.load_checkpoint(folder / "checkpoint.pt", ema=False, registry=registry)
+    trained_weights = load_checkpoint(folder / "checkpoint.pt", ema=False, registry=registry)
     assert torch.equal(trained_weights.log_prob(y), trainer.flow.eval().log_prob(y))
     assert not torch.equal(trained_weights.log_prob(y), flow.log_prob(y))
 

@@ -32,8 +32,8 @@ def build_guided(config, data):
 
 
 @hookimpl
-def register_guided(registry):
-    registry.add_architecture(ArchitectureSpec("guided", tiny.TinyConfig, build_guided, "tiny with a guidance knob"))
+def register_guided(architectures):
+    architectures.add(ArchitectureSpec("guided", tiny.TinyConfig, build_guided, "tiny with a guidance knob"))
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nfkit_core.data import BUILTIN_DATASETS, DataError, load_dataset
+from nfkit_core.data import BUILTIN_DATASETS, DataError
 from nfkit_core.data.cifar10 import Cifar10Config
 from nfkit_core.data.digits import DigitsConfig
 from nfkit_core.data.image_folder import ImageFolderConfig
@@ -21,19 +21,19 @@ from nfkit_core.plugins import UnknownNameError
 
 
 def test_every_builtin_dataset_is_registered_by_nf_core(registry):
-    assert registry.names("dataset") == sorted(spec.name for spec in BUILTIN_DATASETS)
-    assert set(registry.names("dataset")) == {"digits", "image-folder", "cifar10", "imagenet-npz", "tabular", "toy2d"}
-    assert {e.distribution for e in registry.entries("dataset")} == {"nfkit-core"}
+    assert registry.datasets.names() == sorted(spec.name for spec in BUILTIN_DATASETS)
+    assert set(registry.datasets.names()) == {"digits", "image-folder", "cifar10", "imagenet-npz", "tabular", "toy2d"}
+    assert {e.distribution for e in registry.datasets.entries()} == {"nfkit-core"}
 
 
 def test_unknown_dataset_lists_the_available_ones(registry):
     with pytest.raises(UnknownNameError, match="unknown dataset 'mnist'; available: cifar10, digits, image-folder"):
-        load_dataset("mnist", registry=registry)
+        registry.load_dataset("mnist")
 
 
 def test_unknown_split_is_an_error(registry):
     with pytest.raises(DataError, match="has no split 'validation'; splits: train, val, test"):
-        load_dataset("digits", split="validation", registry=registry)
+        registry.load_dataset("digits", split="validation")
 
 
 # ---------------------------------------------------------------------------------------------------------- digits
@@ -41,7 +41,7 @@ def test_unknown_split_is_an_error(registry):
 def test_digits_splits_are_disjoint_and_hold_17_levels(registry):
     from sklearn.datasets import load_digits
 
-    parts = {s: load_dataset("digits", DigitsConfig(), s, registry) for s in ("train", "val", "test")}
+    parts = {s: registry.load_dataset("digits", DigitsConfig(), s) for s in ("train", "val", "test")}
     assert {s: len(d) for s, d in parts.items()} == {"train": 1437, "val": 180, "test": 180}
     info = parts["train"].info
     assert (info.shape, info.num_classes, info.num_bins) == ((1, 8, 8), 10, 17)
@@ -56,9 +56,9 @@ def test_digits_splits_are_disjoint_and_hold_17_levels(registry):
 
 
 def test_digits_split_depends_only_on_the_split_seed(registry):
-    first = load_dataset("digits", DigitsConfig(split_seed=3), "val", registry)
-    again = load_dataset("digits", DigitsConfig(split_seed=3), "val", registry)
-    other = load_dataset("digits", DigitsConfig(split_seed=4), "val", registry)
+    first = registry.load_dataset("digits", DigitsConfig(split_seed=3), "val")
+    again = registry.load_dataset("digits", DigitsConfig(split_seed=3), "val")
+    other = registry.load_dataset("digits", DigitsConfig(split_seed=4), "val")
     assert torch.equal(first.data, again.data) and not torch.equal(first.data, other.data)
 
 
@@ -67,25 +67,25 @@ def test_digits_split_depends_only_on_the_split_seed(registry):
 @pytest.mark.parametrize("distribution", sorted(DISTRIBUTIONS))
 def test_toy2d_distributions(registry, distribution):
     config = Toy2dConfig(distribution=distribution, train_size=500, eval_size=100, seed=1)
-    train = load_dataset("toy2d", config, "train", registry)
-    val = load_dataset("toy2d", config, "val", registry)
+    train = registry.load_dataset("toy2d", config, "train")
+    val = registry.load_dataset("toy2d", config, "val")
     assert train.data.shape == (500, 2) and val.data.shape == (100, 2)
     assert train.info.shape == (2,) and train.info.num_bins is None and train.info.num_classes == 0
     assert torch.isfinite(train.data).all() and train.data.abs().max() < 8
     assert (train.labels == -1).all()
-    assert torch.equal(train.data, load_dataset("toy2d", config, "train", registry).data)
-    assert not torch.equal(val.data, load_dataset("toy2d", config, "test", registry).data)
+    assert torch.equal(train.data, registry.load_dataset("toy2d", config, "train").data)
+    assert not torch.equal(val.data, registry.load_dataset("toy2d", config, "test").data)
 
 
 def test_toy2d_checkerboard_fills_alternate_squares(registry):
-    points = load_dataset("toy2d", Toy2dConfig("checkerboard", 4000, 10), "train", registry).data
+    points = registry.load_dataset("toy2d", Toy2dConfig("checkerboard", 4000, 10), "train").data
     squares = torch.floor(points / 2)  # the unit squares of FFJORD's board, scaled by 2
     assert ((squares[:, 0] + squares[:, 1]) % 2 == 0).all()
 
 
 def test_toy2d_unknown_distribution(registry):
     with pytest.raises(DataError, match="unknown toy2d distribution 'spirals'; available: moons, circles"):
-        load_dataset("toy2d", Toy2dConfig(distribution="spirals"), "train", registry)
+        registry.load_dataset("toy2d", Toy2dConfig(distribution="spirals"), "train")
 
 
 # -------------------------------------------------------------------------------------------------------- tabular
@@ -95,7 +95,7 @@ def test_tabular_folder_of_npy_files(registry, tmp_path):
     for split, array in arrays.items():
         np.save(tmp_path / f"{split}.npy", array)
     for split, array in arrays.items():
-        dataset = load_dataset("tabular", TabularConfig(str(tmp_path)), split, registry)
+        dataset = registry.load_dataset("tabular", TabularConfig(str(tmp_path)), split)
         assert dataset.info.shape == (3,) and dataset.info.num_bins is None
         assert torch.equal(dataset.data, torch.as_tensor(array, dtype=torch.float32))
 
@@ -103,7 +103,7 @@ def test_tabular_folder_of_npy_files(registry, tmp_path):
 def test_tabular_npz_file(registry, tmp_path):
     train, val, test = (np.arange(12.0).reshape(6, 2) + k for k in range(3))
     np.savez(tmp_path / "power.npz", train=train, val=val, test=test)
-    dataset = load_dataset("tabular", TabularConfig(str(tmp_path / "power.npz")), "test", registry)
+    dataset = registry.load_dataset("tabular", TabularConfig(str(tmp_path / "power.npz")), "test")
     assert torch.equal(dataset.data, torch.as_tensor(test, dtype=torch.float32))
     x, label = dataset[1]
     assert x.tolist() == [4.0, 5.0] and label.item() == -1
@@ -111,24 +111,24 @@ def test_tabular_npz_file(registry, tmp_path):
 
 def test_tabular_errors_name_the_file(registry, tmp_path):
     with pytest.raises(DataError, match=r"needs a path: set data.root=PATH"):
-        load_dataset("tabular", TabularConfig(), "train", registry)
+        registry.load_dataset("tabular", TabularConfig(), "train")
     with pytest.raises(DataError, match=f"{tmp_path / 'nowhere'} does not exist"):
-        load_dataset("tabular", TabularConfig(str(tmp_path / "nowhere")), "train", registry)
+        registry.load_dataset("tabular", TabularConfig(str(tmp_path / "nowhere")), "train")
     np.save(tmp_path / "train.npy", np.zeros((4, 2)))
     with pytest.raises(DataError, match=f"{tmp_path / 'val.npy'} not found .*train.npy, val.npy, test.npy"):
-        load_dataset("tabular", TabularConfig(str(tmp_path)), "val", registry)
+        registry.load_dataset("tabular", TabularConfig(str(tmp_path)), "val")
     np.save(tmp_path / "test.npy", np.zeros((4, 2, 2)))
     with pytest.raises(DataError, match=r"has shape \(4, 2, 2\) .* expected a numeric \(N, D\) array"):
-        load_dataset("tabular", TabularConfig(str(tmp_path)), "test", registry)
+        registry.load_dataset("tabular", TabularConfig(str(tmp_path)), "test")
     (tmp_path / "val.npy").write_bytes(b"\x93NUMPY garbage")
     with pytest.raises(DataError, match=f"{tmp_path / 'val.npy'} is not a readable NumPy file"):
-        load_dataset("tabular", TabularConfig(str(tmp_path)), "val", registry)
+        registry.load_dataset("tabular", TabularConfig(str(tmp_path)), "val")
     np.save(tmp_path / "single.npy", np.zeros((2, 2)))
     with pytest.raises(DataError, match="single.npy holds a single array, not named arrays"):
-        load_dataset("tabular", TabularConfig(str(tmp_path / "single.npy")), "train", registry)
+        registry.load_dataset("tabular", TabularConfig(str(tmp_path / "single.npy")), "train")
     np.savez(tmp_path / "only.npz", train=np.zeros((2, 2)))
     with pytest.raises(DataError, match=r"only.npz has arrays \['train'\], missing \['test'\]"):
-        load_dataset("tabular", TabularConfig(str(tmp_path / "only.npz")), "test", registry)
+        registry.load_dataset("tabular", TabularConfig(str(tmp_path / "only.npz")), "test")
 
 
 # -------------------------------------------------------------------------------------------------------- cifar10
@@ -147,8 +147,8 @@ def write_cifar(root, per_file=3):
 
 def test_cifar10_python_batches(registry, tmp_path):
     folder = write_cifar(tmp_path)
-    train = load_dataset("cifar10", Cifar10Config(str(tmp_path), verify=False), "train", registry)
-    test = load_dataset("cifar10", Cifar10Config(str(tmp_path), verify=False), "test", registry)
+    train = registry.load_dataset("cifar10", Cifar10Config(str(tmp_path), verify=False), "train")
+    test = registry.load_dataset("cifar10", Cifar10Config(str(tmp_path), verify=False), "test")
     assert len(train) == 15 and len(test) == 3
     assert (train.info.shape, train.info.num_classes, train.info.num_bins) == ((3, 32, 32), 10, 256)
     with open(folder / "data_batch_2", "rb") as file:
@@ -164,23 +164,23 @@ def test_cifar10_python_batches(registry, tmp_path):
 def test_cifar10_checks_the_official_checksums_by_default(registry, tmp_path):
     write_cifar(tmp_path)
     with pytest.raises(DataError, match="data_batch_1 does not match the MD5 sum of the official CIFAR-10 file"):
-        load_dataset("cifar10", Cifar10Config(str(tmp_path)), "train", registry)
+        registry.load_dataset("cifar10", Cifar10Config(str(tmp_path)), "train")
 
 
 def test_cifar10_errors_name_the_file(registry, tmp_path):
     with pytest.raises(DataError, match="needs a path: set data.root=PATH"):
-        load_dataset("cifar10", Cifar10Config(verify=False), "train", registry)
+        registry.load_dataset("cifar10", Cifar10Config(verify=False), "train")
     folder = write_cifar(tmp_path)
     (folder / "data_batch_3").unlink()
     with pytest.raises(DataError, match="data_batch_3 not found .*cifar-10-batches-py/ with data_batch_1..5"):
-        load_dataset("cifar10", Cifar10Config(str(tmp_path), verify=False), "train", registry)
+        registry.load_dataset("cifar10", Cifar10Config(str(tmp_path), verify=False), "train")
     (folder / "test_batch").write_bytes(b"not a pickle")
     with pytest.raises(DataError, match="test_batch is not a CIFAR-10 batch"):
-        load_dataset("cifar10", Cifar10Config(str(tmp_path), verify=False), "test", registry)
+        registry.load_dataset("cifar10", Cifar10Config(str(tmp_path), verify=False), "test")
     with open(folder / "test_batch", "wb") as file:
         pickle.dump({"data": np.zeros((2, 100), np.uint8), "labels": [0, 1]}, file)
     with pytest.raises(DataError, match=r"'data' has shape \(2, 100\)"):
-        load_dataset("cifar10", Cifar10Config(str(tmp_path), verify=False), "test", registry)
+        registry.load_dataset("cifar10", Cifar10Config(str(tmp_path), verify=False), "test")
 
 
 class Exploit:
@@ -193,7 +193,7 @@ def test_cifar10_refuses_pickles_that_could_run_code(registry, tmp_path, capsys)
     with open(folder / "test_batch", "wb") as file:
         pickle.dump({"data": Exploit(), "labels": []}, file)
     with pytest.raises(DataError, match="refusing to load builtins.print"):
-        load_dataset("cifar10", Cifar10Config(str(tmp_path), verify=False), "test", registry)
+        registry.load_dataset("cifar10", Cifar10Config(str(tmp_path), verify=False), "test")
     assert "must never run" not in capsys.readouterr().out
 
 
@@ -204,7 +204,7 @@ def test_cifar10_reads_numpy_1_pickles(registry, tmp_path):
     stream = stream.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
     assert b"numpy.core.multiarray" in stream
     (folder / "test_batch").write_bytes(stream)
-    test = load_dataset("cifar10", Cifar10Config(str(tmp_path), verify=False), "test", registry)
+    test = registry.load_dataset("cifar10", Cifar10Config(str(tmp_path), verify=False), "test")
     assert test.labels.tolist() == [3, 4] and (test.data == 7).all()
 
 
@@ -223,8 +223,8 @@ def write_imagenet(folder, batches=2, per_file=4, side=8):
 def test_imagenet_npz_batches(registry, tmp_path):
     folder = write_imagenet(tmp_path / "Imagenet8_train_npz")
     config = ImagenetNpzConfig(str(tmp_path))
-    train = load_dataset("imagenet-npz", config, "train", registry)
-    val = load_dataset("imagenet-npz", config, "val", registry)
+    train = registry.load_dataset("imagenet-npz", config, "train")
+    val = registry.load_dataset("imagenet-npz", config, "val")
     assert len(train) == 8 and len(val) == 4
     assert (train.info.shape, train.info.num_classes, train.info.num_bins) == ((3, 8, 8), 1000, 256)
     raw = np.load(folder / "train_data_batch_2.npz")
@@ -232,22 +232,22 @@ def test_imagenet_npz_batches(registry, tmp_path):
     assert label.item() == raw["labels"][1] - 1
     # Red plane first: value (r, c) of channel k is data[k * 64 + r * 8 + c].
     assert x[1, 3, 4].item() == raw["data"][1][64 + 3 * 8 + 4]
-    assert torch.equal(load_dataset("imagenet-npz", config, "test", registry).data, val.data)
-    assert len(load_dataset("imagenet-npz", ImagenetNpzConfig(str(tmp_path), train_files=1), "train", registry)) == 4
+    assert torch.equal(registry.load_dataset("imagenet-npz", config, "test").data, val.data)
+    assert len(registry.load_dataset("imagenet-npz", ImagenetNpzConfig(str(tmp_path), train_files=1), "train")) == 4
 
 
 def test_imagenet_npz_errors_name_the_file(registry, tmp_path):
     with pytest.raises(DataError, match="no train_data_batch_\\*.npz in"):
-        load_dataset("imagenet-npz", ImagenetNpzConfig(str(tmp_path)), "train", registry)
+        registry.load_dataset("imagenet-npz", ImagenetNpzConfig(str(tmp_path)), "train")
     np.savez(tmp_path / "val_data.npz", images=np.zeros((2, 12), np.uint8))
     with pytest.raises(DataError, match=r"val_data.npz has arrays \['images'\], missing \['data', 'labels'\]"):
-        load_dataset("imagenet-npz", ImagenetNpzConfig(str(tmp_path)), "val", registry)
+        registry.load_dataset("imagenet-npz", ImagenetNpzConfig(str(tmp_path)), "val")
     (tmp_path / "val_data.npz").write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(DataError, match="val_data.npz is not a readable .npz file"):
-        load_dataset("imagenet-npz", ImagenetNpzConfig(str(tmp_path)), "val", registry)
+        registry.load_dataset("imagenet-npz", ImagenetNpzConfig(str(tmp_path)), "val")
     np.savez(tmp_path / "val_data.npz", data=np.zeros((2, 10), np.uint8), labels=np.ones(2))
     with pytest.raises(DataError, match=r"'data' is uint8 \(2, 10\)"):
-        load_dataset("imagenet-npz", ImagenetNpzConfig(str(tmp_path)), "val", registry)
+        registry.load_dataset("imagenet-npz", ImagenetNpzConfig(str(tmp_path)), "val")
 
 
 # --------------------------------------------------------------------------------------------------- image-folder
@@ -265,12 +265,12 @@ def write_image_folder(root):
 
 def test_image_folder_crops_resizes_and_labels(registry, tmp_path):
     write_image_folder(tmp_path)
-    train = load_dataset("image-folder", ImageFolderConfig(str(tmp_path), image_size=6), "train", registry)
+    train = registry.load_dataset("image-folder", ImageFolderConfig(str(tmp_path), image_size=6), "train")
     assert len(train) == 4 and (train.info.shape, train.info.num_classes, train.info.num_bins) == ((3, 6, 6), 2, 256)
     x, label = train[3]
     assert label.item() == 1  # "dog", the second class folder
     assert torch.equal(x, torch.tensor([10.0, 200.0, 10.0]).view(3, 1, 1).expand(3, 6, 6))
-    small = load_dataset("image-folder", ImageFolderConfig(str(tmp_path), image_size=3, channels=1), "val", registry)
+    small = registry.load_dataset("image-folder", ImageFolderConfig(str(tmp_path), image_size=3, channels=1), "val")
     x, label = small[0]
     assert x.shape == (1, 3, 3) and label.item() == 0
     grey = round(0.299 * 200 + 0.587 * 10 + 0.114 * 10)  # PIL's "L" conversion of the cat colour
@@ -280,19 +280,19 @@ def test_image_folder_crops_resizes_and_labels(registry, tmp_path):
 def test_image_folder_errors_name_the_file(registry, tmp_path):
     write_image_folder(tmp_path)
     with pytest.raises(ValueError, match="image-folder: channels must be 1 or 3, got 2"):
-        load_dataset("image-folder", ImageFolderConfig(str(tmp_path), channels=2), "train", registry)
+        registry.load_dataset("image-folder", ImageFolderConfig(str(tmp_path), channels=2), "train")
     (tmp_path / "test" / "bird").mkdir()
     Image.new("RGB", (4, 4)).save(tmp_path / "test" / "bird" / "0.png")
     with pytest.raises(DataError, match=r"has class folders \['bird', 'cat', 'dog'\], but the train split has"):
-        load_dataset("image-folder", ImageFolderConfig(str(tmp_path)), "test", registry)
+        registry.load_dataset("image-folder", ImageFolderConfig(str(tmp_path)), "test")
     (tmp_path / "val" / "cat" / "0.png").write_bytes(b"not a png")
-    val = load_dataset("image-folder", ImageFolderConfig(str(tmp_path)), "val", registry)
+    val = registry.load_dataset("image-folder", ImageFolderConfig(str(tmp_path)), "val")
     with pytest.raises(DataError, match=f"{tmp_path / 'val' / 'cat' / '0.png'} is not a readable image"):
         val[0]
     other = tmp_path / "other"
     (other / "train").mkdir(parents=True)
     (other / "train" / "cat").mkdir()
     with pytest.raises(DataError, match=f"{other / 'train'}: Found no valid file for the classes cat"):
-        load_dataset("image-folder", ImageFolderConfig(str(other)), "train", registry)
+        registry.load_dataset("image-folder", ImageFolderConfig(str(other)), "train")
     with pytest.raises(DataError, match=f"{other / 'val'} is not a folder .*<root>/{{train,val,test}}/<class name>"):
-        load_dataset("image-folder", ImageFolderConfig(str(other)), "val", registry)
+        registry.load_dataset("image-folder", ImageFolderConfig(str(other)), "val")

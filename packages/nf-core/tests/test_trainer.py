@@ -226,7 +226,7 @@ def test_a_flow_that_declares_its_noise_gets_noise_augmentation(tmp_path):
     manager = PluginManager(autoload=False)
     manager.register(tiny, "nf-testing")
     registry = manager.registry
-    registry.add_architecture(ArchitectureSpec("noisy", tiny.TinyConfig, build_noisy))
+    registry.architectures.add(ArchitectureSpec("noisy", tiny.TinyConfig, build_noisy))
     run = make_run_config("noisy", "digits", data=SMALL_DIGITS, train={"batch_size": 32, **QUIET}, registry=registry)
     trainer = Trainer(run, tmp_path / "declared", registry=registry)
     assert trainer.preprocessing.mode == "noise" and trainer.preprocessing.noise_sigma == 0.05

@@ -14,7 +14,7 @@ from nfkit_core.testing import check_flow
 
 def test_registered_through_the_entry_point():
     manager = PluginManager()
-    entry = next(e for e in manager.registry.entries("architecture") if e.name == "realnvp")
+    entry = manager.registry.architectures.entry("realnvp")
     assert (entry.plugin, entry.distribution) == ("realnvp", "nfkit-plugin-realnvp")
 
 

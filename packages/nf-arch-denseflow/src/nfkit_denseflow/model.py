@@ -19,7 +19,7 @@ from nfkit_core import DiagonalGaussian, Flow, Sequential, bits_per_dim
 from nfkit_core import noise as noise_lib
 from nfkit_core.flow import log_prob_draws
 from nfkit_core.layers import Split, Squeeze
-from nfkit_core.plugins import DataInfo
+from nfkit_core.specs import DataInfo
 from nfkit_denseflow.block import DenseFlowBlock
 from nfkit_denseflow.config import DenseFlowConfig
 from nfkit_denseflow.dequantization import make_dequantizer

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from nfkit_core.plugins import ArchitectureSpec, hookimpl
+from nfkit_core.plugins import ArchitectureSpec, Registrar, hookimpl
 from nfkit_denseflow.config import PRESETS, DenseFlowConfig
 from nfkit_denseflow.model import build_denseflow
 
 
 @hookimpl
-def nf_register_architectures(registry) -> None:
-    registry.add_architecture(ArchitectureSpec(
+def nf_register_architectures(architectures: Registrar[ArchitectureSpec]) -> None:
+    architectures.add(ArchitectureSpec(
         name="denseflow",
         config_class=DenseFlowConfig,
         build=build_denseflow,

@@ -30,7 +30,7 @@ from nfkit_core.layers import (
     Split,
     Squeeze,
 )
-from nfkit_core.plugins import DataInfo
+from nfkit_core.specs import DataInfo
 from nfkit_glow_maf.glow_nets import GlowConditioner, ZeroConv2d
 
 __all__ = ["GlowConfig", "GLOW_PRESETS", "build_glow", "glow_step"]

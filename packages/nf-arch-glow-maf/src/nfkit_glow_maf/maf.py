@@ -24,7 +24,7 @@ from torch import Tensor
 
 from nfkit_core import Flow, Sequential, StandardNormal, Transform
 from nfkit_core.layers import BatchNorm
-from nfkit_core.plugins import DataInfo
+from nfkit_core.specs import DataInfo
 from nfkit_glow_maf.made import ACTIVATIONS, MADE, input_degrees
 
 __all__ = ["Flatten", "MAFConfig", "MaskedAutoregressiveTransform", "build_maf", "MAF_PRESETS"]

@@ -68,7 +68,7 @@ class TarFlowBlock(Transform):
     def set_attention_backend(self, name: str) -> None:
         """Use the :mod:`nfkit_core.attention` backend ``name`` in every layer."""
         for layer in self.attn_blocks:
-            layer.attention.backend = name
+            layer.attention.set_backend(name)
 
     def permute(self, x: Tensor, dim: int = 1) -> Tensor:
         """Put tokens into this block's order (the order is its own inverse)."""

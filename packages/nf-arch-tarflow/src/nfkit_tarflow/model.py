@@ -13,7 +13,7 @@ from torch import Tensor
 from nfkit_core import Flow, Sequential, StandardNormal
 from nfkit_core import noise as noise_lib
 from nfkit_core.flow import Noise
-from nfkit_core.plugins import DataInfo
+from nfkit_core.specs import DataInfo
 from nfkit_tarflow.block import TarFlowBlock
 from nfkit_tarflow.config import TarFlowConfig
 from nfkit_tarflow.guidance import Guidance

@@ -1,13 +1,13 @@
 """The nf plugin of nfkit-tarflow: registers the ``tarflow`` architecture."""
 
-from nfkit_core.plugins import ArchitectureSpec, hookimpl
+from nfkit_core.plugins import ArchitectureSpec, Registrar, hookimpl
 from nfkit_tarflow.config import PRESETS, TarFlowConfig
 from nfkit_tarflow.model import build_tarflow
 
 
 @hookimpl
-def nf_register_architectures(registry) -> None:
-    registry.add_architecture(ArchitectureSpec(
+def nf_register_architectures(architectures: Registrar[ArchitectureSpec]) -> None:
+    architectures.add(ArchitectureSpec(
         name="tarflow",
         config_class=TarFlowConfig,
         build=build_tarflow,

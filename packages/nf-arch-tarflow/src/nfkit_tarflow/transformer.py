@@ -1,7 +1,8 @@
 """The pre-LayerNorm Transformer layer of a TarFlow block, and the key/value cache used when sampling.
 
 Layer norms run in fp32 whatever the autocast dtype (as the official implementation does); attention goes through
-:func:`nfkit_core.attention.attend`, so the backend (PyTorch SDPA, flash-attn, the plain reference) is a setting.
+:func:`nfkit_core.attention.attend`, so the backend (PyTorch SDPA, flash-attn, the plain reference, a plugin's) is a
+setting, resolved once when the layer is built.
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from nfkit_core.attention import attend
+from nfkit_core.attention import attend, resolve_backend
+from nfkit_core.specs import AttentionBackend
 
 __all__ = ["Attention", "MLP", "AttentionBlock", "KVCache", "LayerKVCache", "at_least_fp32"]
 
@@ -61,10 +63,10 @@ class Attention(nn.Module):
     Args:
         channels: model width.
         head_dim: channels per head.
-        backend: name of the :mod:`nfkit_core.attention` backend.
+        backend: an :mod:`nfkit_core.attention` backend or its name (see :func:`~nfkit_core.attention.resolve_backend`).
     """
 
-    def __init__(self, channels: int, head_dim: int, backend: str = "auto") -> None:
+    def __init__(self, channels: int, head_dim: int, backend: str | AttentionBackend = "auto") -> None:
         super().__init__()
         if channels % head_dim:
             raise ValueError(f"channels ({channels}) must be a multiple of head_dim ({head_dim})")
@@ -73,7 +75,11 @@ class Attention(nn.Module):
         self.proj = nn.Linear(channels, channels)
         self.num_heads = channels // head_dim
         self.head_dim = head_dim
-        self.backend = backend
+        self.set_backend(backend)
+
+    def set_backend(self, backend: str | AttentionBackend) -> None:
+        """Use this :mod:`nfkit_core.attention` backend (resolved here, once)."""
+        self.backend: AttentionBackend = resolve_backend(backend)
 
     def forward(self, x: Tensor, temperature: Tensor | None = None, cache: LayerKVCache | None = None,
                 position: int = 0) -> Tensor:
@@ -118,7 +124,8 @@ class MLP(nn.Module):
 class AttentionBlock(nn.Module):
     """One Transformer layer: ``x + attention(x)``, then ``x + mlp(x)``."""
 
-    def __init__(self, channels: int, head_dim: int, expansion: int = 4, backend: str = "auto") -> None:
+    def __init__(self, channels: int, head_dim: int, expansion: int = 4,
+                 backend: str | AttentionBackend = "auto") -> None:
         super().__init__()
         self.attention = Attention(channels, head_dim, backend)
         self.mlp = MLP(channels, expansion)

@@ -1,13 +1,16 @@
 """nfkit-core: the contract every nf flow follows, the layers they share, and the machinery around them.
 
-See :mod:`nfkit_core.transform` for the conventions (direction, log-determinant, stochastic layers, context).
+This package's own namespace is the contract (flows, transforms, priors, layers, noise); importing it imports
+nothing of the machinery (plugins, data, checkpoints, trainer, command line), which lives in submodules:
+:mod:`nfkit_core.checkpoint`, :mod:`nfkit_core.plugins`, :mod:`nfkit_core.data`, :mod:`nfkit_core.train`,
+:mod:`nfkit_core.cli`. See :mod:`nfkit_core.transform` for the conventions (direction, log-determinant, stochastic
+layers, context).
 """
 
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _distribution_version
 
 from nfkit_core import layers, noise
-from nfkit_core.checkpoint import load_checkpoint
 from nfkit_core.flow import Flow, FlowProtocol, LogLikelihood, bits_per_dim, importance_weighted_log_prob
 from nfkit_core.priors import ClassConditionalGaussian, DiagonalGaussian, Prior, StandardNormal
 from nfkit_core.transform import Bijector, Inverse, Sequential, Transform, sum_except_batch
@@ -25,4 +28,4 @@ __version__ = version()
 
 __all__ = ["Bijector", "ClassConditionalGaussian", "DiagonalGaussian", "Flow", "FlowProtocol", "Inverse",
            "LogLikelihood", "Prior", "Sequential", "StandardNormal", "Transform", "bits_per_dim",
-           "importance_weighted_log_prob", "layers", "load_checkpoint", "noise", "sum_except_batch", "version"]
+           "importance_weighted_log_prob", "layers", "noise", "sum_except_batch", "version"]

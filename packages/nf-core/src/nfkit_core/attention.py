@@ -1,30 +1,49 @@
-"""Scaled-dot-product attention behind one function, with interchangeable backends.
+"""Scaled-dot-product attention with interchangeable backends, resolved once, when a model is built.
 
-Backends (registered through the plugin registry, so a plugin can add its own):
+Built-in backends:
 
 ``sdpa``
-    :func:`torch.nn.functional.scaled_dot_product_attention` (the default: fused kernels on GPU and CPU);
+    :func:`torch.nn.functional.scaled_dot_product_attention` (fused kernels on GPU and CPU);
 ``flash``
     ``flash_attn.flash_attn_func`` from the optional ``flash-attn`` package, on CUDA tensors in fp16/bf16;
 ``reference``
-    a plain ``softmax(q k^T * scale + mask) v`` written out, for tests.
+    a plain ``softmax(q k^T * scale + mask) v`` written out, for tests;
+``auto``
+    ``flash`` on the tensors it can run on when flash-attn is installed, else ``sdpa``.
 
-``attend(q, k, v, causal=..., backend="auto")`` takes ``(batch, heads, tokens, head_dim)`` tensors. ``"auto"`` picks
-``flash`` when it can run on the given tensors, else ``sdpa``.
+A model turns the name in its config into an :class:`~nfkit_core.specs.AttentionBackend` with
+:func:`resolve_backend` when it is built, and calls :func:`attend` with that object: no name is looked up and no
+library is searched for at attention time. A backend that a plugin registers (``nf_register_attention_backends``)
+is resolved by name as well when the model is built through the plugin registry, which puts the registered
+backends in scope (:func:`backends_in_scope`) around the architecture's ``build``. Python code may also pass an
+:class:`~nfkit_core.specs.AttentionBackend` object instead of a name.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import dataclasses
+import functools
 import importlib.util
 import math
+from collections.abc import Iterator, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from nfkit_core.plugins.registry import AttentionBackend
+from nfkit_core.errors import ConfigError, UnknownNameError
+from nfkit_core.specs import AttentionBackend
 
-__all__ = ["attend", "reference_attention", "sdpa_attention", "flash_attention", "BUILTIN_BACKENDS"]
+__all__ = ["attend", "resolve_backend", "backends_in_scope", "reference_attention", "sdpa_attention",
+           "flash_attention", "BUILTIN_BACKENDS"]
+
+
+def _causal_mask(q: Tensor, k: Tensor) -> Tensor:
+    # Queries are the last tq of the tk positions (so a cached decoding step sees every key before it).
+    tq, tk = q.shape[-2], k.shape[-2]
+    return torch.ones(tq, tk, dtype=torch.bool, device=q.device).tril(diagonal=tk - tq)
 
 
 def reference_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = False, scale: float | None = None) -> Tensor:
@@ -32,25 +51,15 @@ def reference_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = False, s
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     scores = torch.matmul(q, k.transpose(-2, -1)) * scale
     if causal:
-        tq, tk = q.shape[-2], k.shape[-2]
-        # Queries are the last tq of the tk positions (so a cached decoding step sees every key before it).
-        mask = torch.ones(tq, tk, dtype=torch.bool, device=q.device).tril(diagonal=tk - tq)
-        scores = scores.masked_fill(~mask, float("-inf"))
+        scores = scores.masked_fill(~_causal_mask(q, k), float("-inf"))
     return torch.matmul(scores.softmax(dim=-1), v)
 
 
 def sdpa_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = False, scale: float | None = None) -> Tensor:
     """PyTorch's fused scaled-dot-product attention."""
     if causal and q.shape[-2] != k.shape[-2]:
-        tq, tk = q.shape[-2], k.shape[-2]
-        mask = torch.ones(tq, tk, dtype=torch.bool, device=q.device).tril(diagonal=tk - tq)
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=_causal_mask(q, k), scale=scale)
     return F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale)
-
-
-def _flash_available(q: Tensor) -> bool:
-    return (q.is_cuda and q.dtype in (torch.float16, torch.bfloat16)
-            and importlib.util.find_spec("flash_attn") is not None)
 
 
 def flash_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = False, scale: float | None = None) -> Tensor:
@@ -62,23 +71,82 @@ def flash_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = False, scale
     return out.transpose(1, 2)
 
 
-BUILTIN_BACKENDS = (
-    AttentionBackend("sdpa", sdpa_attention, lambda q: True, "torch.nn.functional.scaled_dot_product_attention"),
-    AttentionBackend("flash", flash_attention, _flash_available, "flash-attn (CUDA, fp16/bf16)"),
-    AttentionBackend("reference", reference_attention, lambda q: True, "plain softmax attention, for tests"),
-)
+@functools.cache
+def _flash_installed() -> bool:
+    return importlib.util.find_spec("flash_attn") is not None
+
+
+def _flash_runs_on(q: Tensor) -> bool:
+    return q.is_cuda and q.dtype in (torch.float16, torch.bfloat16)
+
+
+SDPA = AttentionBackend("sdpa", sdpa_attention, description="torch.nn.functional.scaled_dot_product_attention")
+FLASH = AttentionBackend("flash", flash_attention, _flash_runs_on, "flash-attn (CUDA, fp16/bf16)", _flash_installed)
+REFERENCE = AttentionBackend("reference", reference_attention, description="plain softmax attention, for tests")
+BUILTIN_BACKENDS: tuple[AttentionBackend, ...] = (SDPA, FLASH, REFERENCE)
+"""The backends nfkit-core provides (it also registers them, so that ``nf plugins`` lists them)."""
+
+
+def _auto_backend() -> AttentionBackend:
+    """``flash`` on CUDA fp16/bf16 tensors when flash-attn is installed (looked up once, here), else ``sdpa``."""
+    if not _flash_installed():
+        return dataclasses.replace(SDPA, name="auto", description="sdpa (flash-attn is not installed)")
+
+    def attend_auto(q: Tensor, k: Tensor, v: Tensor, causal: bool = False, scale: float | None = None) -> Tensor:
+        chosen = flash_attention if _flash_runs_on(q) else sdpa_attention
+        return chosen(q, k, v, causal=causal, scale=scale)
+
+    return AttentionBackend("auto", attend_auto, description="flash-attn where it runs, else sdpa")
+
+
+_in_scope: contextvars.ContextVar[Mapping[str, AttentionBackend] | None] = contextvars.ContextVar(
+    "attention_backends", default=None)
+
+
+@contextlib.contextmanager
+def backends_in_scope(backends: Mapping[str, AttentionBackend]) -> Iterator[None]:
+    """Let :func:`resolve_backend` find ``backends`` by name inside this block (the registry uses it around an
+    architecture's ``build``, so that a plugin's backend can be named in a config)."""
+    token = _in_scope.set({**(_in_scope.get() or {}), **backends})
+    try:
+        yield
+    finally:
+        _in_scope.reset(token)
+
+
+def resolve_backend(backend: str | AttentionBackend) -> AttentionBackend:
+    """The backend an attention layer will call: ``backend`` itself, or the one of that name.
+
+    Names are looked up among the built-ins (``auto``, ``sdpa``, ``flash``, ``reference``), then among the backends
+    in scope (:func:`backends_in_scope`).
+
+    Raises:
+        UnknownNameError: no backend of that name; the message lists the available ones.
+        ConfigError: the backend's libraries are not installed (e.g. ``flash`` without flash-attn).
+    """
+    if isinstance(backend, AttentionBackend):
+        chosen = backend
+    elif backend == "auto":
+        return _auto_backend()
+    else:
+        available = {b.name: b for b in BUILTIN_BACKENDS} | dict(_in_scope.get() or {})
+        if backend not in available:
+            raise UnknownNameError(f"unknown attention backend {backend!r}; available: "
+                                   f"{', '.join(['auto', *sorted(available)])} (a plugin's backend is found when "
+                                   f"the model is built through the registry, e.g. by nf train)")
+        chosen = available[backend]
+    if not chosen.is_installed():
+        raise ConfigError(f"attention backend {chosen.name!r} is not installed here ({chosen.description}); choose "
+                          f"another one, e.g. 'auto'")
+    return chosen
 
 
 def attend(q: Tensor, k: Tensor, v: Tensor, causal: bool = False, scale: float | None = None,
-           backend: str = "auto") -> Tensor:
-    """Attention of ``q`` over ``k, v`` with the named backend (``"auto"``: flash when possible, else sdpa)."""
-    from nfkit_core.plugins import get_registry
+           backend: AttentionBackend = SDPA) -> Tensor:
+    """Attention of ``q`` over ``k, v`` (``(batch, heads, tokens, head_dim)``) with a resolved backend.
 
-    registry = get_registry()
-    if backend == "auto":
-        flash = registry.get("attention_backend", "flash")
-        backend = "flash" if flash.is_available(q) else "sdpa"
-    chosen: AttentionBackend = registry.get("attention_backend", backend)
-    if not chosen.is_available(q):
-        raise RuntimeError(f"attention backend {backend!r} cannot run on {q.device} tensors of dtype {q.dtype}")
-    return chosen.attend(q, k, v, causal=causal, scale=scale)
+    With ``causal`` and fewer queries than keys, the queries are the last positions (a cached decoding step).
+    """
+    if not backend.is_available(q):
+        raise RuntimeError(f"attention backend {backend.name!r} cannot run on {q.device} tensors of dtype {q.dtype}")
+    return backend.attend(q, k, v, causal=causal, scale=scale)

@@ -1,29 +1,22 @@
-"""nfkit-core's own plugin: what nfkit-core registers through the same hooks as every other plugin."""
+"""nfkit-core's own plugin: the datasets and attention backends it registers through the same hooks as every other
+plugin. (nf's own sub-commands are registered by the command line, :mod:`nfkit_core.cli.commands`.)"""
 
 from __future__ import annotations
 
 from nfkit_core.attention import BUILTIN_BACKENDS
-from nfkit_core.plugins.manager import hookimpl
+from nfkit_core.data import BUILTIN_DATASETS
+from nfkit_core.plugins.hookspecs import hookimpl
+from nfkit_core.plugins.registry import Registrar
+from nfkit_core.specs import AttentionBackend, DatasetSpec
 
 
 @hookimpl
-def nf_register_attention_backends(registry) -> None:
+def nf_register_attention_backends(attention_backends: Registrar[AttentionBackend]) -> None:
     for backend in BUILTIN_BACKENDS:
-        registry.add_attention_backend(backend)
+        attention_backends.add(backend)
 
 
 @hookimpl
-def nf_register_datasets(registry) -> None:
-    from nfkit_core.data import BUILTIN_DATASETS
-
+def nf_register_datasets(datasets: Registrar[DatasetSpec]) -> None:
     for spec in BUILTIN_DATASETS:
-        registry.add_dataset(spec)
-
-
-@hookimpl
-def nf_register_commands(registry) -> None:
-    from nfkit_core.cli import plugins_command, sample_command, train_command
-
-    registry.add_command(plugins_command.COMMAND)
-    registry.add_command(train_command.COMMAND)
-    registry.add_command(sample_command.COMMAND)
+        datasets.add(spec)

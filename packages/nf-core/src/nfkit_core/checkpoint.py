@@ -31,7 +31,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from nfkit_core.plugins.registry import DataInfo, Registry
+from nfkit_core.errors import MissingFileError, NfError, UnknownNameError
+from nfkit_core.plugins.manager import get_registry
+from nfkit_core.plugins.registry import Registry
+from nfkit_core.specs import DataInfo
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "CHECKPOINT_NAME", "CheckpointError", "save_checkpoint", "read_checkpoint",
            "build_flow", "load_checkpoint", "checkpoint_path", "data_info_from_dict"]
@@ -43,7 +46,7 @@ PLAIN_TYPES = (type(None), bool, int, float, str, torch.dtype, torch.device)
 REQUIRED = ("architecture", "model_config", "data_info", "model", "step")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(NfError, ValueError):
     """A file is not a readable nf checkpoint (missing, truncated, foreign, or from an incompatible version)."""
 
 
@@ -92,13 +95,13 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """Load and check a checkpoint file (or the checkpoint of a run folder) without building anything.
 
     Raises:
-        FileNotFoundError: nothing at ``path``.
+        MissingFileError: nothing at ``path`` (a FileNotFoundError).
         CheckpointError: the file is truncated, corrupt, not an nf checkpoint, or holds anything but tensors and
             plain values.
     """
     path = checkpoint_path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
+        raise MissingFileError(f"no checkpoint at {path}")
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a truncated one lacks its directory
         raise CheckpointError(f"{path} is not a readable checkpoint: truncated, corrupt or not written by "
                               f"torch.save (no complete zip archive)")
@@ -136,11 +139,9 @@ def build_flow(state: Mapping[str, Any], registry: Registry | None = None, ema: 
         ema: load the moving-average weights (``True``), the trained weights (``False``), or the average when the
             checkpoint has one (``None``).
     """
-    from nfkit_core.plugins import UnknownNameError, get_registry
-
     registry = registry or get_registry()
     try:
-        spec = registry.get("architecture", state["architecture"])
+        spec = registry.architectures.get(state["architecture"])
     except UnknownNameError as error:
         raise UnknownNameError(f"the checkpoint needs architecture {state['architecture']!r} (written by "
                                f"{state.get('versions')}), which no installed plugin provides: {error}") from None
@@ -150,7 +151,7 @@ def build_flow(state: Mapping[str, Any], registry: Registry | None = None, ema: 
         raise CheckpointError(f"the stored config of architecture {state['architecture']!r} does not fit the "
                               f"installed version ({error}); the checkpoint was written by {state.get('versions')}"
                               ) from None
-    flow = spec.build(config, data_info_from_dict(state["data_info"]))
+    flow = registry.build_flow(state["architecture"], config, data_info_from_dict(state["data_info"]))
     if ema is True and state.get("ema") is None:
         raise CheckpointError("the checkpoint has no moving-average weights (trained without train.ema_decay)")
     use_ema = state.get("ema") is not None if ema is None else ema

@@ -8,7 +8,7 @@ from torch import nn
 
 from nfkit_core import Flow, Sequential, StandardNormal
 from nfkit_core.layers import ActNorm, AffineCoupling, Split, Squeeze
-from nfkit_core.plugins import DataInfo
+from nfkit_core.specs import DataInfo
 
 
 @dataclass

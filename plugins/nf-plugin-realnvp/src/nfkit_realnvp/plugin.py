@@ -1,12 +1,12 @@
 """The nf plugin: registers ``realnvp``."""
 
-from nfkit_core.plugins import ArchitectureSpec, hookimpl
+from nfkit_core.plugins import ArchitectureSpec, Registrar, hookimpl
 from nfkit_realnvp.model import RealNVPConfig, build_realnvp
 
 
 @hookimpl
-def nf_register_architectures(registry) -> None:
-    registry.add_architecture(ArchitectureSpec(
+def nf_register_architectures(architectures: Registrar[ArchitectureSpec]) -> None:
+    architectures.add(ArchitectureSpec(
         "realnvp", RealNVPConfig, build_realnvp, "Real NVP (Dinh et al. 2017), an example outsider plugin",
         presets={"digits": {"scales": 2, "couplings": 3, "hidden": 32},
                  "digits-tiny": {"scales": 2, "couplings": 2, "hidden": 16},

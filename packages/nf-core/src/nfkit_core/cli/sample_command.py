@@ -16,9 +16,11 @@ import numpy as np
 import torch
 
 from nfkit_core.checkpoint import build_flow, checkpoint_path, data_info_from_dict, read_checkpoint
-from nfkit_core.cli.settings import parse_value
+from nfkit_core.cli.settings import parse_assignment
 from nfkit_core.data import Preprocessing
-from nfkit_core.plugins import CommandSpec
+from nfkit_core.errors import ConfigError
+from nfkit_core.sampling import grid_columns, sample_labels
+from nfkit_core.specs import CommandSpec
 from nfkit_core.train.distributed import resolve_device
 from nfkit_core.train.plots import save_samples
 
@@ -45,12 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _sample_options(flow: torch.nn.Module, assignments: list[str]) -> dict:
-    options = {}
-    for assignment in assignments:
-        key, separator, text = assignment.partition("=")
-        if not separator or not key.strip():
-            raise ValueError(f"--set expects key=value, got {assignment!r}")
-        options[key.strip()] = parse_value(text.strip())
+    options = dict(parse_assignment(assignment) for assignment in assignments)
     parameters = inspect.signature(flow.sample).parameters
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         fixed = {"n", "context", "temperature", "generator"}
@@ -58,7 +55,7 @@ def _sample_options(flow: torch.nn.Module, assignments: list[str]) -> dict:
         refused = sorted(unknown or fixed & set(options))
         if refused:
             extra = [name for name in parameters if name not in fixed]
-            raise ValueError(f"{type(flow).__name__}.sample() takes no option(s) {refused} through --set; its extra "
+            raise ConfigError(f"{type(flow).__name__}.sample() takes no option(s) {refused} through --set; its extra "
                              f"options: {', '.join(extra) or 'none'}")
     return options
 
@@ -66,9 +63,9 @@ def _sample_options(flow: torch.nn.Module, assignments: list[str]) -> dict:
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix not in SUFFIXES:
-        raise ValueError(f"--out must end in {' or '.join(SUFFIXES)}, got {out.name!r}")
+        raise ConfigError(f"--out must end in {' or '.join(SUFFIXES)}, got {out.name!r}")
     if args.num_samples < 1:
-        raise ValueError(f"-n must be at least 1, got {args.num_samples}")
+        raise ConfigError(f"-n must be at least 1, got {args.num_samples}")
     device = resolve_device(args.device)
     state = read_checkpoint(args.checkpoint, map_location=device)
     flow = build_flow(state, ema={"auto": None, "ema": True, "model": False}[args.weights]).to(device)
@@ -77,23 +74,18 @@ def run(args: argparse.Namespace) -> int:
     n = args.num_samples
     if args.class_label is not None:
         if info.num_classes == 0:
-            raise ValueError("--class needs a class-conditional flow; this one was trained without "
-                             "train.class_conditional=true")
+            raise ConfigError("--class needs a class-conditional flow; this one was trained without "
+                              "train.class_conditional=true")
         if not 0 <= args.class_label < info.num_classes:
-            raise ValueError(f"--class must lie in 0..{info.num_classes - 1}, got {args.class_label}")
-        context = torch.full((n,), args.class_label, dtype=torch.long, device=device)
-    elif info.num_classes > 0:
-        context = torch.arange(n, device=device) % info.num_classes
-    else:
-        context = None
+            raise ConfigError(f"--class must lie in 0..{info.num_classes - 1}, got {args.class_label}")
+    context = sample_labels(n, info.num_classes, args.class_label, device=device)
     generator = torch.Generator().manual_seed(args.seed)
     samples = flow.sample(n, context, temperature=args.temperature, generator=generator, **options)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npy":
         np.save(out, samples.float().cpu().numpy())
     else:
-        nrow = args.nrow or (info.num_classes if context is not None and args.class_label is None
-                             and info.num_classes <= 16 else None)
+        nrow = args.nrow or grid_columns(info.num_classes, args.class_label)
         save_samples(samples, Preprocessing(**state["preprocessing"]), out, nrow=nrow)
     print(f"wrote {n} samples of {checkpoint_path(args.checkpoint)} (step {state['step']}) to {out}")
     return 0

@@ -29,13 +29,15 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from nfkit_core.errors import ConfigError, MissingFileError
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:
     import tomli as tomllib
 
-__all__ = ["SECTIONS", "parse_value", "parse_assignments", "load_toml", "field_docs", "describe_fields",
-           "section_values"]
+__all__ = ["SECTIONS", "parse_value", "parse_assignment", "parse_assignments", "load_toml", "field_docs",
+           "describe_fields", "section_values"]
 
 SECTIONS = ("model", "data", "train")
 TOP_LEVEL = ("arch", "dataset", "preset")
@@ -47,6 +49,15 @@ def parse_value(text: str) -> Any:
         return tomllib.loads(f"value = {text}")["value"]
     except tomllib.TOMLDecodeError:
         return text
+
+
+def parse_assignment(assignment: str) -> tuple[str, Any]:
+    """Split one ``--set`` argument, ``key=value``, into the key and the parsed value (:func:`parse_value`)."""
+    key, separator, text = assignment.partition("=")
+    key = key.strip()
+    if not separator or not key:
+        raise ConfigError(f"--set expects key=value, got {assignment!r}")
+    return key, parse_value(text.strip())
 
 
 def parse_assignments(assignments: Iterable[str], sections: Mapping[str, type]) -> dict[str, dict[str, Any]]:
@@ -61,14 +72,11 @@ def parse_assignments(assignments: Iterable[str], sections: Mapping[str, type]) 
     """
     result: dict[str, dict[str, Any]] = {name: {} for name in sections}
     for assignment in assignments:
-        key, separator, text = assignment.partition("=")
-        key = key.strip()
-        if not separator or not key:
-            raise ValueError(f"--set expects key=value, got {assignment!r}")
+        key, value = parse_assignment(assignment)
         section, dot, name = key.partition(".")
         if dot:
             if section not in sections:
-                raise ValueError(f"--set {key}: unknown section {section!r}; sections: {', '.join(sections)}")
+                raise ConfigError(f"--set {key}: unknown section {section!r}; sections: {', '.join(sections)}")
         else:
             name = key
             owners = [s for s, cls in sections.items() if name in {f.name for f in dataclasses.fields(cls)}]
@@ -76,9 +84,9 @@ def parse_assignments(assignments: Iterable[str], sections: Mapping[str, type]) 
                 known = {s: sorted(f.name for f in dataclasses.fields(cls)) for s, cls in sections.items()}
                 reason = (f"is an option of {' and '.join(owners)}; write " + " or ".join(f"{o}.{name}" for o in owners)
                           if owners else f"is no option; known options: {known}")
-                raise ValueError(f"--set {key}: {name!r} {reason}")
+                raise ConfigError(f"--set {key}: {name!r} {reason}")
             section = owners[0]
-        result[section][name] = parse_value(text.strip())
+        result[section][name] = value
     return result
 
 
@@ -86,18 +94,18 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     """Read a run configuration file; a clear error for a missing file, bad TOML or unknown tables."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"config file {path} not found")
+        raise MissingFileError(f"config file {path} not found")
     try:
         values = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as error:
-        raise ValueError(f"{path} is not valid TOML: {error}") from None
+        raise ConfigError(f"{path} is not valid TOML: {error}") from None
     unknown = sorted(set(values) - set(SECTIONS) - set(TOP_LEVEL))
     if unknown:
-        raise ValueError(f"{path}: unknown entries {unknown}; expected the keys {', '.join(TOP_LEVEL)} and the "
+        raise ConfigError(f"{path}: unknown entries {unknown}; expected the keys {', '.join(TOP_LEVEL)} and the "
                          f"tables [{'], ['.join(SECTIONS)}]")
     for section in SECTIONS:
         if not isinstance(values.get(section, {}), dict):
-            raise ValueError(f"{path}: {section} must be a table ([{section}])")
+            raise ConfigError(f"{path}: {section} must be a table ([{section}])")
     return values
 
 

@@ -14,7 +14,9 @@ from pathlib import Path
 
 from nfkit_core.checkpoint import CHECKPOINT_NAME
 from nfkit_core.cli.settings import describe_fields, load_toml, parse_assignments, section_values
-from nfkit_core.plugins import CommandSpec, get_registry
+from nfkit_core.errors import ConfigError
+from nfkit_core.plugins.manager import get_registry
+from nfkit_core.specs import CommandSpec
 from nfkit_core.train import TrainConfig, Trainer, make_run_config
 
 DEFAULT_DATASET = "digits"
@@ -44,15 +46,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _help(args: argparse.Namespace) -> str:
     registry = get_registry()
     parts = [args._train_parser.format_help(),
-             f"architectures: {', '.join(registry.names('architecture')) or 'none installed'}",
-             f"datasets: {', '.join(registry.names('dataset'))}", ""]
+             f"architectures: {', '.join(registry.architectures.names()) or 'none installed'}",
+             f"datasets: {', '.join(registry.datasets.names())}", ""]
     if args.arch:
-        spec = registry.get("architecture", args.arch)
+        spec = registry.architectures.get(args.arch)
         described = f" ({spec.description})" if spec.description else ""
         heading = f"model options of architecture {spec.name!r}{described}:"
         parts += [textwrap.fill(heading, 100, subsequent_indent="  "),
                   describe_fields(spec.config_class, "model", spec.presets), ""]
-    dataset = registry.get("dataset", args.data or DEFAULT_DATASET)
+    dataset = registry.datasets.get(args.data or DEFAULT_DATASET)
     parts += [f"data options of dataset {dataset.name!r}:", describe_fields(dataset.config_class, "data"), "",
               "training options:", describe_fields(TrainConfig, "train")]
     return "\n".join(parts)
@@ -62,7 +64,7 @@ def _resume(args: argparse.Namespace) -> Trainer:
     given = [flag for flag, value in (("--arch", args.arch), ("--data", args.data), ("--preset", args.preset),
                                       ("--config", args.config), ("--out", args.out)) if value]
     if given:
-        raise ValueError(f"--resume DIR continues the run in DIR with its stored configuration; {', '.join(given)} "
+        raise ConfigError(f"--resume DIR continues the run in DIR with its stored configuration; {', '.join(given)} "
                          f"cannot be combined with it (change training options with --set train.KEY=VALUE)")
     overrides = parse_assignments(args.set, {"train": TrainConfig})["train"]
     return Trainer.resume(args.resume, overrides)
@@ -73,15 +75,15 @@ def _start(args: argparse.Namespace) -> Trainer:
     file_values = load_toml(args.config) if args.config else {}
     arch = args.arch or file_values.get("arch")
     if not arch:
-        raise ValueError(f"choose an architecture with --arch NAME; available: "
-                         f"{', '.join(registry.names('architecture')) or 'none (install an nf-arch-* package)'}")
+        raise ConfigError(f"choose an architecture with --arch NAME; available: "
+                         f"{', '.join(registry.architectures.names()) or 'none (install an nfkit-* architecture)'}")
     dataset = args.data or file_values.get("dataset") or DEFAULT_DATASET
-    arch_spec = registry.get("architecture", arch)
-    data_spec = registry.get("dataset", dataset)
+    arch_spec = registry.architectures.get(arch)
+    data_spec = registry.datasets.get(dataset)
     if not args.out:
-        raise ValueError("choose a run folder with --out DIR")
+        raise ConfigError("choose a run folder with --out DIR")
     if (Path(args.out) / CHECKPOINT_NAME).exists():
-        raise ValueError(f"{args.out} already holds a run ({CHECKPOINT_NAME}); continue it with --resume "
+        raise ConfigError(f"{args.out} already holds a run ({CHECKPOINT_NAME}); continue it with --resume "
                          f"{args.out} or choose another --out")
     assignments = parse_assignments(args.set, {"model": arch_spec.config_class, "data": data_spec.config_class,
                                                "train": TrainConfig})

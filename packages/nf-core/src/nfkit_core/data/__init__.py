@@ -1,24 +1,22 @@
-"""Datasets and preprocessing. Every dataset registers through the plugin registry (see :mod:`nfkit_core.builtins`).
+"""Datasets and preprocessing. Every dataset registers through the plugin registry (see :mod:`nfkit_core.builtins`),
+and is loaded through it (:meth:`nfkit_core.plugins.Registry.load_dataset`).
 
-A dataset is a :class:`~nfkit_core.plugins.DatasetSpec` whose ``load(config, split)`` returns a
+A dataset is a :class:`~nfkit_core.specs.DatasetSpec` whose ``load(config, split)`` returns a
 :class:`torch.utils.data.Dataset` of ``(x, label)`` pairs with an ``info`` attribute (a
-:class:`~nfkit_core.plugins.DataInfo`); ``split`` is ``"train"``, ``"val"`` or ``"test"``. Image datasets return integer
+:class:`~nfkit_core.specs.DataInfo`); ``split`` is ``"train"``, ``"val"`` or ``"test"``. Image datasets return integer
 levels as floats, continuous datasets floats, unlabelled datasets the label ``-1``.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from torch.utils.data import Dataset
 
 from nfkit_core.data import cifar10, digits, image_folder, imagenet_npz, tabular, toy2d
 from nfkit_core.data.base import SPLITS, ArrayDataset, DataError
 from nfkit_core.data.preprocess import Preprocessing
-from nfkit_core.plugins.registry import DataInfo, DatasetSpec, Registry
+from nfkit_core.specs import DataInfo, DatasetSpec
 
-__all__ = ["BUILTIN_DATASETS", "SPLITS", "ArrayDataset", "DataError", "Preprocessing", "dataset_info",
-           "load_dataset"]
+__all__ = ["BUILTIN_DATASETS", "SPLITS", "ArrayDataset", "DataError", "Preprocessing", "dataset_info"]
 
 BUILTIN_DATASETS: tuple[DatasetSpec, ...] = (digits.SPEC, image_folder.SPEC, cifar10.SPEC, imagenet_npz.SPEC,
                                              tabular.SPEC, toy2d.SPEC)
@@ -32,12 +30,3 @@ def dataset_info(dataset: Dataset) -> DataInfo:
                         f"must return a Dataset that describes its data")
     return info
 
-
-def load_dataset(name: str, config: Any = None, split: str = "train", registry: Registry | None = None) -> Dataset:
-    """Load ``split`` of the registered dataset ``name`` (with its default config when ``config`` is None)."""
-    from nfkit_core.plugins import get_registry
-
-    spec: DatasetSpec = (registry or get_registry()).get("dataset", name)
-    dataset = spec.load(config if config is not None else spec.config_class(), split)
-    dataset_info(dataset)
-    return dataset

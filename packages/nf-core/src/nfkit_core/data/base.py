@@ -1,4 +1,4 @@
-"""What every nf dataset is: ``(x, label)`` pairs that know their :class:`~nfkit_core.plugins.DataInfo`.
+"""What every nf dataset is: ``(x, label)`` pairs that know their :class:`~nfkit_core.specs.DataInfo`.
 
 Image datasets hold integer levels (``0 .. num_bins - 1``) and return them as float tensors of shape ``(C, H, W)``;
 continuous datasets return float vectors. Unlabelled data returns the label ``-1``.
@@ -15,14 +15,15 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from nfkit_core.plugins.registry import DataInfo
+from nfkit_core.errors import ConfigError, NfError
+from nfkit_core.specs import DataInfo
 
 __all__ = ["SPLITS", "DataError", "ArrayDataset", "check_split", "split_indices", "require_path", "read_npz"]
 
 SPLITS = ("train", "val", "test")
 
 
-class DataError(ValueError):
+class DataError(NfError, ValueError):
     """A dataset file or folder is missing, has the wrong layout or is corrupt; the message names it."""
 
 
@@ -79,7 +80,7 @@ def read_npz(path: Path, keys: Sequence[str], dataset: str, layout: str) -> dict
 def split_indices(n: int, fractions: Sequence[float], seed: int) -> list[np.ndarray]:
     """A fixed shuffle of ``range(n)`` cut into ``len(fractions) + 1`` parts: the rest first, then one per fraction."""
     if any(f < 0 for f in fractions) or sum(fractions) >= 1:
-        raise ValueError(f"split fractions must be non-negative and sum to less than 1, got {list(fractions)}")
+        raise ConfigError(f"split fractions must be non-negative and sum to less than 1, got {list(fractions)}")
     order = np.random.default_rng(seed).permutation(n)
     sizes = [int(round(f * n)) for f in fractions]
     cuts = np.cumsum([n - sum(sizes), *sizes])[:-1]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from nfkit_core.data.base import ArrayDataset, check_split, split_indices
-from nfkit_core.plugins.registry import DataInfo, DatasetSpec
+from nfkit_core.specs import DataInfo, DatasetSpec
 
 __all__ = ["DigitsConfig", "load_digits", "SPEC"]
 

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from nfkit_core.data.base import DataError, check_split, require_path
 from nfkit_core.data.preprocess import center_crop_resize
-from nfkit_core.plugins.registry import DataInfo, DatasetSpec
+from nfkit_core.specs import DataInfo, DatasetSpec
 
 __all__ = ["ImageFolderConfig", "ImageFolderDataset", "load_image_folder", "SPEC"]
 
@@ -58,7 +58,7 @@ class ImageFolderDataset(Dataset):
 
         mode = {1: "L", 3: "RGB"}.get(config.channels)
         if mode is None:
-            raise ValueError(f"image-folder: channels must be 1 or 3, got {config.channels}")
+            raise DataError(f"image-folder: channels must be 1 or 3, got {config.channels}")
         try:
             self.folder = ImageFolder(str(folder), loader=partial(_read_image, mode=mode))
         except FileNotFoundError as error:

@@ -25,7 +25,8 @@ import torch
 from torch import Tensor
 
 from nfkit_core import noise
-from nfkit_core.plugins.registry import DataInfo
+from nfkit_core.errors import ConfigError
+from nfkit_core.specs import DataInfo
 
 __all__ = ["center_crop_resize", "random_horizontal_flip", "scale_levels", "uniform_dequantize",
            "add_gaussian_noise", "drop_labels", "Preprocessing", "MODES"]
@@ -93,9 +94,9 @@ class Preprocessing:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise ValueError(f"unknown preprocessing mode {self.mode!r}; modes: {', '.join(MODES)}")
+            raise ConfigError(f"unknown preprocessing mode {self.mode!r}; modes: {', '.join(MODES)}")
         if self.noise_sigma < 0 or not 0 <= self.label_dropout < 1:
-            raise ValueError(f"need noise_sigma >= 0 and 0 <= label_dropout < 1, got {self.noise_sigma} and "
+            raise ConfigError(f"need noise_sigma >= 0 and 0 <= label_dropout < 1, got {self.noise_sigma} and "
                              f"{self.label_dropout}")
 
     @classmethod
@@ -103,14 +104,14 @@ class Preprocessing:
                label_dropout: float = 0.0) -> Preprocessing:
         """The preprocessing for data described by ``info`` and a flow that does (or does not) dequantize."""
         if hflip and len(info.shape) != 3:
-            raise ValueError(f"horizontal flips need images of shape (C, H, W), the data has shape {info.shape}")
+            raise ConfigError(f"horizontal flips need images of shape (C, H, W), the data has shape {info.shape}")
         if info.num_bins is None:
             if flow_dequantizes:
-                raise ValueError("the flow has a dequantizer, but the data is continuous (no num_bins)")
+                raise ConfigError("the flow has a dequantizer, but the data is continuous (no num_bins)")
             mode = "continuous"
         elif flow_dequantizes:
             if noise_sigma > 0:
-                raise ValueError("the flow dequantizes the data itself; Gaussian noise augmentation "
+                raise ConfigError("the flow dequantizes the data itself; Gaussian noise augmentation "
                                  "(noise_sigma > 0) applies only to flows without a dequantizer")
             mode = "levels"
         else:

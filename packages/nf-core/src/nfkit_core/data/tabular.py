@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from nfkit_core.data.base import ArrayDataset, DataError, check_split, read_npz, require_path
-from nfkit_core.plugins.registry import DataInfo, DatasetSpec
+from nfkit_core.specs import DataInfo, DatasetSpec
 
 __all__ = ["TabularConfig", "load_tabular", "SPEC"]
 

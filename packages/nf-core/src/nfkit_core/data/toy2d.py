@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from nfkit_core.data.base import SPLITS, ArrayDataset, DataError, check_split
-from nfkit_core.plugins.registry import DataInfo, DatasetSpec
+from nfkit_core.specs import DataInfo, DatasetSpec
 
 __all__ = ["Toy2dConfig", "DISTRIBUTIONS", "sample_toy2d", "load_toy2d", "SPEC"]
 

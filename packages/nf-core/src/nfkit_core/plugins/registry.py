@@ -1,178 +1,206 @@
-"""The registry that plugins fill: named architectures, datasets, metrics, distillers, attention backends, commands."""
+"""The registry that plugins fill: one typed :class:`Registrar` per kind of thing a plugin provides.
+
+Each hook of :mod:`nfkit_core.plugins.hookspecs` hands its plugin one registrar (``architectures``, ``datasets``,
+``metrics``, ``distillers``, ``attention_backends``, ``commands``); the plugin calls ``add(spec)`` on it. Users of the
+registry ask the same registrar: ``registry.architectures.get("glow")`` returns an
+:class:`~nfkit_core.specs.ArchitectureSpec`. Flows are built through :meth:`Registry.build_flow`, which checks that
+the architecture's ``build`` returned a flow and names the plugin when it did not.
+
+A name registered by two plugins is not an error at registration time, so that ``nf --help`` and ``nf plugins``
+still work and can show the clash; *using* the name is (:class:`~nfkit_core.errors.DuplicateNameError`, naming both
+plugins and how to block one).
+"""
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Generic, TypeVar
 
-__all__ = ["KINDS", "Registry", "Entry", "DataInfo", "ArchitectureSpec", "DatasetSpec", "AttentionBackend",
-           "CommandSpec", "DuplicateNameError", "UnknownNameError"]
+from nfkit_core.attention import backends_in_scope
+from nfkit_core.errors import ConfigError, DuplicateNameError, PluginError, UnknownNameError
+from nfkit_core.flow import Flow
+from nfkit_core.specs import (
+    ArchitectureSpec,
+    AttentionBackend,
+    CommandSpec,
+    DataInfo,
+    DatasetSpec,
+    DistillerSpec,
+    Entry,
+    MetricSpec,
+)
 
-KINDS = ("architecture", "dataset", "metric", "distiller", "attention_backend", "command")
+__all__ = ["Registrar", "Registry", "is_flow"]
+
+SpecT = TypeVar("SpecT", ArchitectureSpec, DatasetSpec, MetricSpec, DistillerSpec, AttentionBackend, CommandSpec)
+
+DIRECT = ("<direct>", "<direct>", "")
+"""The source of registrations made outside any plugin (tests, scripts)."""
 
 
-class DuplicateNameError(ValueError):
-    """Two plugins registered the same name for the same kind."""
+def is_flow(obj: object) -> bool:
+    """Whether ``obj`` is an nf flow, what an architecture's ``build`` must return."""
+    return isinstance(obj, Flow)
 
 
-class UnknownNameError(KeyError):
-    """A name that no plugin registered; the message lists the available ones."""
+class Registrar(Generic[SpecT]):
+    """The registered things of one kind, by name, each remembering the plugin that added it.
 
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
-@dataclass(frozen=True)
-class DataInfo:
-    """What an architecture needs to know about the data it will model.
-
-    Attributes:
-        shape: the shape of one data point, e.g. ``(1, 8, 8)`` for digits or ``(6,)`` for a tabular set.
-        num_classes: number of class labels (0 for unlabelled data).
-        num_bins: number of discrete levels per dimension for quantized data (``17`` for digits, ``256`` for 8-bit
-            images), ``None`` for continuous data.
+    Args:
+        kind: what is registered, for messages (``"architecture"``, ``"attention backend"``, ...).
+        spec_type: the value type every registration must be (:class:`~nfkit_core.specs.ArchitectureSpec`, ...).
     """
 
-    shape: tuple[int, ...]
-    num_classes: int = 0
-    num_bins: int | None = None
+    def __init__(self, kind: str, spec_type: type[SpecT]) -> None:
+        self.kind = kind
+        self.spec_type = spec_type
+        self._entries: dict[str, Entry] = {}
+        self._registrations: list[Entry] = []
+        self._source = DIRECT
 
+    def attribute_to(self, plugin: str, distribution: str, version: str) -> None:
+        """Attribute the registrations that follow to ``plugin`` from ``distribution`` (called by the manager)."""
+        self._source = (plugin, distribution, version)
 
-@dataclass(frozen=True)
-class ArchitectureSpec:
-    """How to build a flow architecture.
+    def add(self, spec: SpecT) -> None:
+        """Register ``spec`` under ``spec.name``.
 
-    Attributes:
-        name: the name used on the command line (``nf train --arch NAME``).
-        config_class: a dataclass of the architecture's options; its fields become ``--set key=value`` options.
-        build: ``build(config, data: DataInfo) -> nfkit_core.Flow``.
-        description: one line for ``nf plugins`` and ``--help``.
-        presets: named configurations, ``{"digits-small": {...field values...}}``.
-    """
+        Raises:
+            PluginError: ``spec`` is not of this registrar's type.
+        """
+        if not isinstance(spec, self.spec_type):
+            raise PluginError(f"{self.kind} registrations take a {self.spec_type.__name__}, got "
+                              f"{type(spec).__name__}")
+        entry = Entry(self.kind, spec.name, spec, *self._source)
+        self._registrations.append(entry)
+        self._entries.setdefault(spec.name, entry)
 
-    name: str
-    config_class: type
-    build: Callable[..., Any]
-    description: str = ""
-    presets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    def entry(self, name: str) -> Entry:
+        """The :class:`~nfkit_core.specs.Entry` of ``name``.
 
-    def make_config(self, preset: str | None = None, **overrides: Any) -> Any:
-        """A config from the dataclass defaults, then a preset, then explicit overrides; unknown keys are errors."""
-        values: dict[str, Any] = {}
-        if preset is not None:
-            if preset not in self.presets:
-                raise UnknownNameError(f"architecture {self.name!r} has no preset {preset!r}; "
-                                       f"available: {', '.join(sorted(self.presets)) or 'none'}")
-            values.update(self.presets[preset])
-        values.update(overrides)
-        known = {f.name for f in dataclasses.fields(self.config_class)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown option(s) {unknown} for architecture {self.name!r}; known: {sorted(known)}")
-        return self.config_class(**values)
+        Raises:
+            UnknownNameError: nothing of that name; the message lists the available names.
+            DuplicateNameError: two plugins registered the name; the message names both and the way out.
+        """
+        if name in self.clashes():
+            raise DuplicateNameError(self.clash_message(name))
+        try:
+            return self._entries[name]
+        except KeyError:
+            available = ", ".join(self.names()) or "none"
+            raise UnknownNameError(f"unknown {self.kind} {name!r}; available: {available}") from None
 
+    def get(self, name: str) -> SpecT:
+        """The spec registered as ``name`` (errors as :meth:`entry`)."""
+        return self.entry(name).spec
 
-@dataclass(frozen=True)
-class DatasetSpec:
-    """How to load a dataset: ``load(config, split) -> torch.utils.data.Dataset`` of ``(x, label)`` pairs."""
+    def names(self) -> list[str]:
+        """The registered names, sorted."""
+        return sorted(self._entries)
 
-    name: str
-    config_class: type
-    load: Callable[..., Any]
-    description: str = ""
+    def entries(self) -> list[Entry]:
+        """The registered entries in registration order (the first of a clashing name)."""
+        return list(self._entries.values())
 
+    def registrations(self) -> list[Entry]:
+        """Every registration in order, those of a clashing name included."""
+        return list(self._registrations)
 
-@dataclass(frozen=True)
-class AttentionBackend:
-    """A scaled-dot-product attention implementation.
+    def clashes(self) -> dict[str, list[Entry]]:
+        """Names that more than one plugin registered, with every registration of each."""
+        by_name: dict[str, list[Entry]] = {}
+        for entry in self._registrations:
+            by_name.setdefault(entry.name, []).append(entry)
+        return {name: entries for name, entries in by_name.items() if len(entries) > 1}
 
-    ``attend(q, k, v, causal, scale)`` takes ``(batch, heads, tokens, head_dim)`` tensors; ``is_available(q)`` says
-    whether it can run on these tensors (device, dtype, installed libraries).
-    """
+    def clash_message(self, name: str) -> str:
+        """Why ``name`` cannot be used, and how to make it usable."""
+        entries = self.clashes()[name]
+        by = " and ".join(entry.origin() for entry in entries)
+        return (f"{self.kind} {name!r} is registered by more than one plugin: {by}; uninstall one of them, or skip "
+                f"one with NF_BLOCK_PLUGINS={entries[-1].plugin}")
 
-    name: str
-    attend: Callable[..., Any]
-    is_available: Callable[..., bool]
-    description: str = ""
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
 
+    def __iter__(self) -> Iterator[SpecT]:
+        return (entry.spec for entry in self._entries.values())
 
-@dataclass(frozen=True)
-class CommandSpec:
-    """An ``nf`` sub-command: ``add_arguments(parser)`` declares its options, ``run(args) -> int`` runs it."""
-
-    name: str
-    help: str
-    add_arguments: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace], int]
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One registered object and the distribution that registered it."""
-
-    kind: str
-    name: str
-    obj: Any
-    plugin: str
-    distribution: str
-    version: str
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 class Registry:
-    """Named things of every kind, each remembering the plugin and distribution that added it."""
+    """Everything the plugins registered, one :class:`Registrar` per kind.
+
+    The attribute names are the parameter names of the hooks in :mod:`nfkit_core.plugins.hookspecs`.
+    """
 
     def __init__(self) -> None:
-        self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
-        self._source = ("<direct>", "<direct>", "")
+        self.architectures: Registrar[ArchitectureSpec] = Registrar("architecture", ArchitectureSpec)
+        self.datasets: Registrar[DatasetSpec] = Registrar("dataset", DatasetSpec)
+        self.metrics: Registrar[MetricSpec] = Registrar("metric", MetricSpec)
+        self.distillers: Registrar[DistillerSpec] = Registrar("distiller", DistillerSpec)
+        self.attention_backends: Registrar[AttentionBackend] = Registrar("attention backend", AttentionBackend)
+        self.commands: Registrar[CommandSpec] = Registrar("command", CommandSpec)
 
-    def set_source(self, plugin: str, distribution: str, version: str) -> None:
-        """Attribute the following registrations to ``plugin`` from ``distribution`` (called by the manager)."""
-        self._source = (plugin, distribution, version)
+    def registrars(self) -> dict[str, Registrar[Any]]:
+        """Every registrar, by attribute name."""
+        return {name: value for name, value in vars(self).items() if isinstance(value, Registrar)}
 
-    def add(self, kind: str, name: str, obj: Any) -> None:
-        """Register ``obj`` under ``name``; raises :class:`DuplicateNameError` naming both distributions."""
-        if kind not in self._entries:
-            raise ValueError(f"unknown registry kind {kind!r}; kinds: {', '.join(KINDS)}")
-        plugin, distribution, version = self._source
-        existing = self._entries[kind].get(name)
-        if existing is not None:
-            raise DuplicateNameError(
-                f"{kind} {name!r} is registered twice: by {existing.distribution} (plugin {existing.plugin!r}) "
-                f"and by {distribution} (plugin {plugin!r})")
-        self._entries[kind][name] = Entry(kind, name, obj, plugin, distribution, version)
+    def attribute_to(self, plugin: str, distribution: str, version: str) -> None:
+        """Attribute the registrations that follow to ``plugin`` from ``distribution`` (called by the manager)."""
+        for registrar in self.registrars().values():
+            registrar.attribute_to(plugin, distribution, version)
 
-    def add_architecture(self, spec: ArchitectureSpec) -> None:
-        """Shorthand for ``add("architecture", spec.name, spec)``."""
-        self.add("architecture", spec.name, spec)
+    def entries(self) -> list[Entry]:
+        """Every entry of every kind (the first registration of a clashing name)."""
+        return [entry for registrar in self.registrars().values() for entry in registrar.entries()]
 
-    def add_dataset(self, spec: DatasetSpec) -> None:
-        """Shorthand for ``add("dataset", spec.name, spec)``."""
-        self.add("dataset", spec.name, spec)
+    def registrations(self) -> list[Entry]:
+        """Every registration of every kind, those of clashing names included."""
+        return [entry for registrar in self.registrars().values() for entry in registrar.registrations()]
 
-    def add_attention_backend(self, backend: AttentionBackend) -> None:
-        """Shorthand for ``add("attention_backend", backend.name, backend)``."""
-        self.add("attention_backend", backend.name, backend)
+    def clashes(self) -> list[tuple[list[Entry], str]]:
+        """Each name that more than one plugin registered: its registrations, and the message saying what to do."""
+        return [(entries, registrar.clash_message(name)) for registrar in self.registrars().values()
+                for name, entries in registrar.clashes().items()]
 
-    def add_command(self, spec: CommandSpec) -> None:
-        """Shorthand for ``add("command", spec.name, spec)``."""
-        self.add("command", spec.name, spec)
+    def load_dataset(self, name: str, config: Any = None, split: str = "train") -> Any:
+        """Load ``split`` of the registered dataset ``name`` (with its default config when ``config`` is None).
 
-    def get(self, kind: str, name: str) -> Any:
-        """The object registered as ``name``; an unknown name raises an error listing the available ones."""
+        Raises:
+            UnknownNameError, DuplicateNameError: as :meth:`Registrar.entry`.
+            PluginError: ``load`` returned a dataset without an ``info`` attribute of type DataInfo.
+        """
+        entry = self.datasets.entry(name)
+        dataset = entry.spec.load(config if config is not None else entry.spec.config_class(), split)
+        if not isinstance(getattr(dataset, "info", None), DataInfo):
+            raise PluginError(f"dataset {name!r} of {entry.origin()}: load() returned a {type(dataset).__name__} "
+                              f"without an `info` attribute of type DataInfo; a dataset must describe its data")
+        return dataset
+
+    def build_flow(self, architecture: str, config: Any, data: DataInfo) -> Flow:
+        """Build the registered ``architecture`` from its ``config`` for ``data``.
+
+        The registered attention backends can be named in the config (see :mod:`nfkit_core.attention`).
+
+        Raises:
+            UnknownNameError, DuplicateNameError: as :meth:`Registrar.entry`.
+            ConfigError: the architecture refused the config (its ``ValueError``).
+            PluginError: ``build`` returned something that is not a flow.
+        """
+        entry = self.architectures.entry(architecture)
+        backends = {backend.name: backend for backend in self.attention_backends}
         try:
-            return self._entries[kind][name].obj
-        except KeyError:
-            available = ", ".join(sorted(self._entries.get(kind, {}))) or "none"
-            raise UnknownNameError(f"unknown {kind.replace('_', ' ')} {name!r}; available: {available}") from None
-
-    def names(self, kind: str) -> list[str]:
-        """Registered names of one kind, sorted."""
-        return sorted(self._entries[kind])
-
-    def entries(self, kind: str | None = None) -> list[Entry]:
-        """Every entry (of one kind, or all), in registration order."""
-        kinds = [kind] if kind is not None else list(KINDS)
-        return [entry for k in kinds for entry in self._entries[k].values()]
+            with backends_in_scope(backends):
+                flow = entry.spec.build(config, data)
+        except ValueError as error:
+            if isinstance(error, ConfigError):
+                raise
+            raise ConfigError(f"architecture {architecture!r} cannot be built with these options: {error}") from error
+        if not is_flow(flow):
+            raise PluginError(f"architecture {architecture!r} of {entry.origin()}: build() returned a "
+                              f"{type(flow).__name__}, not an nfkit_core.Flow; the plugin must return the flow it "
+                              f"builds")
+        return flow

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
+from nfkit_core.errors import ConfigError
 from nfkit_core.flow import Flow
 from nfkit_core.layers import ActNorm, AffineCoupling, Squeeze, UniformDequantization
-from nfkit_core.plugins import ArchitectureSpec, DataInfo, hookimpl
+from nfkit_core.plugins import ArchitectureSpec, DataInfo, Registrar, hookimpl
 from nfkit_core.priors import ClassConditionalGaussian, StandardNormal
 from nfkit_core.transform import Sequential
 
@@ -85,7 +86,7 @@ def build_tiny(config: TinyConfig, data: DataInfo) -> Flow:
     dequantizer = None
     if config.dequantize:
         if data.num_bins is None:
-            raise ValueError("tiny: dequantize=True needs quantized data (num_bins)")
+            raise ConfigError("tiny: dequantize=True needs quantized data (num_bins)")
         dequantizer = UniformDequantization(data.num_bins, low=-1.0, high=1.0)
     return Flow(Sequential(steps), prior, dequantizer=dequantizer, data_shape=tuple(data.shape))
 
@@ -95,5 +96,5 @@ SPEC = ArchitectureSpec("tiny", TinyConfig, build_tiny, "a small coupling flow f
 
 
 @hookimpl
-def nf_register_architectures(registry) -> None:
-    registry.add_architecture(SPEC)
+def nf_register_architectures(architectures: Registrar[ArchitectureSpec]) -> None:
+    architectures.add(SPEC)

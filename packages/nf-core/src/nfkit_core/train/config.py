@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from nfkit_core.errors import ConfigError
+from nfkit_core.plugins.manager import get_registry
 from nfkit_core.plugins.registry import Registry
 
 __all__ = ["TrainConfig", "PRECISIONS", "RunConfig", "make_run_config", "coerce_options", "coerce_value"]
@@ -96,13 +98,13 @@ class TrainConfig:
                                                             "eval_samples", "eval_sample_batch_size")}
         bad = {name: value for name, value in positive.items() if value < 1}
         if bad:
-            raise ValueError(f"train options must be positive: {bad}")
+            raise ConfigError(f"train options must be positive: {bad}")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+            raise ConfigError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
-            raise ValueError(f"train.ema_decay must lie in (0, 1), got {self.ema_decay}")
+            raise ConfigError(f"train.ema_decay must lie in (0, 1), got {self.ema_decay}")
         if self.label_dropout > 0 and not self.class_conditional:
-            raise ValueError("train.label_dropout needs train.class_conditional=true")
+            raise ConfigError("train.label_dropout needs train.class_conditional=true")
         self.betas = tuple(self.betas)
 
 
@@ -126,11 +128,11 @@ def coerce_value(value: Any, annotation: Any, where: str) -> Any:
                 return coerce_value(value, option, where)
             except ValueError as error:
                 errors.append(str(error))
-        raise ValueError(errors[0] if len(errors) == 1 else f"{where}: {value!r} is not a {_describe(annotation)}")
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} is not a {_describe(annotation)}")
     if origin is tuple and isinstance(value, list | tuple):
         items = arguments if arguments and arguments[-1] is not Ellipsis else (arguments[0],) * len(value)
         if len(items) != len(value):
-            raise ValueError(f"{where} needs {len(items)} values, got {list(value)}")
+            raise ConfigError(f"{where} needs {len(items)} values, got {list(value)}")
         return tuple(coerce_value(v, t, f"{where}[{i}]") for i, (v, t) in enumerate(zip(value, items, strict=True)))
     if origin is list and isinstance(value, list | tuple):
         return [coerce_value(v, arguments[0], f"{where}[{i}]") if arguments else v for i, v in enumerate(value)]
@@ -139,7 +141,7 @@ def coerce_value(value: Any, annotation: Any, where: str) -> Any:
     if annotation is Any or (isinstance(annotation, type) and isinstance(value, annotation)
                              and not (annotation is int and isinstance(value, bool))):
         return value
-    raise ValueError(f"{where} expects {_describe(annotation)}, got {value!r}")
+    raise ConfigError(f"{where} expects {_describe(annotation)}, got {value!r}")
 
 
 def coerce_options(config_class: type, values: Mapping[str, Any], what: str) -> dict[str, Any]:
@@ -153,7 +155,7 @@ def coerce_options(config_class: type, values: Mapping[str, Any], what: str) -> 
     fields = {f.name: f for f in dataclasses.fields(config_class)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise ValueError(f"unknown {what} option(s) {unknown}; known: {', '.join(sorted(fields))}")
+        raise ConfigError(f"unknown {what} option(s) {unknown}; known: {', '.join(sorted(fields))}")
     hints = typing.get_type_hints(config_class)
     return {name: coerce_value(value, hints[name], f"{what}.{name}") for name, value in values.items()}
 
@@ -194,11 +196,9 @@ def make_run_config(arch: str, dataset: str, model: Mapping[str, Any] | None = N
     named, the architecture's preset named after the dataset if it has one (e.g. ``digits``) — then ``model``.
     Unknown architecture or dataset names raise an error that lists the available ones.
     """
-    from nfkit_core.plugins import get_registry
-
     registry = registry or get_registry()
-    arch_spec = registry.get("architecture", arch)
-    data_spec = registry.get("dataset", dataset)
+    arch_spec = registry.architectures.get(arch)
+    data_spec = registry.datasets.get(dataset)
     if preset is None and dataset in arch_spec.presets:
         preset = dataset
     model_config = arch_spec.make_config(preset, **coerce_options(arch_spec.config_class, model or {}, "model"))

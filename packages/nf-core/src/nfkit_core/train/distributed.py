@@ -14,6 +14,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from nfkit_core.errors import ConfigError
+
 __all__ = ["Distributed", "setup", "resolve_device"]
 
 
@@ -24,7 +26,7 @@ def resolve_device(device: str, local_rank: int = 0) -> torch.device:
     resolved = torch.device(device)
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError("train.device is cuda, but no CUDA device is available")
+            raise ConfigError("train.device is cuda, but no CUDA device is available")
         if resolved.index is None:
             resolved = torch.device("cuda", local_rank)
     return resolved

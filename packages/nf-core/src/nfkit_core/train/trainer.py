@@ -40,11 +40,13 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
-from nfkit_core import noise
+from nfkit_core import noise, version
 from nfkit_core.checkpoint import CHECKPOINT_NAME, read_checkpoint, save_checkpoint
-from nfkit_core.data import Preprocessing, dataset_info, load_dataset
+from nfkit_core.data import Preprocessing, dataset_info
+from nfkit_core.errors import ConfigError, NfError
 from nfkit_core.flow import bits_per_dim, forward_draws_noise, importance_weighted_log_prob
 from nfkit_core.plugins import DataInfo, Registry, get_registry
+from nfkit_core.sampling import grid_columns, sample_labels
 from nfkit_core.train.config import RunConfig, TrainConfig, coerce_options
 from nfkit_core.train.distributed import setup
 from nfkit_core.train.ema import EMA
@@ -56,7 +58,7 @@ from nfkit_core.train.schedule import warmup_cosine
 __all__ = ["Trainer", "NonFiniteLossError"]
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(NfError, RuntimeError):
     """The training loss or gradient became NaN or infinite; training stopped before applying the update."""
 
 
@@ -79,12 +81,9 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def _versions(registry: Registry, arch: str) -> dict[str, str]:
-    from nfkit_core import version
-
     versions = {"nfkit-core": version(), "torch": str(torch.__version__)}
-    for entry in registry.entries("architecture"):
-        if entry.name == arch:
-            versions[entry.distribution] = entry.version
+    entry = registry.architectures.entry(arch)
+    versions[entry.distribution] = entry.version
     return versions
 
 
@@ -113,7 +112,7 @@ class Trainer:
         if self.device.type == "cpu" and self.config.cpu_threads is not None:
             torch.set_num_threads(self.config.cpu_threads)
         if self.config.batch_size % self.dist.world_size:
-            raise ValueError(f"train.batch_size={self.config.batch_size} must be divisible by the number of "
+            raise ConfigError(f"train.batch_size={self.config.batch_size} must be divisible by the number of "
                              f"processes ({self.dist.world_size})")
         self.local_batch_size = self.config.batch_size // self.dist.world_size
 
@@ -122,8 +121,7 @@ class Trainer:
         self.info = self._data_info(dataset_info(self.train_set))
 
         torch.manual_seed(self.config.seed)
-        spec = self.registry.get("architecture", run.arch)
-        self.flow: nn.Module = spec.build(run.model, self.info).to(self.device)
+        self.flow: nn.Module = self.registry.build_flow(run.arch, run.model, self.info).to(self.device)
         self.num_dims = math.prod(self.info.shape)
         noise_sigma = self.config.noise_sigma
         if noise_sigma is None:  # a flow trained on noisy data (TarFlow) declares the noise it expects
@@ -139,7 +137,7 @@ class Trainer:
                                           shuffle=True, seed=self.config.seed, drop_last=True)
         self.steps_per_epoch = len(self.sampler) // self.local_batch_size
         if self.steps_per_epoch == 0:
-            raise ValueError(f"the {run.dataset!r} training split has {len(self.train_set)} examples, fewer than one "
+            raise ConfigError(f"the {run.dataset!r} training split has {len(self.train_set)} examples, fewer than one "
                              f"batch of train.batch_size={self.config.batch_size}")
         self.autocast = self._autocast()
 
@@ -171,8 +169,8 @@ class Trainer:
         state = read_checkpoint(Path(out_dir) / CHECKPOINT_NAME)
         train = {**state["train_config"], **coerce_options(TrainConfig, train_overrides or {}, "train")}
         registry = registry or get_registry()
-        arch_spec = registry.get("architecture", state["architecture"])
-        data_spec = registry.get("dataset", state["dataset"])
+        arch_spec = registry.architectures.get(state["architecture"])
+        data_spec = registry.datasets.get(state["dataset"])
         run = RunConfig(arch=state["architecture"], dataset=state["dataset"],
                         model=arch_spec.config_class(**state["model_config"]),
                         data=data_spec.config_class(**state["data_config"]),
@@ -183,12 +181,12 @@ class Trainer:
 
     def load_split(self, split: str) -> Dataset:
         """The ``split`` part of the run's dataset."""
-        return load_dataset(self.run.dataset, self.run.data, split, self.registry)
+        return self.registry.load_dataset(self.run.dataset, self.run.data, split)
 
     def _data_info(self, info: DataInfo) -> DataInfo:
         """What the architecture is told: the data's shape and bins, and its classes if the run is conditional."""
         if self.config.class_conditional and info.num_classes == 0:
-            raise ValueError(f"train.class_conditional=true, but dataset {self.run.dataset!r} has no class labels")
+            raise ConfigError(f"train.class_conditional=true, but dataset {self.run.dataset!r} has no class labels")
         return DataInfo(shape=tuple(info.shape), num_classes=info.num_classes if self.config.class_conditional else 0,
                         num_bins=info.num_bins)
 
@@ -344,8 +342,7 @@ class Trainer:
         """``n`` samples of :attr:`eval_flow` at the configured temperature, from a fixed seed (so that grids of
         different steps are comparable); class-conditional runs cycle through the classes."""
         flow = self.eval_flow.eval()
-        context = (torch.arange(n, device=self.device) % self.info.num_classes if self.info.num_classes > 0
-                   else None)
+        context = sample_labels(n, self.info.num_classes, device=self.device)
         generator = torch.Generator().manual_seed(self.config.seed)
         return flow.sample(n, context, temperature=self.config.sample_temperature, generator=generator)
 
@@ -353,8 +350,8 @@ class Trainer:
         samples_dir = self.out_dir / "samples"
         samples_dir.mkdir(parents=True, exist_ok=True)
         path = samples_dir / f"step_{self.step:06d}.png"
-        nrow = self.info.num_classes if 0 < self.info.num_classes <= 16 else None
-        save_samples(self.sample(self.config.num_samples), self.preprocessing, path, nrow=nrow)
+        save_samples(self.sample(self.config.num_samples), self.preprocessing, path,
+                     nrow=grid_columns(self.info.num_classes))
         plot_curves(self.metrics.rows, self.out_dir / "curves.png")
         return path
 
