@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import torch
 
-from nfkit_core.data import Preprocessing, load_dataset
+from nfkit_core.data import Preprocessing
 from nfkit_core.data.digits import DigitsConfig
 from nfkit_eval import EvalData
 from nfkit_eval.likelihood import likelihood_measurements
 
 
 def test_the_importance_weighted_bound_rises_with_k_on_denseflow(registry):
-    spec = registry.get("architecture", "denseflow")
-    held_out = load_dataset("digits", DigitsConfig(), "test", registry)
+    spec = registry.architectures.get("denseflow")
+    held_out = registry.load_dataset("digits", DigitsConfig(), "test")
     torch.manual_seed(0)
-    flow = spec.build(spec.make_config("digits"), held_out.info).eval()
+    flow = registry.build_flow("denseflow", spec.make_config("digits"), held_out.info).eval()
     data = EvalData("digits", DigitsConfig(), "test", held_out, held_out, Preprocessing("levels", 17), held_out.info)
     single, *_ = likelihood_measurements(flow, data, max_examples=24, seed=0)
     assert single.protocol["likelihood"] == "stochastic bound"

@@ -4,21 +4,13 @@ and a short digits run of the tiny flow."""
 from __future__ import annotations
 
 import pytest
-import torch
 
 import nfkit_core.plugins.manager as manager_module
 import nfkit_core.testing.tiny as tiny
 import nfkit_eval.plugin
 from nfkit_core.plugins import PluginManager
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One CPU thread per test: the tensors are tiny and the machine is small."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytest_plugins = ["nfkit_core.testing.pytest_plugin"]
 
 
 def make_manager(*extra) -> PluginManager:

@@ -13,8 +13,8 @@ import torch
 import nfkit_core.plugins.manager as manager_module
 from nfkit_core.checkpoint import read_checkpoint, save_checkpoint
 from nfkit_core.cli import main
-from nfkit_core.plugins import hookimpl
-from nfkit_eval import Measurement, Metric, Report
+from nfkit_core.plugins import MetricSpec, hookimpl
+from nfkit_eval import Measurement, Report
 
 FAST = ["-K", "4", "--no-progress"]
 
@@ -25,16 +25,15 @@ def constant_metric(context):
 
 
 @hookimpl
-def register_constant(registry):
-    registry.add("metric", "answer", Metric("answer", "the answer to everything, from a test plugin",
-                                            constant_metric, default=False))
+def nf_register_metrics(metrics):
+    metrics.add(MetricSpec("answer", constant_metric, "the answer to everything, from a test plugin"))
 
 
 @pytest.fixture
 def nf(monkeypatch, capsys, make_manager):
     """Run ``nf`` in-process with nfkit-core, the tiny architecture, nfkit-eval and a test metric plugin."""
     plugin = types.ModuleType("answer_plugin")
-    plugin.nf_register_metrics = register_constant
+    plugin.nf_register_metrics = nf_register_metrics
     monkeypatch.setattr(manager_module, "_manager", make_manager((plugin, "nf-answer")))
 
     def run(*argv):

@@ -8,8 +8,8 @@ tabular data), norm-preserving latent interpolation, and speed and size, and rep
 from nfkit_eval.context import EvalContext, EvalOptions
 from nfkit_eval.data import DiscreteLikelihood, EvalData, to_data_space
 from nfkit_eval.evaluate import default_metrics, evaluate, evaluate_run, load_run
-from nfkit_eval.metric import Metric
+from nfkit_eval.metric import applies_to
 from nfkit_eval.report import Measurement, Report, side_by_side
 
-__all__ = ["DiscreteLikelihood", "EvalContext", "EvalData", "EvalOptions", "Measurement", "Metric", "Report",
+__all__ = ["DiscreteLikelihood", "EvalContext", "EvalData", "EvalOptions", "Measurement", "Report", "applies_to",
            "default_metrics", "evaluate", "evaluate_run", "load_run", "side_by_side", "to_data_space"]

@@ -1,7 +1,7 @@
 """nfkit-eval's metrics: likelihood bounds, sample metrics, latent interpolation, tabular tests, speed and size.
 
-Each is a :class:`~nfkit_eval.metric.Metric` whose ``compute`` reads the shared :class:`~nfkit_eval.EvalContext`; the
-protocol of every number is written into its :class:`~nfkit_eval.Measurement`.
+Each is a :class:`nfkit_core.plugins.MetricSpec` whose ``compute`` reads the shared
+:class:`~nfkit_eval.EvalContext`; the protocol of every number is written into its :class:`~nfkit_eval.Measurement`.
 """
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ import torch
 from torch import Tensor
 
 from nfkit_core import noise
+from nfkit_core.plugins import MetricSpec
 from nfkit_eval import figures
 from nfkit_eval.context import EvalContext
 from nfkit_eval.data import stack, to_data_space
 from nfkit_eval.interpolation import interpolate_pairs
 from nfkit_eval.likelihood import likelihood_measurements
-from nfkit_eval.metric import ANY_DATA, IMAGES, VECTORS, Metric
+from nfkit_eval.metric import ANY_DATA, IMAGES, VECTORS
 from nfkit_eval.report import Measurement
 from nfkit_eval.sample_metrics import (
     frechet_distance,
@@ -215,19 +216,22 @@ def speed(context: EvalContext) -> list[Measurement]:
     return measure_speed(context)
 
 
-BUILTIN_METRICS: tuple[Metric, ...] = (
-    Metric("bpd", "bits/dim of the single-sample bound on the held-out split, with its standard error", bpd,
-           ANY_DATA, default=True),
-    Metric("iwbo", "bits/dim of the importance-weighted bound over K draws of all noise (= bpd for deterministic "
-           "flows)", iwbo, ANY_DATA, default=True),
-    Metric("fid", "Fréchet distance of samples to the held-out split in Inception-v3 (FID) or dataset-classifier "
-           "(FD-<dataset>) features", fid, IMAGES, default=True),
-    Metric("kid", "kernel distance (KID) in the same features, mean ± sd over subsets", kid, IMAGES, default=True),
-    Metric("prc", "precision and recall (Kynkäänniemi et al., k=3) in the same features", prc, IMAGES, default=True),
-    Metric("interp", "Fréchet distance of norm-preserving latent interpolants (eq. 16 of 'Distilling Normalizing "
-           "Flows') at each temperature, and interpolation grids", interp, IMAGES, default=True),
-    Metric("sweep", "Fréchet distance of samples at several temperatures, and its plot", sweep, IMAGES),
-    Metric("tabular", "per-feature Kolmogorov-Smirnov statistics and a real-vs-generated classifier's ROC-AUC",
-           tabular, VECTORS, default=True),
-    Metric("speed", "parameters, sampling latency, images/s, likelihood throughput, peak memory", speed, ANY_DATA),
+BUILTIN_METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec("bpd", bpd, "bits/dim of the single-sample bound on the held-out split, with its standard error",
+               ANY_DATA, default=True),
+    MetricSpec("iwbo", iwbo, "bits/dim of the importance-weighted bound over K draws of all noise (= bpd for "
+               "deterministic flows)", ANY_DATA, default=True),
+    MetricSpec("fid", fid, "Fréchet distance of samples to the held-out split in Inception-v3 (FID) or "
+               "dataset-classifier (FD-<dataset>) features", IMAGES, default=True),
+    MetricSpec("kid", kid, "kernel distance (KID) in the same features, mean ± sd over subsets", IMAGES,
+               default=True),
+    MetricSpec("prc", prc, "precision and recall (Kynkäänniemi et al., k=3) in the same features", IMAGES,
+               default=True),
+    MetricSpec("interp", interp, "Fréchet distance of norm-preserving latent interpolants (eq. 16 of 'Distilling "
+               "Normalizing Flows') at each temperature, and interpolation grids", IMAGES, default=True),
+    MetricSpec("sweep", sweep, "Fréchet distance of samples at several temperatures, and its plot", IMAGES),
+    MetricSpec("tabular", tabular, "per-feature Kolmogorov-Smirnov statistics and a real-vs-generated classifier's "
+               "ROC-AUC", VECTORS, default=True),
+    MetricSpec("speed", speed, "parameters, sampling latency, samples/s, likelihood throughput, peak memory",
+               ANY_DATA),
 )

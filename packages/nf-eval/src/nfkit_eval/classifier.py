@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from nfkit_core.errors import ConfigError
 from nfkit_eval.data import EvalData, stack
 
 __all__ = ["DatasetClassifier", "ClassifierExtractor", "train_classifier", "load_or_train_classifier",
@@ -69,11 +70,11 @@ def train_classifier(data: EvalData, seed: int = 0, epochs: int = EPOCHS, batch_
     ``progress(1)`` is called after each epoch.
 
     Raises:
-        ValueError: the data has no class labels.
+        ConfigError: the data has no class labels.
     """
     x, labels = stack(data.train)
     if labels.min() < 0:
-        raise ValueError(f"dataset {data.name!r} has no class labels, so no classifier can be trained for its "
+        raise ConfigError(f"dataset {data.name!r} has no class labels, so no classifier can be trained for its "
                          f"features; use --extractor inception for images, or the tabular metrics for vectors")
     num_classes = int(labels.max()) + 1
     num_bins = data.preprocessing.num_bins

@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nfkit_core.cli.settings import parse_value
+from nfkit_core.cli.settings import parse_assignment
+from nfkit_core.errors import MissingFileError
 from nfkit_core.plugins import CommandSpec, get_registry
 from nfkit_eval.context import EXTRACTORS, EvalOptions
-from nfkit_eval.evaluate import _as_metric, evaluate_run
+from nfkit_eval.evaluate import evaluate_run
 from nfkit_eval.report import side_by_side, write_atomically
 
 __all__ = ["COMMAND"]
@@ -21,10 +22,10 @@ __all__ = ["COMMAND"]
 
 def _metric_lines() -> str:
     lines = []
-    for entry in get_registry().entries("metric"):
-        metric = _as_metric(entry.name, entry.obj)
+    for entry in get_registry().metrics.entries():
+        metric = entry.spec
         default = ", default" if metric.default else ""
-        lines.append(f"  {metric.name:<8} {metric.help} [{metric.data}{default}; {entry.distribution}]")
+        lines.append(f"  {metric.name:<8} {metric.description} [{metric.data}{default}; {entry.distribution}]")
     return "\n".join(lines)
 
 
@@ -66,14 +67,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _data_overrides(assignments: list[str]) -> dict:
-    overrides = {}
-    for assignment in assignments:
-        key, separator, text = assignment.partition("=")
-        key = key.strip().removeprefix("data.")
-        if not separator or not key:
-            raise ValueError(f"--set expects data.KEY=VALUE, got {assignment!r}")
-        overrides[key] = parse_value(text.strip())
-    return overrides
+    """``data.KEY=VALUE`` (or ``KEY=VALUE``) assignments as dataset options."""
+    pairs = (parse_assignment(assignment) for assignment in assignments)
+    return {key.removeprefix("data."): value for key, value in pairs}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = _data_overrides(args.set)
     for run_path in args.runs:
         if not Path(run_path).exists():
-            raise FileNotFoundError(f"no run folder or checkpoint at {run_path}")
+            raise MissingFileError(f"no run folder or checkpoint at {run_path}")
     several = len(args.runs) > 1
     reports = []
     for run_path in args.runs:

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from nfkit_core.errors import ConfigError
 from nfkit_eval.data import EvalData, stack, to_data_space
 from nfkit_eval.features import FeatureExtractor
 
@@ -74,11 +75,11 @@ class EvalOptions:
 
     def __post_init__(self) -> None:
         if self.extractor not in EXTRACTORS:
-            raise ValueError(f"unknown extractor {self.extractor!r}; choose one of {', '.join(EXTRACTORS)}")
+            raise ConfigError(f"unknown extractor {self.extractor!r}; choose one of {', '.join(EXTRACTORS)}")
         if self.importance_samples < 1 or self.sample_batch_size < 1:
-            raise ValueError("importance_samples and sample_batch_size must be at least 1")
+            raise ConfigError("importance_samples and sample_batch_size must be at least 1")
         if self.num_samples is not None and self.num_samples < 2:
-            raise ValueError(f"num_samples must be at least 2, got {self.num_samples}")
+            raise ConfigError(f"num_samples must be at least 2, got {self.num_samples}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -179,7 +180,7 @@ class EvalContext:
                     pass
         if choice == "inception":
             if not self.data.is_image:
-                raise ValueError(f"Inception-v3 features need images; dataset {self.data.name!r} has shape "
+                raise ConfigError(f"Inception-v3 features need images; dataset {self.data.name!r} has shape "
                                  f"{self.data.info.shape}: use --extractor classifier")
             return InceptionV3(self.options.inception_weights, self.data.preprocessing.num_bins,
                                device=self.device)

@@ -16,8 +16,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from nfkit_core.data import DataError, Preprocessing, dataset_info, load_dataset
-from nfkit_core.plugins import DataInfo, Registry
+from nfkit_core.data import DataError, Preprocessing, dataset_info
+from nfkit_core.errors import MissingFileError
+from nfkit_core.plugins import DataInfo, Registry, get_registry
 
 __all__ = ["EvalData", "DiscreteLikelihood", "to_data_space", "stack"]
 
@@ -53,9 +54,10 @@ class EvalData:
             DataError: the data cannot be found; the message names the option that points to it.
         """
         try:
-            held_out = load_dataset(name, config, split, registry)
-            train = load_dataset(name, config, "train", registry)
-        except (DataError, FileNotFoundError) as error:
+            registry = registry or get_registry()
+            held_out = registry.load_dataset(name, config, split)
+            train = registry.load_dataset(name, config, "train")
+        except (DataError, MissingFileError) as error:
             raise DataError(f"the data of this run cannot be found ({error}); pass its location with "
                             f"--set data.KEY=VALUE (e.g. data.root=PATH)") from None
         found = dataset_info(held_out)

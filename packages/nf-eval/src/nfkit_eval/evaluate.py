@@ -17,40 +17,32 @@ from torch import nn
 
 from nfkit_core.checkpoint import build_flow, checkpoint_path, data_info_from_dict, read_checkpoint
 from nfkit_core.data import Preprocessing
-from nfkit_core.plugins import Registry, get_registry
+from nfkit_core.errors import ConfigError
+from nfkit_core.plugins import MetricSpec, Registry, get_registry
 from nfkit_eval.context import EvalContext, EvalOptions
 from nfkit_eval.data import EvalData
-from nfkit_eval.metric import Metric
+from nfkit_eval.metric import applies_to
 from nfkit_eval.report import Report
 
 __all__ = ["evaluate", "evaluate_run", "load_run", "resolve_metrics", "default_metrics", "versions"]
 
 
-def _as_metric(name: str, obj: Any) -> Metric:
-    if isinstance(obj, Metric):
-        return obj
-    if callable(obj):
-        return Metric(name, getattr(obj, "__doc__", None) or "", obj)
-    raise TypeError(f"metric {name!r} is registered as a {type(obj).__name__}; register a nfkit_eval.Metric or a "
-                    f"callable taking the EvalContext")
-
-
 def default_metrics(data: EvalData, registry: Registry | None = None) -> list[str]:
     """The registered metrics that are part of the default set for this data."""
     registry = registry or get_registry()
-    metrics = [_as_metric(e.name, e.obj) for e in registry.entries("metric")]
-    return [m.name for m in metrics if m.default and m.applies_to(data)]
+    return [m.name for m in registry.metrics if m.default and applies_to(m, data)]
 
 
-def resolve_metrics(names: Sequence[str] | None, data: EvalData, registry: Registry | None = None) -> list[Metric]:
+def resolve_metrics(names: Sequence[str] | None, data: EvalData, registry: Registry | None = None
+                    ) -> list[MetricSpec]:
     """The metrics called ``names`` (the default set when ``None``); clear errors for unknown or inapplicable ones."""
     registry = registry or get_registry()
     names = list(names) if names is not None else default_metrics(data, registry)
-    metrics = [_as_metric(name, registry.get("metric", name)) for name in names]
+    metrics = [registry.metrics.get(name) for name in names]
     for metric in metrics:
-        if not metric.applies_to(data):
+        if not applies_to(metric, data):
             kind = "images" if data.is_image else "vector data"
-            raise ValueError(f"metric {metric.name!r} applies to {metric.data}, dataset {data.name!r} is {kind}; "
+            raise ConfigError(f"metric {metric.name!r} applies to {metric.data}, dataset {data.name!r} is {kind}; "
                              f"leave it out of --metrics")
     return metrics
 
@@ -130,7 +122,7 @@ def load_run(path: str | Path, split: str = "test", data_overrides: dict[str, An
     registry = registry or get_registry()
     state = read_checkpoint(path, map_location=device)
     flow = build_flow(state, registry=registry, ema={"auto": None, "ema": True, "model": False}[weights])
-    data_spec = registry.get("dataset", state["dataset"])
+    data_spec = registry.datasets.get(state["dataset"])
     config = data_spec.config_class(**{**state["data_config"],
                                        **coerce_options(data_spec.config_class, data_overrides or {}, "data")})
     data = EvalData.load(state["dataset"], config, Preprocessing(**state["preprocessing"]),

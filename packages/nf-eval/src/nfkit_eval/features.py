@@ -16,6 +16,8 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
+from nfkit_core.errors import ConfigError, MissingFileError
+
 __all__ = ["FeatureExtractor", "InceptionWeightsMissing", "InceptionV3", "find_inception_weights",
            "INCEPTION_FILE_PATTERN", "INCEPTION_ENV"]
 
@@ -38,7 +40,7 @@ class FeatureExtractor(Protocol):
         """What the features are, for reports."""
 
 
-class InceptionWeightsMissing(FileNotFoundError):
+class InceptionWeightsMissing(MissingFileError):
     """The Inception-v3 weights file for FID is not on this machine (nf never downloads it)."""
 
 
@@ -101,7 +103,7 @@ class InceptionV3:
     def to_uint8_rgb(self, values: Tensor) -> Tensor:
         """Levels ``(n, C, H, W)`` to ``uint8`` RGB."""
         if values.dim() != 4 or values.shape[1] not in (1, 3):
-            raise ValueError(f"Inception-v3 features need images of 1 or 3 channels, got shape {tuple(values.shape)}")
+            raise ConfigError(f"Inception-v3 features need images of 1 or 3 channels, got shape {tuple(values.shape)}")
         images = torch.round(values.float() / (self.num_bins - 1) * 255).clamp(0, 255).to(torch.uint8)
         return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
 

@@ -1,48 +1,28 @@
-"""What a metric is, for nfkit-eval and for any plugin that adds one.
+"""How nfkit-eval runs a metric that any plugin registers.
 
-A plugin registers a :class:`Metric` under the ``metric`` kind of the nf registry::
+A metric is a :class:`nfkit_core.plugins.MetricSpec` in the registry's ``metrics`` registrar::
 
     @hookimpl
-    def nf_register_metrics(registry):
-        registry.add("metric", "mine", Metric("mine", "what it measures", compute))
+    def nf_register_metrics(metrics):
+        metrics.add(MetricSpec("mine", compute, "what it measures", data="images"))
 
-where ``compute(context: nfkit_eval.EvalContext) -> list[Measurement]``. It then appears in ``nf eval --help`` and
-runs like a built-in one (``nf eval RUN --metrics bpd,mine``).
+nfkit-eval's calling convention: ``compute(context: nfkit_eval.EvalContext) -> list[nfkit_eval.Measurement]``.
+``data`` says which data it applies to (:data:`IMAGES`, :data:`VECTORS` or :data:`ANY_DATA`), ``default`` whether
+``nf eval`` runs it when no ``--metrics`` are named. It appears in ``nf eval --help`` and runs like a built-in one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
-from nfkit_eval.context import EvalContext
+from nfkit_core.plugins import MetricSpec
 from nfkit_eval.data import EvalData
-from nfkit_eval.report import Measurement
 
-__all__ = ["Metric", "IMAGES", "VECTORS", "ANY_DATA"]
+__all__ = ["IMAGES", "VECTORS", "ANY_DATA", "applies_to"]
 
 IMAGES = "images"
 VECTORS = "vectors"
 ANY_DATA = "any"
 
 
-@dataclass(frozen=True)
-class Metric:
-    """A named evaluation.
-
-    Attributes:
-        name: the name ``--metrics`` takes.
-        help: one line for ``nf eval --help``.
-        compute: ``compute(context) -> list[Measurement]``.
-        data: the data it applies to: :data:`IMAGES`, :data:`VECTORS` or :data:`ANY_DATA`.
-        default: part of the default set of metrics (for the data it applies to).
-    """
-
-    name: str
-    help: str
-    compute: Callable[[EvalContext], list[Measurement]]
-    data: str = ANY_DATA
-    default: bool = False
-
-    def applies_to(self, data: EvalData) -> bool:
-        return self.data == ANY_DATA or (self.data == IMAGES) == data.is_image
+def applies_to(metric: MetricSpec, data: EvalData) -> bool:
+    """Whether ``metric`` can run on ``data``."""
+    return metric.data == ANY_DATA or (metric.data == IMAGES) == data.is_image

@@ -5,19 +5,19 @@ Kept to this one module, so that a change of the registry's API touches only the
 
 from __future__ import annotations
 
-from nfkit_core.plugins import hookimpl
+from nfkit_core.plugins import CommandSpec, MetricSpec, Registrar, hookimpl
 
 
 @hookimpl
-def nf_register_metrics(registry) -> None:
+def nf_register_metrics(metrics: Registrar[MetricSpec]) -> None:
     from nfkit_eval.builtin_metrics import BUILTIN_METRICS
 
     for metric in BUILTIN_METRICS:
-        registry.add("metric", metric.name, metric)
+        metrics.add(metric)
 
 
 @hookimpl
-def nf_register_commands(registry) -> None:
+def nf_register_commands(commands: Registrar[CommandSpec]) -> None:
     from nfkit_eval.cli import COMMAND
 
-    registry.add_command(COMMAND)
+    commands.add(COMMAND)

@@ -18,11 +18,13 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
+from nfkit_core.errors import ConfigError
+
 __all__ = ["frechet_distance", "kernel_distance", "precision_recall", "KIDSubsetError", "ks_statistics",
            "real_vs_generated_auc"]
 
 
-class KIDSubsetError(ValueError):
+class KIDSubsetError(ConfigError):
     """Fewer samples than KID's subset size."""
 
 
