@@ -47,3 +47,21 @@ def test_decoding_a_equal_zero_gives_back_the_first_image_of_a_bijective_flow():
     torch.testing.assert_close(decoded, x_u, atol=1e-5, rtol=0)
     decoded_end = interpolate_pairs(flow, x_u, x_v, torch.ones(3))
     torch.testing.assert_close(decoded_end, x_v, atol=1e-5, rtol=0)
+
+
+def test_the_prior_standardization_reads_mean_and_scale_off_any_gaussian_prior():
+    from nfkit_core.priors import ClassConditionalGaussian
+    from nfkit_eval.interpolation import prior_standardize
+
+    torch.manual_seed(0)
+    prior = ClassConditionalGaussian((2, 3), num_classes=4)
+    with torch.no_grad():
+        for parameter in prior.parameters():
+            parameter.copy_(torch.randn_like(parameter))
+    labels = torch.tensor([0, 3, 1])
+    z = torch.randn(3, 2, 3)
+    eps, mean, scale = prior_standardize(prior, z, labels)
+    expected_mean, log_scale = prior.mean_and_log_scale(labels, 3)
+    torch.testing.assert_close(mean, expected_mean.expand_as(z))
+    torch.testing.assert_close(scale, log_scale.exp().expand_as(z))
+    torch.testing.assert_close(mean + scale * eps, z)

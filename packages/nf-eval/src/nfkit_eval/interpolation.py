@@ -43,14 +43,35 @@ def norm_preserving_interpolation(z_u: Tensor, z_v: Tensor, a: Tensor | float) -
     return line * target / norm(line).clamp_min(torch.finfo(z_u.dtype).tiny)
 
 
+class _Constant(noise.NoiseSource):
+    """Every draw is ``value``: probes how a prior turns its standard-normal draws into latents."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def draw(self, kind, shape, device, dtype) -> Tensor:
+        return torch.full(tuple(shape), self.value, device=device, dtype=dtype)
+
+
+@torch.no_grad()
 def prior_standardize(prior: nn.Module, z: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-    """``(eps, mean, scale)`` with ``z = mean + scale * eps`` for a Gaussian prior that exposes
-    ``mean_and_log_scale(context, n)``; ``(z, 0, 1)`` for any other prior."""
-    if hasattr(prior, "mean_and_log_scale"):
-        mean, log_scale = prior.mean_and_log_scale(context, z.shape[0])
-        mean, scale = mean.expand_as(z), log_scale.exp().expand_as(z)
-        return (z - mean) / scale, mean, scale
-    return z, torch.zeros_like(z), torch.ones_like(z)
+    """``(eps, mean, scale)`` with ``z = mean + scale * eps`` for the prior's latent distribution.
+
+    nf's priors are diagonal Gaussians that sample ``mean + scale * eps`` from :func:`nfkit_core.noise.randn`; their
+    mean and scale are read off by sampling with every draw set to 0, 1 and 2 (whatever the prior's own
+    parametrisation, learned or class-conditional). A prior that does not sample that way is left as it is:
+    ``(z, 0, 1)``.
+    """
+    def draw(value: float) -> Tensor:
+        with noise.use(_Constant(value), temperature=1.0):
+            return prior.sample(z.shape[0], context).to(z)
+
+    mean, one, two = draw(0.0), draw(1.0), draw(2.0)
+    scale = one - mean
+    affine = (scale > 0).all() and torch.allclose(two - mean, 2 * scale, rtol=1e-4, atol=1e-5)
+    if not affine or mean.shape != z.shape:
+        return z, torch.zeros_like(z), torch.ones_like(z)
+    return (z - mean) / scale, mean, scale
 
 
 @torch.no_grad()
