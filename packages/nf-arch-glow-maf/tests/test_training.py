@@ -14,7 +14,9 @@ from nfkit_core.data.digits import DigitsConfig, load_digits
 from nfkit_core.data.preprocess import uniform_dequantize
 from nfkit_core.flow import bits_per_dim
 from nfkit_core.plugins import DataInfo
-from nfkit_glow_maf import GLOW_PRESETS, MAF_PRESETS, GlowConfig, MAFConfig, build_glow, build_maf
+from nfkit_glow_maf import GlowConfig, MAFConfig, build_glow, build_maf
+from nfkit_glow_maf.glow import PRESETS as GLOW_PRESETS
+from nfkit_glow_maf.maf import PRESETS as MAF_PRESETS
 
 
 def train(flow, sample_batch, steps: int, lr: float) -> None:

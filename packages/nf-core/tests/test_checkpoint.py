@@ -143,3 +143,15 @@ def test_a_missing_architecture_or_changed_config_is_named(trained):
         build_flow({**state, "model_config": {"hidden": 5}}, registry=manager.registry)
     with pytest.raises(CheckpointError, match="no moving-average weights"):
         build_flow({**state, "ema": None}, registry=manager.registry, ema=True)
+
+
+def test_a_checkpoint_with_the_old_option_names_still_loads(trained, tmp_path):
+    """``noise_sigma`` (train options, preprocessing) is ``noise_std`` now, as on the flows."""
+    folder, _ = trained
+    state = read_checkpoint(folder / "checkpoint.pt")
+    assert state["train_config"]["noise_std"] is None and state["preprocessing"]["noise_std"] == 0.0
+    for section in ("train_config", "preprocessing"):
+        state[section]["noise_sigma"] = state[section].pop("noise_std")
+    torch.save(state, tmp_path / "old.pt")
+    old = read_checkpoint(tmp_path / "old.pt")
+    assert "noise_sigma" not in old["train_config"] and old["preprocessing"]["noise_std"] == 0.0

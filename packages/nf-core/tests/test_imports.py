@@ -8,7 +8,7 @@ from nfkit_core.testing.imports import find_cycle, import_graph
 GRAPH = import_graph(["nfkit_core"])
 
 CONTRACT = {"nfkit_core", "nfkit_core.errors", "nfkit_core.specs", "nfkit_core.noise", "nfkit_core.transform",
-            "nfkit_core.priors", "nfkit_core.flow", "nfkit_core.attention",
+            "nfkit_core.priors", "nfkit_core.flow", "nfkit_core.attention", "nfkit_core.validation",
             *(module for module in GRAPH.internal if module.startswith("nfkit_core.layers"))}
 """The contract layer: what flows are made of, and what an architecture may import (see docs/concepts.rst)."""
 

@@ -229,8 +229,8 @@ def test_a_flow_that_declares_its_noise_gets_noise_augmentation(tmp_path):
     registry.architectures.add(ArchitectureSpec("noisy", tiny.TinyConfig, build_noisy))
     run = make_run_config("noisy", "digits", data=SMALL_DIGITS, train={"batch_size": 32, **QUIET}, registry=registry)
     trainer = Trainer(run, tmp_path / "declared", registry=registry)
-    assert trainer.preprocessing.mode == "noise" and trainer.preprocessing.noise_sigma == 0.05
-    run = make_run_config("noisy", "digits", data=SMALL_DIGITS, train={"batch_size": 32, "noise_sigma": 0, **QUIET},
+    assert trainer.preprocessing.mode == "noise" and trainer.preprocessing.noise_std == 0.05
+    run = make_run_config("noisy", "digits", data=SMALL_DIGITS, train={"batch_size": 32, "noise_std": 0, **QUIET},
                           registry=registry)
     assert Trainer(run, tmp_path / "overridden", registry=registry).preprocessing.mode == "dequantize"
 

@@ -18,16 +18,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from nfkit_core import Flow, Sequential, StandardNormal, Transform
+from nfkit_core import NormalizingFlow, Sequential, StandardNormal, Transform
 from nfkit_core.layers import BatchNorm
 from nfkit_core.specs import DataInfo
+from nfkit_core.validation import check_event_shape
 from nfkit_glow_maf.made import ACTIVATIONS, MADE, input_degrees
 
-__all__ = ["Flatten", "MAFConfig", "MaskedAutoregressiveTransform", "build_maf", "MAF_PRESETS"]
+__all__ = ["Flatten", "MAFConfig", "MaskedAutoregressiveTransform", "build_maf", "PRESETS"]
 
 
 class Flatten(Transform):
@@ -38,15 +40,11 @@ class Flatten(Transform):
         self.shape = tuple(int(d) for d in shape)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        if tuple(x.shape[1:]) != self.shape:
-            raise ValueError(f"Flatten expects input of shape (batch, {', '.join(map(str, self.shape))}), "
-                             f"got {tuple(x.shape)}")
+        check_event_shape("Flatten", x, self.shape)
         return x.flatten(1), x.new_zeros(x.shape[0])
 
-    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        if z.dim() != 2 or z.shape[1] != math.prod(self.shape):
-            raise ValueError(f"Flatten.inverse expects input of shape (batch, {math.prod(self.shape)}), "
-                             f"got {tuple(z.shape)}")
+    def inverse(self, z: Tensor, context: Tensor | None = None, **options: Any) -> tuple[Tensor, Tensor]:
+        check_event_shape("Flatten.inverse", z, (math.prod(self.shape),))
         return z.unflatten(1, self.shape), z.new_zeros(z.shape[0])
 
 
@@ -64,16 +62,14 @@ class MaskedAutoregressiveTransform(Transform):
         self.made = made
 
     def _check(self, x: Tensor) -> None:
-        if x.dim() != 2 or x.shape[1] != self.made.features:
-            raise ValueError(f"MaskedAutoregressiveTransform expects input of shape (batch, {self.made.features}), "
-                             f"got {tuple(x.shape)}")
+        check_event_shape("MaskedAutoregressiveTransform", x, (self.made.features,))
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         self._check(x)
         mean, log_precision = self.made(x, context).unbind(1)
         return (x - mean) * torch.exp(0.5 * log_precision), 0.5 * log_precision.sum(dim=1)
 
-    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def inverse(self, z: Tensor, context: Tensor | None = None, **options: Any) -> tuple[Tensor, Tensor]:
         """Invert by ``D`` passes: after pass ``k`` every input of degree ``<= k`` is exact (MAF, section 3.1)."""
         self._check(z)
         x = torch.zeros_like(z)
@@ -126,7 +122,7 @@ class MAFConfig:
 
 # MAF (5) with the MADE sizes and activations of gpapamak/maf run_experiments.py (for CIFAR-10 one point of its grid);
 # "tabular-small" and "digits" are small settings for CPU runs.
-MAF_PRESETS: dict[str, dict] = {
+PRESETS: dict[str, dict] = {
     "power": dict(hidden_features=100, activation="relu"),
     "gas": dict(hidden_features=100, activation="tanh"),
     "hepmass": dict(hidden_features=512, activation="relu"),
@@ -139,7 +135,7 @@ MAF_PRESETS: dict[str, dict] = {
 }
 
 
-def build_maf(config: MAFConfig, data: DataInfo) -> Flow:
+def build_maf(config: MAFConfig, data: DataInfo) -> NormalizingFlow:
     """A MAF for data of shape ``data.shape`` (vectors, or images that are flattened first).
 
     With ``data.num_classes > 0`` every MADE is conditioned on the class label given as context. The transform is an
@@ -165,4 +161,4 @@ def build_maf(config: MAFConfig, data: DataInfo) -> Flow:
             layer["batch_norm"] = BatchNorm(features, momentum=config.batch_norm_momentum)
         steps[f"layer{index}"] = Sequential(layer)
         order = input_degrees(features, "random", generator) if config.input_order == "random" else order.flip(0)
-    return Flow(Sequential(steps), StandardNormal((features,)), data_shape=data.shape)
+    return NormalizingFlow(Sequential(steps), StandardNormal((features,)), data_shape=data.shape)

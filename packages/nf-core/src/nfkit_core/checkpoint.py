@@ -121,6 +121,15 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     missing = [key for key in REQUIRED if key not in state]
     if missing:
         raise CheckpointError(f"{path} is an incomplete nf checkpoint: missing {missing}")
+    return _renamed_options(state)
+
+
+def _renamed_options(state: dict[str, Any]) -> dict[str, Any]:
+    """Checkpoints written before the options were renamed: ``noise_sigma`` is ``noise_std`` now."""
+    for section in ("train_config", "preprocessing"):
+        values = state.get(section)
+        if isinstance(values, dict) and "noise_sigma" in values:
+            values["noise_std"] = values.pop("noise_sigma")
     return state
 
 

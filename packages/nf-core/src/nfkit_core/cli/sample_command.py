@@ -1,15 +1,13 @@
 """``nf sample``: draw samples from a trained flow and save them as an image grid (or a ``.npy`` array).
 
 ``nf sample CHECKPOINT -n N [--temperature T] [--class C] --out FILE.png [--set key=value ...]``. ``CHECKPOINT`` is a
-checkpoint file or a run folder. ``--set`` options go to the architecture's ``sample`` method as keyword arguments,
-for sampling options that only some architectures have (e.g. ``--set guidance=2.0`` for TarFlow's classifier-free
-guidance).
+checkpoint file or a run folder. ``--set`` options go to the flow's ``sample`` method as keyword arguments: ``denoise``
+and the sampling options of its layers (e.g. ``--set guidance=2.0`` for TarFlow's classifier-free guidance).
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 from pathlib import Path
 
 import numpy as np
@@ -48,15 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _sample_options(flow: torch.nn.Module, assignments: list[str]) -> dict:
     options = dict(parse_assignment(assignment) for assignment in assignments)
-    parameters = inspect.signature(flow.sample).parameters
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        fixed = {"n", "context", "temperature", "generator"}
-        unknown = sorted(set(options) - set(parameters))
-        refused = sorted(unknown or fixed & set(options))
-        if refused:
-            extra = [name for name in parameters if name not in fixed]
-            raise ConfigError(f"{type(flow).__name__}.sample() takes no option(s) {refused} through --set; its extra "
-                             f"options: {', '.join(extra) or 'none'}")
+    refused = sorted(set(options) - flow.sampling_options())
+    if refused:
+        raise ConfigError(f"{type(flow).__name__}.sample() takes no option(s) {refused} through --set; its extra "
+                          f"options: {', '.join(sorted(flow.sampling_options()))}")
     return options
 
 

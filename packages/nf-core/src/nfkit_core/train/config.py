@@ -49,8 +49,8 @@ class TrainConfig:
             (``benchmarks/results/train_cpu.md``); hence 1.
         class_conditional: condition the flow on the class labels (the architecture is told ``num_classes``).
         label_dropout: probability of dropping a label to ``-1`` during training (classifier-free guidance).
-        noise_sigma: Gaussian noise augmentation of this standard deviation instead of uniform dequantization;
-            when unset, the flow's own ``noise_std`` if it declares one (TarFlow does), else 0.
+        noise_std: Gaussian noise augmentation of this standard deviation instead of uniform dequantization;
+            when unset, the ``noise_std`` the flow declares (TarFlow: its config's; 0 for most flows).
         hflip: flip training images horizontally at random.
         log_every: steps between metric lines in ``metrics.jsonl``.
         val_every: steps between validation bits/dim evaluations.
@@ -84,7 +84,7 @@ class TrainConfig:
     cpu_threads: int | None = 1
     class_conditional: bool = False
     label_dropout: float = 0.0
-    noise_sigma: float | None = None
+    noise_std: float | None = None
     hflip: bool = False
     log_every: int = 10
     val_every: int = 250

@@ -123,11 +123,10 @@ class Trainer:
         torch.manual_seed(self.config.seed)
         self.flow: nn.Module = self.registry.build_flow(run.arch, run.model, self.info).to(self.device)
         self.num_dims = math.prod(self.info.shape)
-        noise_sigma = self.config.noise_sigma
-        if noise_sigma is None:  # a flow trained on noisy data (TarFlow) declares the noise it expects
-            noise_sigma = float(getattr(self.flow, "noise_std", 0.0) or 0.0)
-        self.preprocessing = Preprocessing.choose(self.info, getattr(self.flow, "dequantizer", None) is not None,
-                                                  noise_sigma, self.config.hflip, self.config.label_dropout)
+        # What the flow needs from the pipeline is declared on it (the nfkit_core.Flow contract).
+        noise_std = self.flow.noise_std if self.config.noise_std is None else self.config.noise_std
+        self.preprocessing = Preprocessing.choose(self.info, self.flow.dequantizes, noise_std, self.config.hflip,
+                                                  self.config.label_dropout)
         # The fused kernel updates all parameters in one call: a flow has thousands of small parameter tensors, and
         # the per-tensor loop of the default implementation costs several percent of a step.
         self.optimizer = torch.optim.AdamW(self.flow.parameters(), lr=self.config.lr, betas=self.config.betas,
