@@ -369,10 +369,12 @@ def load_average() -> str:
 
 class Stamp:
     """The lines that open a report: what ran, where, when and how it was timed. Create it before measuring (it
-    records the start's date and load average) and call :meth:`render` after."""
+    records the start's date and load average) and call :meth:`render` after. ``timing`` describes the method of a
+    script that does not time with :func:`time_variants`."""
 
-    def __init__(self, title: str, args: argparse.Namespace, precision: str | None = None) -> None:
-        self.title, self.args = title, args
+    def __init__(self, title: str, args: argparse.Namespace, precision: str | None = None,
+                 timing: str | None = None) -> None:
+        self.title, self.args, self.timing = title, args, timing
         self.precision = precision or ("bf16 autocast" if getattr(args, "bf16", False) else "fp32")
         self.start = datetime.datetime.now(datetime.timezone.utc)
         self.start_load = load_average()
@@ -393,10 +395,12 @@ class Stamp:
             f"python {platform.python_version()}",
             f"hardware: {hardware}; load average {self.start_load} at the start, {load_average()} at the end",
             f"precision: {self.precision}",
-            f"timing: {a.warmup} warm-up calls per variant, then {a.samples} alternating rounds of one sample per "
-            f"variant, each sample at least {a.sample_seconds:g} s of repeated calls ({clock}); median "
-            f"(min-max over the samples); ratios: ratio of medians (min-max of the per-round ratios); peak memory: "
-            f"median of {a.memory_rounds} fresh process(es) per variant, in alternating order",
+            "timing: " + (self.timing or
+                          f"{a.warmup} warm-up calls per variant, then {a.samples} alternating rounds of one sample "
+                          f"per variant, each sample at least {a.sample_seconds:g} s of repeated calls ({clock}); "
+                          f"median (min-max over the samples); ratios: ratio of medians (min-max of the per-round "
+                          f"ratios); peak memory: median of {a.memory_rounds} fresh process(es) per variant, in "
+                          f"alternating order"),
         ]
         if a.tiny:
             facts.append("**--tiny smoke run: these figures mean nothing**")

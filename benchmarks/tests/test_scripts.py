@@ -189,6 +189,24 @@ def test_train_throughput(tmp_path):
     spread(rows[1][8])
 
 
+def test_data(tmp_path):
+    report = run("data.py", tmp_path, "--images", "600", "--batch-size", "64", "--batches", "2", "--rounds", "1",
+                 "--workers", "0", "--sizes", "32")
+    assert report.startswith("# Loader throughput\n") and f"commit {common.commit()}" in report
+    assert "best of 1 rounds of 2 batches per path" in report and "--tiny smoke run" in report
+    loader = table_rows(report)[:5]  # the loader's table; the H100 ceilings follow
+    assert [row[2] for row in loader] == ["in memory", "memory-mapped, warm", "memory-mapped, cold",
+                                          "streamed, warm", "streamed, cold"]
+    assert all(float(row[3].replace(",", "")) > 0 for row in loader)
+
+
+def test_eval_digits(tmp_path):
+    report = run("eval_digits.py", tmp_path, "--runs", str(tmp_path / "runs"), "--steps", "5", "-K", "2",
+                 "--archs", "glow")
+    assert report.startswith("# Architectures on digits, one protocol\n") and "--tiny smoke run" in report
+    assert "nfkit-eval's speed metric" in report and "glow: trained here" in report
+
+
 def documented_commands() -> list[list[str]]:
     """Every ``python benchmarks/<script>.py ...`` command shown in a README, a docs page or a script's docstring (in
     inline code or as a line of a code block), split into words; optional words in brackets count, comments do not."""
