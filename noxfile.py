@@ -22,6 +22,8 @@ ARCHITECTURES = {"nfkit-core": [], "nfkit-glow-maf": ["glow", "maf"], "nfkit-tar
                  "nfkit-denseflow": ["denseflow"]}
 # The test tensors are tiny: one OpenMP thread per process is faster than several fighting over two cores.
 TEST_ENV = {"OMP_NUM_THREADS": "1"}
+# Sphinx, its theme, and MathJax served from the built site (sphinx-mathjax-offline ships MathJax 3.2.2's files).
+DOCS_REQUIREMENTS = ["sphinx", "furo", "sphinx-mathjax-offline"]
 PYTEST = ("pytest", "-q", "--import-mode=importlib", "-p", "no:cacheprovider")
 
 nox.options.sessions = ["lint", "tests", "integration", "docs", "wheels"]
@@ -57,10 +59,11 @@ def integration(session: nox.Session) -> None:
 
 @nox.session
 def docs(session: nox.Session) -> None:
-    """Build the Sphinx docs; any warning is an error."""
+    """Build the Sphinx docs offline; any warning is an error; then check no page loads anything from the network."""
     install_everything(session)
-    session.install(*CONSTRAINTS, "sphinx", "furo")
+    session.install(*CONSTRAINTS, *DOCS_REQUIREMENTS)
     session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
+    session.run("python", "docs/check_offline.py", "docs/_build/html")
 
 
 @nox.session

@@ -10,6 +10,8 @@ extensions = [
     "sphinx.ext.napoleon",
     "sphinx.ext.viewcode",
     "sphinx.ext.mathjax",
+    # Serves MathJax 3.2.2 from _static/mathjax (sets mathjax_path): formulas render offline.
+    "sphinx-mathjax-offline",
 ]
 autosummary_generate = True
 autosummary_imported_members = False
