@@ -22,8 +22,9 @@ ARCHITECTURES = {"nfkit-core": [], "nfkit-glow-maf": ["glow", "maf"], "nfkit-tar
                  "nfkit-denseflow": ["denseflow"]}
 # The test tensors are tiny: one OpenMP thread per process is faster than several fighting over two cores.
 TEST_ENV = {"OMP_NUM_THREADS": "1"}
-# Sphinx, its theme, and MathJax served from the built site (sphinx-mathjax-offline ships MathJax 3.2.2's files).
-DOCS_REQUIREMENTS = ["sphinx", "furo", "sphinx-mathjax-offline"]
+# Sphinx, its theme, MathJax served from the built site (sphinx-mathjax-offline ships MathJax 3.2.2), and the
+# command-line reference generated from the argparse parsers (sphinx-argparse).
+DOCS_REQUIREMENTS = ["sphinx", "furo", "sphinx-mathjax-offline", "sphinx-argparse"]
 PYTEST = ("pytest", "-q", "--import-mode=importlib", "-p", "no:cacheprovider")
 
 nox.options.sessions = ["lint", "tests", "integration", "docs", "wheels"]

@@ -1,5 +1,11 @@
 """Sphinx configuration of the nf documentation."""
 
+import sys
+from pathlib import Path
+
+# docs/_ext holds this site's own extensions (the command-line reference).
+sys.path.insert(0, str(Path(__file__).parent / "_ext"))
+
 project = "nf"
 author = "the nf developers"
 copyright = "2026, the nf developers"
@@ -12,6 +18,8 @@ extensions = [
     "sphinx.ext.mathjax",
     # Serves MathJax 3.2.2 from _static/mathjax (sets mathjax_path): formulas render offline.
     "sphinx-mathjax-offline",
+    "sphinxarg.ext",
+    "nf_cli_reference",
 ]
 autosummary_generate = True
 autosummary_imported_members = False
