@@ -34,7 +34,8 @@ nox.options.default_venv_backend = "uv|virtualenv"
 def install_everything(session: nox.Session, editable: bool = True) -> None:
     flag = ["-e"] if editable else []
     args = [item for path in PACKAGES + PLUGINS for item in (*flag, path)]
-    session.install(*CONSTRAINTS, *args, "pytest")
+    # setuptools: the test of the plugin guide builds its example package offline (pip --no-build-isolation)
+    session.install(*CONSTRAINTS, *args, "pytest", "setuptools")
 
 
 @nox.session
