@@ -15,6 +15,7 @@ extensions = [
     "sphinx.ext.autosummary",
     "sphinx.ext.napoleon",
     "sphinx.ext.viewcode",
+    "sphinx.ext.intersphinx",
     "sphinx.ext.mathjax",
     # Serves MathJax 3.2.2 from _static/mathjax (sets mathjax_path): formulas render offline.
     "sphinx-mathjax-offline",
@@ -35,3 +36,26 @@ exclude_patterns = ["_build"]
 html_theme = "furo"
 html_title = "nf: normalizing flows"
 suppress_warnings = ["autosummary.import_cycle"]
+
+# Links into the documentation of Python, PyTorch, NumPy and pluggy, from inventories kept in docs/_inventories so
+# that the build needs no network (docs/_inventories/make_inventories.py says where each comes from).
+intersphinx_mapping = {
+    "python": ("https://docs.python.org/3.11/", "_inventories/python.inv"),
+    "torch": ("https://docs.pytorch.org/docs/stable/", "_inventories/torch.inv"),
+    "torchvision": ("https://docs.pytorch.org/vision/stable/", "_inventories/torchvision.inv"),
+    "numpy": ("https://numpy.org/doc/stable/reference/", "_inventories/numpy.inv"),
+    "pluggy": ("https://pluggy.readthedocs.io/en/stable/", "_inventories/pluggy.inv"),
+}
+exclude_patterns += ["_inventories", "plugin_example"]
+
+TORCH_FORWARD_BOILERPLATE = "Should be overridden by all subclasses."
+
+
+def drop_pytorch_boilerplate(app, what, name, obj, options, lines):
+    """Show no docstring rather than the one nn.Module.forward lends to every forward() written without one."""
+    if what == "method" and any(TORCH_FORWARD_BOILERPLATE in line for line in lines):
+        lines.clear()
+
+
+def setup(app):
+    app.connect("autodoc-process-docstring", drop_pytorch_boilerplate)
