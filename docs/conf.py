@@ -1,5 +1,6 @@
 """Sphinx configuration of the nf documentation."""
 
+import importlib
 import sys
 from pathlib import Path
 
@@ -57,5 +58,32 @@ def drop_pytorch_boilerplate(app, what, name, obj, options, lines):
         lines.clear()
 
 
+def resolve_reexport(app, env, node, contnode):
+    """Resolve a name where users import it (``nfkit_core.Sequential``) to where it is documented, its definition
+    (``nfkit_core.transform.Sequential``); methods and attributes follow their class."""
+    target = node.get("reftarget", "")
+    if node.get("refdomain") != "py" or not target.startswith("nfkit_"):
+        return None
+    parts = target.split(".")
+    for split in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:split]))
+        except ImportError:
+            continue
+        try:
+            for attribute in parts[split:split + 1]:
+                obj = getattr(obj, attribute)
+        except AttributeError:
+            return None
+        defined = getattr(obj, "__module__", None)
+        if not defined or defined == ".".join(parts[:split]):
+            return None
+        canonical = ".".join([defined, getattr(obj, "__qualname__", parts[split]), *parts[split + 1:]])
+        domain = env.get_domain("py")
+        return domain.resolve_xref(env, node.get("refdoc"), app.builder, node["reftype"], canonical, node, contnode)
+    return None
+
+
 def setup(app):
     app.connect("autodoc-process-docstring", drop_pytorch_boilerplate)
+    app.connect("missing-reference", resolve_reexport)
