@@ -129,6 +129,6 @@ def test_tarflow_is_a_normalizing_flow_that_overrides_none_of_the_contract(make_
     flow = make_flow(noise_std=0.3)
     assert isinstance(flow, Flow) and (flow.noise_std, flow.dequantizes) == (0.3, False)
     assert flow.sampling_options() == {"denoise", "guidance", "guide_what", "attn_temp", "annealed_guidance",
-                                       "kv_cache"}
+                                       "kv_cache", "sampler", "tolerance", "max_iterations"}
     with pytest.raises(ValueError, match=r"takes no option\(s\) \['guidence'\]"):
         flow.sample(2, guidence=1.0)

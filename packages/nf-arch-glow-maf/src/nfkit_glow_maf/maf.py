@@ -6,6 +6,13 @@ conditional, each depending only on the inputs before it)::
     u = (x - m) * exp(log_p / 2),        log |det du/dx| = sum(log_p) / 2        (MAF, eq. 4-5)
 
 so the density of ``x`` is evaluated in one pass, while generating ``x`` from ``u`` takes ``D`` sequential passes.
+
+The log-precision is bounded to ``[-LOG_PRECISION_BOUND, LOG_PRECISION_BOUND]`` (this implementation's choice,
+not the paper's). The MADE's output grows linearly with its input, so without a bound a layer multiplies an outlier
+by ``exp(c |x|)``, the next layer exponentiates that again, and a few layers on a finite input around 15 standard
+deviations overflow float32 to ``inf``; ``inf`` times the zero weights of the next MADE's masks is NaN. Within the
+bound the map is exactly the paper's; a trained MAF on standardised data stays well inside it, and the stack can still
+scale by up to ``exp(K * bound / 2)`` over ``K`` layers.
 Layers alternate the order of the inputs (each MADE uses the reverse of the previous order) and are followed by a
 batch-norm bijector (MAF, section 3.4), as in gpapamak/maf ``ml/models/mafs.py``.
 
@@ -31,6 +38,9 @@ from nfkit_glow_maf.made import ACTIVATIONS, MADE, input_degrees
 
 __all__ = ["Flatten", "MAFConfig", "MaskedAutoregressiveTransform", "build_maf", "PRESETS"]
 
+
+LOG_PRECISION_BOUND = 10.0
+"""Largest magnitude of a MAF layer's log-precision: conditional standard deviations from ``exp(-5)`` to ``exp(5)``."""
 
 class Flatten(Transform):
     """``(batch, *shape) -> (batch, prod(shape))`` (row-major), so that a MAF can model images; log-det 0."""
@@ -64,9 +74,14 @@ class MaskedAutoregressiveTransform(Transform):
     def _check(self, x: Tensor) -> None:
         check_event_shape("MaskedAutoregressiveTransform", x, (self.made.features,))
 
+    def _gaussians(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The mean and the bounded log-precision of every conditional."""
+        mean, log_precision = self.made(x, context).unbind(1)
+        return mean, log_precision.clamp(-LOG_PRECISION_BOUND, LOG_PRECISION_BOUND)
+
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         self._check(x)
-        mean, log_precision = self.made(x, context).unbind(1)
+        mean, log_precision = self._gaussians(x, context)
         return (x - mean) * torch.exp(0.5 * log_precision), 0.5 * log_precision.sum(dim=1)
 
     def inverse(self, z: Tensor, context: Tensor | None = None, **options: Any) -> tuple[Tensor, Tensor]:
@@ -74,7 +89,7 @@ class MaskedAutoregressiveTransform(Transform):
         self._check(z)
         x = torch.zeros_like(z)
         for _ in range(self.made.features):
-            mean, log_precision = self.made(x, context).unbind(1)
+            mean, log_precision = self._gaussians(x, context)
             x = mean + z * torch.exp(-0.5 * log_precision)
         return x, -0.5 * log_precision.sum(dim=1)
 

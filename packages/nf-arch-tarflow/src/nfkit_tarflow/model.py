@@ -66,6 +66,11 @@ class TarFlow(NormalizingFlow):
         """The flow blocks in forward (data -> latent) order."""
         return [step for step in self.transform if isinstance(step, TarFlowBlock)]
 
+    @property
+    def last_iterations(self) -> list[int]:
+        """Jacobi iterations of each block in the most recent inversion, in sampling order (0: sequential)."""
+        return [block.last_iterations for block in reversed(self.blocks)]
+
     def set_attention_backend(self, name: str) -> None:
         """Use the :mod:`nfkit_core.attention` backend ``name`` (``"auto"``, ``"sdpa"``, ``"flash"``, ...)."""
         for block in self.blocks:

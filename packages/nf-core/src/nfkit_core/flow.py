@@ -214,6 +214,11 @@ class NormalizingFlow(nn.Module):
                              f"{', '.join(sorted(self.sampling_options()))}")
         if n < 0:
             raise ValueError(f"the number of samples must be >= 0, got {n}")
+        if not (math.isfinite(temperature) and temperature >= 0):
+            raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
+        if n == 0:  # an empty batch, without running layers that index their first row
+            like = next(self.parameters(), torch.empty(0))
+            return torch.empty((0, *self.data_shape), device=like.device, dtype=like.dtype)
         with noise_lib.use(generator, temperature=temperature):
             z = self.prior.sample(n, context)
             x = self.latent_to_data(z, context, temperature=temperature, **options)

@@ -26,6 +26,7 @@ from torch import Tensor
 
 from nfkit_core import noise
 from nfkit_core.errors import ConfigError
+from nfkit_core.extras import require
 from nfkit_core.specs import DataInfo
 
 __all__ = ["center_crop_resize", "random_horizontal_flip", "scale_levels", "uniform_dequantize",
@@ -36,7 +37,7 @@ MODES = ("levels", "dequantize", "noise", "continuous")
 
 def center_crop_resize(image: Tensor, size: int) -> Tensor:
     """Crop the largest centred square of a ``(C, H, W)`` ``uint8`` image and resize it to ``size x size``."""
-    from torchvision.transforms.v2 import functional
+    functional = require("torchvision.transforms.v2.functional", "resizing images")
 
     side = min(image.shape[-2:])
     square = functional.center_crop(image, [side, side])
