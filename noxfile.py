@@ -33,6 +33,9 @@ NEEDS_TRAIN_EXTRA = {"nfkit-eval"}
 TOX = ("tox>=4.20", "tox-uv>=1.11")
 # The test tensors are tiny: one OpenMP thread per process is faster than several fighting over two cores.
 TEST_ENV = {"OMP_NUM_THREADS": "1"}
+# Sphinx, its theme, MathJax served from the built site (sphinx-mathjax-offline ships MathJax 3.2.2), and the
+# command-line reference generated from the argparse parsers (sphinx-argparse).
+DOCS_REQUIREMENTS = ["sphinx", "furo", "sphinx-mathjax-offline", "sphinx-argparse"]
 PYTEST = ("pytest", "-q", "--import-mode=importlib", "-p", "no:cacheprovider")
 
 nox.options.sessions = ["lint", "tests", "integration", "benchmarks", "docs", "wheels"]
@@ -44,7 +47,8 @@ def install_everything(session: nox.Session, editable: bool = True) -> None:
     # nfkit-core with its training extra: the integration tests and the docs run `nf train`.
     paths = [f"{path}[train]" if path == "packages/nf-core" else path for path in PACKAGES + PLUGINS]
     args = [item for path in paths for item in (*flag, path)]
-    session.install(*CONSTRAINTS, *args, "pytest")
+    # setuptools: the test of the plugin guide builds its example package offline (pip --no-build-isolation)
+    session.install(*CONSTRAINTS, *args, "pytest", "setuptools")
 
 
 @nox.session
@@ -79,10 +83,11 @@ def benchmarks(session: nox.Session) -> None:
 
 @nox.session
 def docs(session: nox.Session) -> None:
-    """Build the Sphinx docs; any warning is an error."""
+    """Build the Sphinx docs offline; any warning is an error; then check no page loads anything from the network."""
     install_everything(session)
-    session.install(*CONSTRAINTS, "sphinx", "furo")
+    session.install(*CONSTRAINTS, *DOCS_REQUIREMENTS)
     session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
+    session.run("python", "docs/check_offline.py", "docs/_build/html")
 
 
 @nox.session
