@@ -143,4 +143,8 @@ def build_glow(config: GlowConfig, data: DataInfo) -> Flow:
         prior = DiagonalGaussian(top_shape)
     else:
         prior = StandardNormal(top_shape)
-    return Flow(Sequential(levels), prior, data_shape=tuple(data.shape))
+    flow = Flow(Sequential(levels), prior, data_shape=tuple(data.shape))
+    # Knowledge distillation matches the latent each level passes on (nfkit-distill's level boundaries).
+    flow.matchable_intermediates = [[f"level{level}.split"] for level in range(config.num_levels - 1)] + [
+        [f"level{config.num_levels - 1}"]]
+    return flow

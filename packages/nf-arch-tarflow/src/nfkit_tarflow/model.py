@@ -72,6 +72,11 @@ class TarFlow(Flow):
         """The flow blocks in forward (data -> latent) order."""
         return [step for step in self.transform if isinstance(step, TarFlowBlock)]
 
+    @property
+    def matchable_intermediates(self) -> list[list[str]]:
+        """What knowledge distillation (nfkit-distill) may match: the output of every block, as one level."""
+        return [[f"block{i}" for i in range(self.config.num_blocks)]]
+
     def set_attention_backend(self, name: str) -> None:
         """Use the :mod:`nfkit_core.attention` backend ``name`` (``"auto"``, ``"sdpa"``, ``"flash"``, ...)."""
         for block in self.blocks:
