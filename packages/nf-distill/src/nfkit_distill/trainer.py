@@ -46,6 +46,9 @@ class DistillTrainer(Trainer):
     def __init__(self, run: RunConfig, out_dir: str | Path, registry: Registry | None = None,
                  checkpoint: dict[str, Any] | None = None, *, teacher: str | Path | None = None,
                  distiller: str | None = None, options: dict[str, Any] | None = None) -> None:
+        if run.train.compile:
+            raise ConfigError("train.compile=true is not supported by nf distill: the matched intermediates are read "
+                              "by forward hooks, which torch.compile's graph does not run")
         super().__init__(run, out_dir, registry=registry, checkpoint=checkpoint)
         if teacher is None:
             stored = self._stored_settings()
