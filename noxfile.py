@@ -16,10 +16,11 @@ import tomllib
 
 ROOT = Path(__file__).parent
 CONSTRAINTS = ("-c", str(ROOT / "constraints.txt"))
-PACKAGES = ["packages/nf-core", "packages/nf-arch-glow-maf", "packages/nf-arch-tarflow", "packages/nf-arch-denseflow"]
+PACKAGES = ["packages/nf-core", "packages/nf-arch-glow-maf", "packages/nf-arch-tarflow", "packages/nf-arch-denseflow",
+            "packages/nf-distill"]
 PLUGINS = sorted(str(p.parent.relative_to(ROOT)) for p in ROOT.glob("plugins/*/pyproject.toml"))
 ARCHITECTURES = {"nfkit-core": [], "nfkit-glow-maf": ["glow", "maf"], "nfkit-tarflow": ["tarflow"],
-                 "nfkit-denseflow": ["denseflow"]}
+                 "nfkit-denseflow": ["denseflow"], "nfkit-distill": []}
 # The test tensors are tiny: one OpenMP thread per process is faster than several fighting over two cores.
 TEST_ENV = {"OMP_NUM_THREADS": "1"}
 PYTEST = ("pytest", "-q", "--import-mode=importlib", "-p", "no:cacheprovider")
