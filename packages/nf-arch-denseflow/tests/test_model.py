@@ -46,11 +46,29 @@ def test_registered_with_presets():
     assert isinstance(spec.build(config, DIGITS), DenseFlow)
 
 
-def test_paper_presets():
-    main = DenseFlowConfig(**PRESETS["denseflow-74-10"])
-    assert (main.num_modules, main.growth_rate, main.mid_channels) == (74, 10, (48, 48, 48))
-    ablation = DenseFlowConfig(**PRESETS["denseflow-45-6"])
-    assert (ablation.num_modules, ablation.growth_rate) == (45, 6)
+def parameter_count(preset: str, data_shape: tuple[int, int, int] = (3, 32, 32)) -> int:
+    """Parameters of a preset's model, built on the meta device (no memory, no initialisation arithmetic)."""
+    with torch.device("meta"):
+        flow = DenseFlow(DenseFlowConfig(**PRESETS[preset]), data_shape, 256)
+    return sum(p.numel() for p in flow.parameters())
+
+
+@pytest.mark.parametrize(("preset", "units", "modules", "growth", "count", "official"), [
+    ("denseflow-74-10", (6, 4, 1), (5, 6, 20), 10, 130_656_534, 130_647_294),
+    ("denseflow-45-6", (5, 3, 1), (3, 5, 15), 6, 75_025_562, 75_020_522),
+])
+def test_paper_presets_have_the_papers_layout_and_size(preset, units, modules, growth, count, official):
+    """The numbers stated in the presets' comments; ``official``: the official code with the same arguments."""
+    config = DenseFlowConfig(**PRESETS[preset])
+    assert (config.units_per_block, config.modules_per_unit, config.growth_rate) == (units, modules, growth)
+    assert config.mid_channels == (48, 48, 48) and config.num_modules == int(preset.split("-")[1])
+    assert (config.lu, config.dequantization) == (False, "variational")
+    assert parameter_count(preset) == count
+    assert abs(count - official) / official < 1e-3
+
+
+def test_cifar10_preset_is_denseflow_74_10():
+    assert PRESETS["cifar10"] is PRESETS["denseflow-74-10"]
 
 
 def test_cifar_sized_model_shapes():

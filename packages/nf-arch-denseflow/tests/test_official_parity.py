@@ -1,21 +1,28 @@
-"""Parity with the official implementation: the reference fixture recorded by running matejgrcic/DenseFlow."""
+"""Parity with the official implementation: fixtures recorded by running matejgrcic/DenseFlow.
+
+The small fixture in ``tests/fixtures`` (``tools/record_official_fixtures.py``; the official model with smaller
+coupling and dequantizer networks) is always tested; the larger one in ``shared/fixtures/reference`` where present.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
 
 from nfkit_core import noise
-from nfkit_core.testing import load_reference_fixture
+from nfkit_core.testing import load_fixture, parity_fixture_paths
 from nfkit_denseflow import DenseFlow, convert_official_state_dict, from_official_state_dict
 from nfkit_denseflow.official import official_config
 
+FIXTURES = parity_fixture_paths([Path(__file__).parent / "fixtures" / "denseflow_tiny.pt"], ["denseflow_small.pt"])
 
-@pytest.fixture(scope="module")
-def fixture():
-    return load_reference_fixture("denseflow_small.pt")
+
+@pytest.fixture(scope="module", params=FIXTURES, ids=lambda path: path.stem)
+def fixture(request):
+    return load_fixture(request.param)
 
 
 @pytest.fixture(scope="module")

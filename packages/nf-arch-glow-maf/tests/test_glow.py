@@ -6,12 +6,21 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nfkit_core import ClassConditionalGaussian, DiagonalGaussian, StandardNormal
+from nfkit_core import ClassConditionalGaussian, StandardNormal
 from nfkit_core.layers import Split
 from nfkit_core.plugins import DataInfo
 from nfkit_core.priors import normal_log_prob
 from nfkit_core.testing import check_flow, check_transform
-from nfkit_glow_maf import GLOW_PRESETS, GlowConditioner, GlowConfig, GlowConv2d, ZeroConv2d, build_glow, glow_step
+from nfkit_glow_maf import (
+    GLOW_PRESETS,
+    GlowConditioner,
+    GlowConfig,
+    GlowConv2d,
+    LearnedTopPrior,
+    ZeroConv2d,
+    build_glow,
+    glow_step,
+)
 
 # The conformance suite perturbs every parameter. Glow's zero-initialised output convolutions scale by exp(3 logs) and
 # feed sigmoid(h + 2), so its default perturbation (0.1) can make scales of 1e-8, whose inverses overflow in float32;
@@ -132,12 +141,15 @@ def test_levels_with_and_without_split_conform():
 def test_glow_flows_conform(config, data, context):
     torch.manual_seed(0)
     flow = build_glow(config, data)
-    check_flow(flow, torch.rand(4, *data.shape) * 2 - 1, context)
+    # openai/glow's learned top prior convolves an all-zero input: its weights (not its bias) never get a gradient
+    dead = ["prior.net.weight"] if isinstance(flow.prior, LearnedTopPrior) else []
+    check_flow(flow, torch.rand(4, *data.shape) * 2 - 1, context, allow_zero_grad=dead)
 
 
 def test_multi_scale_shapes_priors_and_intermediates():
     torch.manual_seed(0)
-    flow = build_glow(GlowConfig(num_levels=3, steps_per_level=1, hidden_channels=8), DataInfo((3, 16, 16)))
+    flow = build_glow(GlowConfig(num_levels=3, steps_per_level=1, hidden_channels=8, learn_top=False),
+                      DataInfo((3, 16, 16)))
     assert isinstance(flow.prior, StandardNormal) and flow.prior.event_shape == (48, 2, 2)
     x = torch.rand(2, 3, 16, 16) * 2 - 1
     outputs = flow.intermediates(x)
@@ -146,8 +158,8 @@ def test_multi_scale_shapes_priors_and_intermediates():
     before_split = flow.intermediates(x, names=["level0.steps", "level1.steps"])
     assert [tuple(v.shape[1:]) for v in before_split.values()] == [(12, 8, 8), (24, 4, 4)]
     torch.testing.assert_close(before_split["level0.steps"][:, :6], outputs["level0"])
-    assert isinstance(build_glow(GlowConfig(num_levels=1, steps_per_level=1, hidden_channels=4, learn_top=True),
-                                 DataInfo((1, 2, 2))).prior, DiagonalGaussian)
+    assert isinstance(build_glow(GlowConfig(num_levels=1, steps_per_level=1, hidden_channels=4),
+                                 DataInfo((1, 2, 2))).prior, LearnedTopPrior)
     assert isinstance(build_glow(GlowConfig(num_levels=1, steps_per_level=1, hidden_channels=4),
                                  DataInfo((1, 2, 2), num_classes=3)).prior, ClassConditionalGaussian)
 
@@ -179,7 +191,8 @@ def test_the_untrained_flow_has_constant_coupling_scales_and_standard_normal_spl
 
 def test_sampling_temperature_scales_every_latent_draw():
     torch.manual_seed(0)
-    flow = build_glow(GlowConfig(num_levels=2, steps_per_level=2, hidden_channels=8), DataInfo((1, 8, 8)))
+    flow = build_glow(GlowConfig(num_levels=2, steps_per_level=2, hidden_channels=8, learn_top=False),
+                      DataInfo((1, 8, 8)))
     flow.train()
     flow.log_prob(torch.rand(8, 1, 8, 8) * 2 - 1)
     perturb(flow, 0.05)
@@ -206,6 +219,9 @@ def test_sampling_temperature_scales_every_latent_draw():
 def test_presets_are_the_paper_configurations():
     assert GLOW_PRESETS["cifar10"] == {"num_levels": 3, "steps_per_level": 32, "hidden_channels": 512}
     assert GlowConfig() == GlowConfig(**GLOW_PRESETS["cifar10"])
+    config = GlowConfig()
+    assert (config.coupling, config.permutation, config.lu, config.edge_bias, config.learn_top) == (
+        "affine", "conv1x1", False, True, True)  # openai/glow: --flow_coupling 1 --flow_permutation 2 --learntop
     flow = build_glow(GlowConfig(**GLOW_PRESETS["digits"]), DataInfo((1, 8, 8), num_classes=10, num_bins=17))
     assert flow.sample(2, torch.tensor([3, 7])).shape == (2, 1, 8, 8)
     assert math.isclose(flow.num_dims, 64)
@@ -222,3 +238,42 @@ def test_bad_configurations_are_named():
         GlowConfig(permutation="random")
     with pytest.raises(ValueError, match="odd kernel"):
         GlowConv2d(2, 2, 2)
+
+
+@pytest.mark.parametrize(("preset", "size", "count"), [
+    ("cifar10", 32, 44_603_604),
+    ("imagenet32", 32, 66_861_588),
+    ("imagenet64", 64, 112_377_540),
+    ("lsun64", 64, 112_377_540),
+    ("celeba-hq-256", 256, 230_971_044),
+])
+def test_paper_presets_have_openai_glows_parameter_count(preset, size, count):
+    """The counts stated in the presets' comment: the variables openai/glow's model.py creates for the same layout
+    (for cifar10, its README's CIFAR-10 command)."""
+    with torch.device("meta"):
+        flow = build_glow(GlowConfig(**GLOW_PRESETS[preset]), DataInfo((3, size, size), num_bins=256))
+    assert sum(p.numel() for p in flow.parameters()) == count
+
+
+def test_lu_convolutions_count_as_many_parameters_as_plain_ones():
+    with torch.device("meta"):
+        flow = build_glow(GlowConfig(**GLOW_PRESETS["cifar10"], lu=True), DataInfo((3, 32, 32), num_bins=256))
+    assert sum(p.numel() for p in flow.parameters()) == 44_603_604
+    assert sum(p.numel() for p in flow.prior.parameters()) == 9 * 97 * 96 + 96 + 96  # conv2d_zeros("p", 96 -> 96)
+
+
+def test_learned_top_prior_is_openai_glows():
+    """openai/glow: h = conv2d_zeros(zeros of 2C channels, 2C) with edge padding; mean = h[:C], logs = h[C:]."""
+    torch.manual_seed(0)
+    prior = LearnedTopPrior((2, 3, 3))
+    perturb(prior, 0.3)
+    pad = F.pad(torch.zeros(1, 4, 3, 3), (1, 1, 1, 1))
+    border = F.pad(torch.zeros(1, 1, 3, 3), (1, 1, 1, 1), value=1.0)
+    # the edge channel appended to the input, as add_edge_padding does
+    weight = torch.cat([prior.net.weight, prior.net.edge_weight], dim=1)
+    h = (F.conv2d(torch.cat([pad, border], dim=1), weight) + prior.net.bias.view(1, -1, 1, 1)) * torch.exp(
+        3 * prior.net.logs).view(1, -1, 1, 1)
+    z = torch.randn(5, 2, 3, 3)
+    expected = normal_log_prob(z, h[:, :2], h[:, 2:]).sum(dim=(1, 2, 3))
+    torch.testing.assert_close(prior.log_prob(z), expected)
+    assert h[0, 0, 0, 0] != h[0, 0, 1, 1]  # the border sees the edge bias

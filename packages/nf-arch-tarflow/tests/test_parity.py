@@ -1,22 +1,29 @@
-"""Parity with the official apple/ml-tarflow model, on outputs recorded from it (shared/fixtures/reference)."""
+"""Parity with the official apple/ml-tarflow model, on outputs recorded from it.
+
+The small fixtures in ``tests/fixtures`` (``tools/record_official_fixtures.py``) are always tested; the larger ones in
+``shared/fixtures/reference`` where present.
+"""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
 from nfkit_core import noise
-from nfkit_core.testing import load_reference_fixture
+from nfkit_core.testing import load_fixture, parity_fixture_paths
 from nfkit_tarflow import TarFlow, from_official_state_dict
 
-FIXTURES = ["tarflow_uncond.pt", "tarflow_cond.pt"]
+COMMITTED = Path(__file__).parent / "fixtures"
+UNCONDITIONAL = parity_fixture_paths([COMMITTED / "tarflow_uncond_tiny.pt"], ["tarflow_uncond.pt"])
+CONDITIONAL = parity_fixture_paths([COMMITTED / "tarflow_cond_tiny.pt"], ["tarflow_cond.pt"])
 
 
-@pytest.fixture(scope="module", params=FIXTURES)
+@pytest.fixture(scope="module", params=UNCONDITIONAL + CONDITIONAL, ids=lambda path: path.stem)
 def reference(request) -> tuple[dict, TarFlow]:
-    fixture = load_reference_fixture(request.param)
+    fixture = load_fixture(request.param)
     flow = from_official_state_dict(fixture["state_dict"], fixture["config"]).eval()
     return fixture, flow
 
@@ -43,8 +50,9 @@ def test_log_det_is_official_mean_times_dims(reference):
     torch.testing.assert_close(nll_per_dim, fixture["loss"], rtol=0, atol=1e-6)
 
 
-def test_dropped_labels_use_the_mean_embedding():
-    fixture = load_reference_fixture("tarflow_cond.pt")
+@pytest.mark.parametrize("path", CONDITIONAL, ids=lambda path: path.stem)
+def test_dropped_labels_use_the_mean_embedding(path):
+    fixture = load_fixture(path)
     flow = from_official_state_dict(fixture["state_dict"], fixture["config"]).eval()
     assert (fixture["y_dropped"] == -1).any()
     with torch.no_grad():
@@ -88,7 +96,7 @@ def test_denoising_step(reference):
 
 
 def test_official_loader_rejects_unknown_keys_and_arguments():
-    fixture = load_reference_fixture("tarflow_uncond.pt")
+    fixture = load_fixture(COMMITTED / "tarflow_uncond_tiny.pt")
     with pytest.raises(KeyError, match="unexpected key 'extra'"):
         from_official_state_dict({**fixture["state_dict"], "extra": torch.zeros(1)}, fixture["config"])
     with pytest.raises(ValueError, match="unknown official TarFlow arguments"):

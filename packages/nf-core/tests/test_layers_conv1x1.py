@@ -100,3 +100,29 @@ def test_matrices_reused_without_autograd_follow_every_parameter_change(lu, monk
         torch.testing.assert_close(x, z, atol=1e-5, rtol=0)
         layer64 = layer.double()
         assert layer64.inverse(z.double())[0].dtype == torch.float64
+
+
+@pytest.mark.parametrize("channels", [1, 2, 7])
+def test_lu_stores_only_the_free_entries(channels):
+    """``C^2`` parameters either way: strict lower + strict upper triangles + diagonal, as papers count them."""
+    lu, plain = InvertibleConv1x1(channels, lu=True), InvertibleConv1x1(channels, lu=False)
+    assert sum(p.numel() for p in lu.parameters()) == sum(p.numel() for p in plain.parameters()) == channels ** 2
+    assert lu.lower.shape == lu.upper.shape == (channels * (channels - 1) // 2,)
+    assert set(lu.state_dict()) == {"permutation", "sign_diag", "lower", "upper", "log_diag"}
+
+
+def test_lu_loads_checkpoints_with_full_masked_matrices():
+    """Checkpoints written before the packed storage held ``lower`` and ``upper`` as masked ``C x C`` matrices."""
+    torch.manual_seed(0)
+    layer = InvertibleConv1x1(4, lu=True)
+    with torch.no_grad():
+        layer.lower.add_(torch.randn_like(layer.lower))
+        layer.upper.add_(torch.randn_like(layer.upper))
+    mask = torch.ones(4, 4).tril(-1)
+    old = {"permutation": layer.permutation, "sign_diag": layer.sign_diag, "lower_mask": mask,
+           "lower": torch.zeros(4, 4).index_put(tuple(layer.lower_indices), layer.lower.detach()) + 5 * mask.T,
+           "upper": torch.zeros(4, 4).index_put(tuple(layer.upper_indices), layer.upper.detach()) + 5 * mask,
+           "log_diag": layer.log_diag.detach()}
+    loaded = InvertibleConv1x1(4, lu=True)
+    loaded.load_state_dict(old)
+    torch.testing.assert_close(loaded.matrix(), layer.matrix(), rtol=0, atol=0)

@@ -29,16 +29,20 @@ from nfkit_denseflow.model import DenseFlow
 
 __all__ = ["official_config", "from_official_state_dict", "convert_official_state_dict"]
 
-# The fixed sizes of the official networks (DNMH, DequantizationFlow and MultiHeadDenseBlock defaults).
-OFFICIAL_DENSE_DEPTH = 7
-OFFICIAL_DENSE_GROWTH = 64
+# The sizes of the official networks that its constructors fix (DNMH, DequantizationFlow and MultiHeadDenseBlock
+# defaults), under nf's names. A config may carry other values for them: the small models recorded by
+# tools/record_official_fixtures.py shrink them.
 OFFICIAL_LANDMARKS = 4
-OFFICIAL_DEQUANTIZATION = dict(dequantization_steps=4, dequantization_context_channels=64,
-                               dequantization_mid_channels=64, dequantization_depth=4, dequantization_growth=64)
+OFFICIAL_SIZES = dict(dense_depth=7, dense_growth=64, dequantization_steps=4, dequantization_context_channels=64,
+                      dequantization_mid_channels=64, dequantization_depth=4, dequantization_growth=64)
 
 
 def official_config(config: Mapping[str, Any]) -> tuple[DenseFlowConfig, tuple[int, int, int], int]:
-    """``(DenseFlowConfig, data_shape, num_bins)`` from the official ``DenseFlow(...)`` constructor arguments."""
+    """``(DenseFlowConfig, data_shape, num_bins)`` from the official ``DenseFlow(...)`` constructor arguments.
+
+    Optional entries named as in :data:`OFFICIAL_SIZES` give the sizes that the official constructors fix, for
+    official models built with other values (the recorded parity fixtures); absent, the official values apply.
+    """
     missing = {"data_shape", "block_config", "layers_config", "layer_mid_chnls", "growth_rate"} - set(config)
     if missing:
         raise ValueError(f"the official DenseFlow config lacks {sorted(missing)}")
@@ -49,8 +53,8 @@ def official_config(config: Mapping[str, Any]) -> tuple[DenseFlowConfig, tuple[i
     dense_config = DenseFlowConfig(
         units_per_block=tuple(config["block_config"]), modules_per_unit=tuple(config["layers_config"]),
         mid_channels=tuple(config["layer_mid_chnls"]), growth_rate=growth_rate,
-        dense_depth=OFFICIAL_DENSE_DEPTH, dense_growth=OFFICIAL_DENSE_GROWTH, num_landmarks=OFFICIAL_LANDMARKS,
-        attention="official", dequantization="variational", lu=False, **OFFICIAL_DEQUANTIZATION)
+        num_landmarks=OFFICIAL_LANDMARKS, attention="official", dequantization="variational", lu=False,
+        **{name: int(config.get(name, default)) for name, default in OFFICIAL_SIZES.items()})
     return dense_config, tuple(int(d) for d in config["data_shape"]), 2 ** int(config.get("num_bits", 8))
 
 

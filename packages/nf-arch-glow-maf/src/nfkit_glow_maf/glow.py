@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nfkit_core import ClassConditionalGaussian, DiagonalGaussian, Flow, Sequential, StandardNormal, Transform
+from nfkit_core import ClassConditionalGaussian, Flow, Sequential, StandardNormal, Transform
 from nfkit_core.layers import (
     ActNorm,
     AdditiveCoupling,
@@ -31,7 +31,7 @@ from nfkit_core.layers import (
     Squeeze,
 )
 from nfkit_core.specs import DataInfo
-from nfkit_glow_maf.glow_nets import GlowConditioner, ZeroConv2d
+from nfkit_glow_maf.glow_nets import GlowConditioner, LearnedTopPrior, ZeroConv2d
 
 __all__ = ["GlowConfig", "GLOW_PRESETS", "build_glow", "glow_step"]
 
@@ -41,7 +41,7 @@ PERMUTATIONS = ("conv1x1", "reverse", "shuffle")
 
 @dataclass
 class GlowConfig:
-    """Options of a Glow (defaults: the paper's CIFAR-10 model).
+    """Options of a Glow (defaults: openai/glow's CIFAR-10 model, its README's command).
 
     Attributes:
         num_levels: ``L``, the number of levels (each starts with a squeeze, all but the last end with a split).
@@ -49,10 +49,12 @@ class GlowConfig:
         hidden_channels: width of the coupling networks.
         coupling: ``"affine"`` (scale ``sigmoid(h + 2)``) or ``"additive"``.
         permutation: ``"conv1x1"`` (invertible 1x1 convolution), ``"reverse"`` or ``"shuffle"`` (Glow, section 5.1).
-        lu: parametrise the 1x1 convolutions by their LU decomposition (Glow, eq. 10).
+        lu: parametrise the 1x1 convolutions by their LU decomposition (Glow, eq. 10; as many parameters, a cheaper
+            log-determinant); openai/glow's code uses the plain matrix.
         edge_bias: let the 3x3 convolutions see where the zero padding is (openai/glow's ``edge_bias``).
-        learn_top: learn the mean and scale of the top prior (openai/glow's ``--learntop``). Class labels need no
-            option: with ``data.num_classes > 0`` the top prior is class-conditional (openai/glow's ``--ycond``).
+        learn_top: learn the mean and scale of the top prior as openai/glow's ``--learntop`` does (see
+            :class:`nfkit_glow_maf.glow_nets.LearnedTopPrior`); else N(0, I). Class labels need no option: with
+            ``data.num_classes > 0`` the top prior is class-conditional (openai/glow's ``--ycond``).
     """
 
     num_levels: int = 3
@@ -60,9 +62,9 @@ class GlowConfig:
     hidden_channels: int = 512
     coupling: str = "affine"
     permutation: str = "conv1x1"
-    lu: bool = True
+    lu: bool = False
     edge_bias: bool = True
-    learn_top: bool = False
+    learn_top: bool = True
 
     def __post_init__(self) -> None:
         if self.num_levels < 1 or self.steps_per_level < 1 or self.hidden_channels < 1:
@@ -74,8 +76,12 @@ class GlowConfig:
             raise ValueError(f"permutation must be one of {PERMUTATIONS}, got {self.permutation!r}")
 
 
-# Table 4 of the paper (levels, steps per level, width); "digits" and "digits-tiny" are small CPU settings for 8x8
-# images.
+# Table 4 of the paper (levels, steps per level, width), with openai/glow's settings (GlowConfig's defaults: affine
+# coupling, plain 1x1 convolutions, edge bias, learned top). "cifar10" is the command of openai/glow's README
+# (--n_level 3 --depth 32 --flow_permutation 2 --flow_coupling 1 --learntop): 44,603,604 parameters on 3x32x32, as
+# many as openai/glow's model.py creates. Likewise on 3-channel images of their size: imagenet32 66,861,588,
+# imagenet64 and lsun64 112,377,540, celeba-hq-256 230,971,044 (the model.py variables for the same layout).
+# "digits" and "digits-tiny" are small CPU settings for 8x8 images.
 GLOW_PRESETS: dict[str, dict] = {
     "cifar10": dict(num_levels=3, steps_per_level=32, hidden_channels=512),
     "imagenet32": dict(num_levels=3, steps_per_level=48, hidden_channels=512),
@@ -140,7 +146,7 @@ def build_glow(config: GlowConfig, data: DataInfo) -> Flow:
     if data.num_classes > 0:
         prior = ClassConditionalGaussian(top_shape, data.num_classes)
     elif config.learn_top:
-        prior = DiagonalGaussian(top_shape)
+        prior = LearnedTopPrior(top_shape, edge_bias=config.edge_bias)
     else:
         prior = StandardNormal(top_shape)
     flow = Flow(Sequential(levels), prior, data_shape=tuple(data.shape))

@@ -1,4 +1,5 @@
-"""The convolutional networks inside Glow: the coupling conditioner ``NN()`` and the zero-initialised convolution.
+"""The convolutional networks inside Glow: the coupling conditioner ``NN()``, the zero-initialised convolution and the
+learned top prior built on it.
 
 Both follow openai/glow (``model.py: f``, ``tfops.py: conv2d, conv2d_zeros``):
 
@@ -16,9 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nfkit_core import noise, sum_except_batch
 from nfkit_core.layers import ActNorm
+from nfkit_core.priors import normal_log_prob
 
-__all__ = ["GlowConv2d", "ZeroConv2d", "GlowConditioner"]
+__all__ = ["GlowConv2d", "ZeroConv2d", "GlowConditioner", "LearnedTopPrior"]
 
 
 class GlowConv2d(nn.Conv2d):
@@ -97,3 +100,43 @@ class GlowConditioner(nn.Module):
         h = F.relu(self.norm1(self.conv1(x))[0], inplace=True)
         h = F.relu(self.norm2(self.conv2(h))[0], inplace=True)
         return self.out(h)
+
+
+class LearnedTopPrior(nn.Module):
+    """openai/glow's ``--learntop`` prior: ``N(mean, exp(logs)^2)`` with ``[mean, logs] = conv2d_zeros(0)``.
+
+    openai/glow (``model.py: prior``) computes the top prior's mean and log-scale by a :class:`ZeroConv2d` from
+    ``2 C`` to ``2 C`` channels of an all-zero input, the first ``C`` outputs being the mean. Only the convolution's
+    bias and edge-bias weights reach its output, so each channel has one mean and scale in the interior and learned
+    offsets near the border; the zero input's weights are kept so that the model has openai/glow's parameters.
+
+    Args:
+        event_shape: ``(C, H, W)`` of the top latent.
+        edge_bias: give the convolution openai/glow's edge bias (without it the prior is one Gaussian per channel).
+    """
+
+    def __init__(self, event_shape: tuple[int, int, int], edge_bias: bool = True) -> None:
+        super().__init__()
+        self.event_shape = tuple(int(d) for d in event_shape)
+        channels = self.event_shape[0]
+        self.net = ZeroConv2d(2 * channels, 2 * channels, edge_bias=edge_bias)
+
+    def mean_and_log_scale(self) -> tuple[Tensor, Tensor]:
+        """``(mean, log_scale)``, each of shape ``(1, C, H, W)``."""
+        channels, height, width = self.event_shape
+        h = self.net(self.net.weight.new_zeros(1, 2 * channels, height, width))
+        return h[:, :channels], h[:, channels:]
+
+    def log_prob(self, z: Tensor, context: Tensor | None = None) -> Tensor:
+        """``log p(z)`` summed over the event, shape ``(batch,)``."""
+        if tuple(z.shape[1:]) != self.event_shape:
+            raise ValueError(f"prior expects latents of shape (batch, {', '.join(map(str, self.event_shape))}), "
+                             f"got {tuple(z.shape)}")
+        mean, log_scale = self.mean_and_log_scale()
+        return sum_except_batch(normal_log_prob(z, mean, log_scale))
+
+    def sample(self, n: int, context: Tensor | None = None) -> Tensor:
+        """``n`` latents; the standard-normal draw comes from :mod:`nfkit_core.noise`, scaled by its temperature."""
+        mean, log_scale = self.mean_and_log_scale()
+        eps = noise.randn((n, *self.event_shape), device=mean.device)
+        return mean + torch.exp(log_scale) * eps * noise.temperature()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["TarFlowConfig", "PRESETS"]
+__all__ = ["TarFlowConfig", "PRESETS", "PAPER_TRAINING", "PRESET_TRAINING"]
 
 
 @dataclass
@@ -56,6 +56,8 @@ class TarFlowConfig:
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The configurations of the paper and of the official checkpoints: P-channels-blocks-layers, noise sigma.
+    # Parameters (3 colour channels; the ImageNet-64 model is unconditional, ImageNet-128 has 1000 classes, AFHQ 3):
+    # 460,142,784, 823,927,552 and 463,481,856, as the official transformer_flow.Model builds them.
     "imagenet64": dict(patch_size=2, channels=768, num_blocks=8, layers_per_block=8, noise_std=0.05),
     "imagenet128": dict(patch_size=4, channels=1024, num_blocks=8, layers_per_block=8, noise_std=0.15),
     "afhq256": dict(patch_size=8, channels=768, num_blocks=8, layers_per_block=8, noise_std=0.07),
@@ -63,3 +65,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "digits": dict(patch_size=2, channels=64, num_blocks=4, layers_per_block=2, head_dim=32, noise_std=0.1),
     "digits-tiny": dict(patch_size=2, channels=32, num_blocks=2, layers_per_block=1, head_dim=16, noise_std=0.1),
 }
+
+# The paper's training recipe (section 4, and the official train.py): AdamW with betas (0.9, 0.95) and weight decay
+# 1e-4; the learning rate rises linearly from 1e-6 to 1e-4 over the first epoch, then follows a cosine down to 1e-6.
+PAPER_TRAINING: dict[str, Any] = dict(lr=1e-4, betas=(0.9, 0.95), weight_decay=1e-4, warmup_epochs=1.0,
+                                      warmup_start_ratio=0.01, min_lr_ratio=0.01)
+
+# The training defaults that ``nf train --preset NAME`` starts from (the registry's ``train_defaults``).
+PRESET_TRAINING: dict[str, dict[str, Any]] = {name: PAPER_TRAINING for name in ("imagenet64", "imagenet128", "afhq256")}

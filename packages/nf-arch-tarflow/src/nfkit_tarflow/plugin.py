@@ -1,7 +1,7 @@
 """The nf plugin of nfkit-tarflow: registers the ``tarflow`` architecture."""
 
 from nfkit_core.plugins import ArchitectureSpec, Registrar, hookimpl
-from nfkit_tarflow.config import PRESETS, TarFlowConfig
+from nfkit_tarflow.config import PRESET_TRAINING, PRESETS, TarFlowConfig
 from nfkit_tarflow.model import build_tarflow
 
 
@@ -13,4 +13,5 @@ def nf_register_architectures(architectures: Registrar[ArchitectureSpec]) -> Non
         build=build_tarflow,
         description="TarFlow: autoregressive Transformer flow on image patches (Zhai et al. 2025)",
         presets=PRESETS,
+        train_defaults=PRESET_TRAINING,
     ))

@@ -46,6 +46,9 @@ class ArchitectureSpec:
         build: ``build(config, data: DataInfo) -> nfkit_core.Flow``; the registry checks that it returns a flow.
         description: one line for ``nf plugins`` and ``--help``.
         presets: named configurations, ``{"digits-small": {...field values...}}``.
+        train_defaults: training options that come with a preset, ``{"imagenet64": {"lr": 1e-4, ...}}`` (e.g. the
+            recipe of the paper whose model the preset is); they replace :class:`nfkit_core.train.TrainConfig`'s
+            defaults for runs of that preset, and the run's own ``train`` options override them.
     """
 
     name: str
@@ -53,6 +56,7 @@ class ArchitectureSpec:
     build: Callable[[Any, DataInfo], Any]
     description: str = ""
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    train_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def make_config(self, preset: str | None = None, **overrides: Any) -> Any:
         """A config from the dataclass defaults, then a preset, then explicit overrides.

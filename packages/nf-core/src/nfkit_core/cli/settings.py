@@ -134,8 +134,11 @@ def _type_name(annotation: Any) -> str:
 
 
 def describe_fields(config_class: type, section: str, presets: Mapping[str, Mapping[str, Any]] | None = None,
-                    width: int = 100) -> str:
-    """A listing of a config dataclass's options (name, type, default, description) for ``--help``."""
+                    width: int = 100, train_defaults: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+    """A listing of a config dataclass's options (name, type, default, description) for ``--help``.
+
+    ``presets`` are listed after the options, each with the training defaults it brings (``train_defaults``).
+    """
     docs = field_docs(config_class)
     hints = typing.get_type_hints(config_class)
     lines = []
@@ -154,6 +157,11 @@ def describe_fields(config_class: type, section: str, presets: Mapping[str, Mapp
         for name, values in presets.items():
             lines.extend(textwrap.wrap(f"{name}: " + ", ".join(f"{k}={v!r}" for k, v in values.items()), width,
                                        initial_indent=" " * 4, subsequent_indent=" " * 6))
+            train = (train_defaults or {}).get(name)
+            if train:
+                lines.extend(textwrap.wrap("training defaults: " + ", ".join(f"train.{k}={v!r}" for k, v in
+                                                                            train.items()),
+                                           width, initial_indent=" " * 6, subsequent_indent=" " * 8))
     return "\n".join(lines)
 
 

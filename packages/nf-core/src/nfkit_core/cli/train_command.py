@@ -53,7 +53,8 @@ def _help(args: argparse.Namespace) -> str:
         described = f" ({spec.description})" if spec.description else ""
         heading = f"model options of architecture {spec.name!r}{described}:"
         parts += [textwrap.fill(heading, 100, subsequent_indent="  "),
-                  describe_fields(spec.config_class, "model", spec.presets), ""]
+                  describe_fields(spec.config_class, "model", spec.presets,
+                                  train_defaults=spec.train_defaults), ""]
     dataset = registry.datasets.get(args.data or DEFAULT_DATASET)
     parts += [f"data options of dataset {dataset.name!r}:", describe_fields(dataset.config_class, "data"), "",
               "training options:", describe_fields(TrainConfig, "train")]

@@ -15,9 +15,11 @@ class InvertibleConv1x1(Transform):
     """``z = W x`` at every position: a learned linear mixing of the channels, initialised to a random rotation.
 
     With ``lu=False`` the parameter is the matrix ``weight`` itself and the log-determinant costs an ``O(C^3)``
-    ``slogdet``. With ``lu=True`` (Glow's LU decomposition) ``W = P L (U + diag(sign * exp(log_diag)))`` with a fixed
-    permutation ``P`` and signs, a unit lower-triangular ``L`` (parameter ``lower``), a strictly upper-triangular ``U``
-    (parameter ``upper``) and ``log_diag``, so that ``log |det W| = sum(log_diag)``.
+    ``slogdet``. With ``lu=True`` (Glow's LU decomposition, eq. 10) ``W = P L (U + diag(sign * exp(log_diag)))`` with
+    a fixed permutation ``P`` and signs, a unit lower-triangular ``L``, a strictly upper-triangular ``U`` and
+    ``log_diag``, so that ``log |det W| = sum(log_diag)``. Only the free entries are parameters: ``lower`` holds the
+    ``C (C - 1) / 2`` entries below the diagonal of ``L`` and ``upper`` those above the diagonal of ``U``, row by row
+    (``torch.tril_indices`` / ``torch.triu_indices`` order), so that both parametrisations have ``C^2`` parameters.
 
     Works on vectors ``(B, C)`` and on ``(B, C, *spatial)``. The mixing runs in the dtype of its input even under
     autocast: it is on the data path, where rounding to bfloat16 would perturb the latent and the likelihood at every
@@ -30,27 +32,41 @@ class InvertibleConv1x1(Transform):
         self.lu = bool(lu)
         self._cached_parameters: list[Tensor] = []
         self._cache: dict[bool, tuple[Tensor, Tensor]] = {}
-        rotation, _ = torch.linalg.qr(torch.randn(self.num_channels, self.num_channels))
+        # Drawn and decomposed on the CPU, then moved: the same start on every device, and no slow linear algebra
+        # where the model is only being counted (on the meta device a QR or LU first loads PyTorch's compiler stack).
+        device = torch.get_default_device()
+        rotation, _ = torch.linalg.qr(torch.randn(self.num_channels, self.num_channels, device="cpu"))
         if not self.lu:
-            self.weight = nn.Parameter(rotation)
+            self.weight = nn.Parameter(rotation.to(device))
             return
         permutation, lower, upper = torch.linalg.lu(rotation)
         diag = upper.diagonal()
-        self.register_buffer("permutation", permutation)
-        self.register_buffer("sign_diag", diag.sign())
-        self.register_buffer("lower_mask", torch.ones_like(lower).tril(-1))
-        self.lower = nn.Parameter(lower.tril(-1))
-        self.upper = nn.Parameter(upper.triu(1))
-        self.log_diag = nn.Parameter(diag.abs().log())
+        lower_indices = torch.tril_indices(self.num_channels, self.num_channels, -1, device="cpu")
+        upper_indices = torch.triu_indices(self.num_channels, self.num_channels, 1, device="cpu")
+        self.register_buffer("permutation", permutation.to(device))
+        self.register_buffer("sign_diag", diag.sign().to(device))
+        self.register_buffer("lower_indices", lower_indices.to(device), persistent=False)
+        self.register_buffer("upper_indices", upper_indices.to(device), persistent=False)
+        self.lower = nn.Parameter(lower[tuple(lower_indices)].to(device))
+        self.upper = nn.Parameter(upper[tuple(upper_indices)].to(device))
+        self.log_diag = nn.Parameter(diag.abs().log().to(device))
 
     def matrix(self) -> Tensor:
         """The ``C x C`` matrix ``W``."""
         if not self.lu:
             return self.weight
         eye = torch.eye(self.num_channels, device=self.lower.device, dtype=self.lower.dtype)
-        lower = self.lower * self.lower_mask + eye
-        upper = self.upper * self.lower_mask.T + torch.diag(self.sign_diag * self.log_diag.exp())
+        lower = eye.index_put(tuple(self.lower_indices), self.lower)
+        upper = torch.diag(self.sign_diag * self.log_diag.exp()).index_put(tuple(self.upper_indices), self.upper)
         return self.permutation @ lower @ upper
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        """Also load checkpoints that stored ``lower`` and ``upper`` as full masked ``C x C`` matrices."""
+        if self.lu and prefix + "lower_mask" in state_dict:
+            del state_dict[prefix + "lower_mask"]
+            for name, indices in (("lower", self.lower_indices), ("upper", self.upper_indices)):
+                state_dict[prefix + name] = state_dict[prefix + name][tuple(indices)]
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def log_abs_det(self) -> Tensor:
         """``log |det W|``."""

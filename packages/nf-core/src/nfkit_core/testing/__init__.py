@@ -5,6 +5,6 @@ Also here: :mod:`nfkit_core.testing.pytest_plugin` (the pytest settings nf's pac
 """
 
 from nfkit_core.testing.conformance import check_flow, check_transform
-from nfkit_core.testing.fixtures import load_reference_fixture, reference_fixture_dir
+from nfkit_core.testing.fixtures import load_fixture, parity_fixture_paths, reference_fixture_dir
 
-__all__ = ["check_flow", "check_transform", "load_reference_fixture", "reference_fixture_dir"]
+__all__ = ["check_flow", "check_transform", "load_fixture", "parity_fixture_paths", "reference_fixture_dir"]

@@ -1,19 +1,21 @@
-"""Reference fixtures recorded from the official implementations, for parity tests.
+"""Fixtures recorded from the official implementations, for parity tests.
 
-They live outside the repository, in ``shared/fixtures/reference/`` beside the checkout (or wherever
-``NF_REFERENCE_FIXTURES`` points). Where they are absent a test is skipped with the reason, except under ``CI=true``,
-where a missing fixture fails the test: CI must prove parity, not skip it.
+Two kinds exist. Small fixtures are committed beside an architecture's tests (``tests/fixtures/``, written by
+``tools/record_official_fixtures.py``), so that every checkout runs its parity tests. Larger reference fixtures live
+outside the repository, in ``shared/fixtures/reference/`` beside the checkout (or wherever ``NF_REFERENCE_FIXTURES``
+points); a parity test also runs on those of them that are present.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["reference_fixture_dir", "load_reference_fixture"]
+__all__ = ["reference_fixture_dir", "parity_fixture_paths", "load_fixture"]
 
 
 def reference_fixture_dir() -> Path:
@@ -23,20 +25,26 @@ def reference_fixture_dir() -> Path:
         return Path(configured)
     for parent in [Path.cwd(), *Path.cwd().parents, *Path(__file__).resolve().parents]:
         candidate = parent.parent / "shared" / "fixtures" / "reference"
-        if (parent / "packages" / "nfkit-core").is_dir() and candidate.is_dir():
+        if (parent / "packages" / "nf-core").is_dir() and candidate.is_dir():
             return candidate
     return Path.cwd().parent / "shared" / "fixtures" / "reference"
 
 
-def load_reference_fixture(name: str) -> dict[str, Any]:
-    """Load ``name`` (e.g. ``"tarflow_uncond.pt"``) or skip the calling test; under ``CI=true`` a miss fails."""
-    import pytest
+def parity_fixture_paths(committed: Iterable[Path], shared: Iterable[str] = ()) -> list[Path]:
+    """The fixtures a parity test runs on: every ``committed`` one, and those of the ``shared`` names present.
 
-    path = reference_fixture_dir() / name
-    if not path.is_file():
-        reason = (f"reference fixture {path} is missing (set NF_REFERENCE_FIXTURES or place shared/ beside the "
-                  f"checkout)")
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+    A missing committed fixture is an error (it belongs to the checkout; re-record it with
+    ``tools/record_official_fixtures.py``); a missing shared one is left out.
+    """
+    paths = list(committed)
+    missing = [str(path) for path in paths if not path.is_file()]
+    if missing:
+        raise FileNotFoundError(f"committed parity fixtures {missing} are missing; restore them from git or record "
+                                f"them again with tools/record_official_fixtures.py")
+    directory = reference_fixture_dir()
+    return paths + [directory / name for name in shared if (directory / name).is_file()]
+
+
+def load_fixture(path: Path) -> dict[str, Any]:
+    """A recorded fixture: a dict of tensors, configs and notes (see the recorder for its keys)."""
     return torch.load(path, map_location="cpu", weights_only=False)

@@ -28,7 +28,11 @@ class TrainConfig:
         lr: peak learning rate of AdamW.
         betas: AdamW's ``(beta1, beta2)``.
         weight_decay: AdamW's decoupled weight decay.
-        warmup_steps: steps of linear warm-up from 0 to ``lr``; a cosine decay to ``min_lr_ratio * lr`` follows.
+        warmup_steps: steps of linear warm-up from ``warmup_start_ratio * lr`` to ``lr``; a cosine decay to
+            ``min_lr_ratio * lr`` follows.
+        warmup_epochs: when set, the warm-up lasts this many passes over the training set instead of
+            ``warmup_steps`` steps (TarFlow's recipe warms up over one epoch).
+        warmup_start_ratio: the learning rate at the start of the warm-up as a fraction of ``lr``.
         min_lr_ratio: the final learning rate as a fraction of ``lr``.
         grad_clip: clip the global gradient norm to this value (no clipping when unset).
         ema_decay: keep an exponential moving average of the weights with this decay (none when unset; the decay
@@ -68,6 +72,8 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
     warmup_steps: int = 100
+    warmup_epochs: float | None = None
+    warmup_start_ratio: float = 0.0
     min_lr_ratio: float = 0.0
     grad_clip: float | None = None
     ema_decay: float | None = None
@@ -105,7 +111,17 @@ class TrainConfig:
             raise ConfigError(f"train.ema_decay must lie in (0, 1), got {self.ema_decay}")
         if self.label_dropout > 0 and not self.class_conditional:
             raise ConfigError("train.label_dropout needs train.class_conditional=true")
+        if self.warmup_epochs is not None and not self.warmup_epochs >= 0:
+            raise ConfigError(f"train.warmup_epochs must not be negative (or none), got {self.warmup_epochs}")
+        if not 0 <= self.warmup_start_ratio <= 1:
+            raise ConfigError(f"train.warmup_start_ratio must lie in [0, 1], got {self.warmup_start_ratio}")
         self.betas = tuple(self.betas)
+
+    def warmup_steps_for(self, steps_per_epoch: int) -> int:
+        """The warm-up in optimizer steps: ``warmup_epochs`` epochs of ``steps_per_epoch`` steps, if set."""
+        if self.warmup_epochs is None:
+            return self.warmup_steps
+        return round(self.warmup_epochs * steps_per_epoch)
 
 
 def _describe(annotation: Any) -> str:
@@ -193,7 +209,9 @@ def make_run_config(arch: str, dataset: str, model: Mapping[str, Any] | None = N
     """Build a :class:`RunConfig` from option dicts, checking every name and value.
 
     The model config starts from the architecture's dataclass defaults, then ``preset`` — or, when no preset is
-    named, the architecture's preset named after the dataset if it has one (e.g. ``digits``) — then ``model``.
+    named, the architecture's preset named after the dataset if it has one (e.g. ``digits``) — then ``model``. The
+    training options start from :class:`TrainConfig`'s defaults, then the preset's training defaults (the
+    architecture's ``train_defaults``, e.g. the paper's optimizer and schedule), then ``train``.
     Unknown architecture or dataset names raise an error that lists the available ones.
     """
     registry = registry or get_registry()
@@ -203,5 +221,6 @@ def make_run_config(arch: str, dataset: str, model: Mapping[str, Any] | None = N
         preset = dataset
     model_config = arch_spec.make_config(preset, **coerce_options(arch_spec.config_class, model or {}, "model"))
     data_config = data_spec.config_class(**coerce_options(data_spec.config_class, data or {}, "data"))
-    train_config = TrainConfig(**coerce_options(TrainConfig, train or {}, "train"))
+    train_values = {**arch_spec.train_defaults.get(preset, {}), **(train or {})}
+    train_config = TrainConfig(**coerce_options(TrainConfig, train_values, "train"))
     return RunConfig(arch, dataset, model_config, data_config, train_config, preset)

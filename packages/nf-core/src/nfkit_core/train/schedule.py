@@ -7,14 +7,16 @@ import math
 __all__ = ["warmup_cosine"]
 
 
-def warmup_cosine(step: int, base_lr: float, warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.0) -> float:
+def warmup_cosine(step: int, base_lr: float, warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.0,
+                  start_ratio: float = 0.0) -> float:
     """The learning rate of optimizer step ``step`` (counted from 0).
 
-    Rises linearly over ``warmup_steps`` (the first step uses ``base_lr / warmup_steps``), then follows half a
-    cosine from ``base_lr`` down to ``min_lr_ratio * base_lr`` at ``total_steps``.
+    Rises linearly over ``warmup_steps`` from ``start_ratio * base_lr`` (the first step uses
+    ``start_ratio * base_lr + (1 - start_ratio) * base_lr / warmup_steps``), then follows half a cosine from
+    ``base_lr`` down to ``min_lr_ratio * base_lr`` at ``total_steps``.
     """
     if step < warmup_steps:
-        return base_lr * (step + 1) / warmup_steps
+        return base_lr * (start_ratio + (1 - start_ratio) * (step + 1) / warmup_steps)
     decay_steps = max(total_steps - warmup_steps, 1)
     progress = min((step - warmup_steps) / decay_steps, 1.0)
     cosine = 0.5 * (1 + math.cos(math.pi * progress))

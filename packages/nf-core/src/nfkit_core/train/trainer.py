@@ -256,7 +256,8 @@ class Trainer:
     def learning_rate(self, step: int) -> float:
         """The learning rate of optimizer step ``step``."""
         c = self.config
-        return warmup_cosine(step, c.lr, c.warmup_steps, c.steps, c.min_lr_ratio)
+        return warmup_cosine(step, c.lr, c.warmup_steps_for(self.steps_per_epoch), c.steps, c.min_lr_ratio,
+                             c.warmup_start_ratio)
 
     def _train_step(self, x: Tensor, labels: Tensor) -> Tensor:
         """One optimizer step; returns ``[loss (nats), bits/dim, gradient norm]`` averaged over all processes."""
