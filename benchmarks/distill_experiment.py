@@ -22,7 +22,7 @@ import torch
 
 from nfkit_core.checkpoint import load_checkpoint
 from nfkit_core.train import Trainer, make_run_config
-from nfkit_distill import DistillTrainer, ILKDSKDConfig, build_objective
+from nfkit_distill import DistillTrainer
 
 ARMS = ("nll", "lkd", "ilkd", "ilkd+skd")
 
@@ -57,10 +57,7 @@ def train_student(out: Path, arm: str, teacher: Path, arch: str, dataset: str, m
     trainer = DistillTrainer(run, out, teacher=teacher, distiller="ilkd", options=dict(options.get("ilkd", {})))
     try:
         trainer.fit(until=run.train.steps // 2)
-        x, context = trainer._probe_batch()
-        config = ILKDSKDConfig(**options.get("ilkd+skd", {}))
-        trainer.distillation = build_objective(config, trainer.distillation.teacher, trainer.flow, x, context,
-                                               trainer.num_dims, trainer.preprocessing.log_bin_width)
+        trainer.use_distiller("ilkd+skd", dict(options.get("ilkd+skd", {})))
         return trainer.fit()
     finally:
         trainer.close()

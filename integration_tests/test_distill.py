@@ -108,12 +108,18 @@ def maf_teacher(tmp_path_factory):
 def test_the_teacher_stays_frozen(registry, maf_teacher, tmp_path):
     run = student_run(maf_teacher, model={"num_layers": 1, "hidden_features": 16},
                       train={**QUIET, "steps": 3, "batch_size": 32})
-    trainer = DistillTrainer(run, tmp_path / "student", teacher=maf_teacher, distiller="ilkd+skd")
+    trainer = DistillTrainer(run, tmp_path / "student", teacher=maf_teacher, distiller="ilkd")
     teacher = trainer.distillation.teacher
     before = copy.deepcopy(teacher.state_dict())
     optimized = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
     student_before = copy.deepcopy(trainer.flow.state_dict())
+    trainer.fit(until=2)
+    trainer.use_distiller("ilkd+skd")  # the paper's warm start
     trainer.fit()
+    assert json.loads((tmp_path / "student" / "distill.json").read_text())["from_step"] == 2
+    rows = [json.loads(line) for line in (tmp_path / "student" / "metrics.jsonl").read_text().splitlines()]
+    assert [sorted(r) for r in rows if "distill_nll" in r] == [["distill_latent", "distill_nll", "step"]] * 2 + [
+        ["distill_latent", "distill_nll", "distill_sample", "step"]]
     assert not teacher.training
     assert all(p.grad is None and not p.requires_grad for p in teacher.parameters())
     assert not optimized & {id(p) for p in teacher.parameters()}

@@ -119,8 +119,7 @@ class DistillationObjective:
         terms = {"nll": self.nll(log_prob)}
         loss = c.nll_weight * terms["nll"]
         if c.latent_weight > 0:
-            with torch.no_grad(), _capture_if(True, self.teacher, [p.teacher for p in pairs],
-                                              c.factored_out) as teacher:
+            with torch.no_grad(), capture(self.teacher, [p.teacher for p in pairs], c.factored_out) as teacher:
                 self.teacher.transform_to_latent(x, context)
             terms["latent"] = ilkd_loss([teacher[p.teacher] for p in pairs], [student[p.student] for p in pairs],
                                         c.latent_distance)

@@ -54,27 +54,34 @@ class DistillTrainer(Trainer):
             stored = self._stored_settings()
             teacher, distiller, options = stored["teacher"], stored["distiller"], stored["options"]
         self.teacher_path = str(teacher)
-        self.distiller = distiller or "ilkd"
-        spec = self.registry.distillers.get(self.distiller)
-        try:
-            self.distill_config = spec.config_class(**(options or {}))
-        except (TypeError, ValueError) as error:
-            raise ConfigError(f"options of distiller {self.distiller!r}: {error}") from None
         state = read_checkpoint(self.teacher_path, map_location=self.device)
         self._check_same_data(state)
-        teacher_flow = freeze(build_flow(state, registry=self.registry).to(self.device))
-        x, context = self._probe_batch()
-        self.distillation: DistillationObjective = spec.build(self.distill_config, teacher_flow, self.flow, x,
-                                                              context, self.num_dims,
-                                                              self.preprocessing.log_bin_width)
+        self.teacher = freeze(build_flow(state, registry=self.registry).to(self.device))
         self._print(f"distilling {self.teacher_path} ({state['architecture']}, "
-                    f"{sum(p.numel() for p in teacher_flow.parameters())} parameters) into {run.arch} "
-                    f"({sum(p.numel() for p in self.flow.parameters())} parameters) with {self.distiller}: "
-                    f"{self._weights()}\n{self.distillation.pairing.describe()}")
-        if self.dist.is_main and checkpoint is None:
+                    f"{sum(p.numel() for p in self.teacher.parameters())} parameters) into {run.arch} "
+                    f"({sum(p.numel() for p in self.flow.parameters())} parameters)")
+        self.use_distiller(distiller or "ilkd", options, write=checkpoint is None)
+
+    def use_distiller(self, distiller: str, options: dict[str, Any] | None = None, write: bool = True) -> None:
+        """Distill with the registered ``distiller`` (and its ``options``) from the next step on.
+
+        The pairing is checked and printed; with ``write``, ``distill.json`` records the method, so that a resumed
+        run continues with it. Switching mid-run is the paper's warm start: ILKD first, then ILKD+SKD.
+        """
+        spec = self.registry.distillers.get(distiller)
+        try:
+            config = spec.config_class(**(options or {}))
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"options of distiller {distiller!r}: {error}") from None
+        x, context = self._probe_batch()
+        self.distillation: DistillationObjective = spec.build(config, self.teacher, self.flow, x, context,
+                                                              self.num_dims, self.preprocessing.log_bin_width)
+        self.distiller, self.distill_config = distiller, config
+        self._print(f"from step {self.step}, {distiller}: {self._weights()}\n{self.distillation.pairing.describe()}")
+        if write and self.dist.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            settings = {"teacher": self.teacher_path, "distiller": self.distiller,
-                        "options": dataclasses.asdict(self.distill_config), **self.distillation.state()}
+            settings = {"teacher": self.teacher_path, "distiller": distiller, "from_step": self.step,
+                        "options": dataclasses.asdict(config), **self.distillation.state()}
             (self.out_dir / DISTILL_FILE).write_text(json.dumps(settings, indent=2) + "\n")
 
     def _stored_settings(self) -> dict[str, Any]:
@@ -96,7 +103,7 @@ class DistillTrainer(Trainer):
                               f"dequantizer, or noise augmentation, on one side only?)")
 
     def _probe_batch(self) -> tuple[Tensor, Tensor | None]:
-        """The first training batch, preprocessed, to check the pairing's shapes on."""
+        """The first training batch, preprocessed, to check the pairing's shapes on (the same at every call)."""
         x, labels = self._first_global_batch()
         with noise.use(ShardedNoise(self.config.seed, 0, device=self.device)):
             x, labels = self.preprocessing(x.to(self.device), labels.to(self.device), train=True)
@@ -111,5 +118,7 @@ class DistillTrainer(Trainer):
     def objective(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
         """Eq. 15 on the batch, which teacher and student both see (see :class:`DistillationObjective`)."""
         with self.autocast():
-            loss, log_prob, _ = self.distillation(self.model, x, context)
+            loss, log_prob, terms = self.distillation(self.model, x, context)
+        if (self.step + 1) % self.config.log_every == 0:  # this process's batch, next to the trainer's averages
+            self.metrics.append({"step": self.step + 1, **{f"distill_{k}": v.item() for k, v in terms.items()}})
         return loss, log_prob
