@@ -62,9 +62,12 @@ def main() -> None:
     parser.add_argument("--teacher-steps", type=int, default=2000)
     parser.add_argument("--steps", type=int, default=600, help="optimizer steps of every student")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--only-seed", type=int, default=None,
+                        help="train only this seed's runs (processes for different seeds can share --root); a run "
+                             "without it over the finished runs writes the table")
     parser.add_argument("--tarflow", action="store_true", help="also run the TarFlow student experiment")
     args = parse_args(parser)
-    seeds = list(range(args.seeds))
+    seeds = list(range(args.seeds)) if args.only_seed is None else [args.only_seed]
     sections = [report_header("Distillation of Glow on digits", args.device, False), "",
                 f"Students: {args.steps} steps each, batch 64, AdamW lr 1e-3 (50 warm-up steps, cosine), fp32, "
                 f"seeds {seeds}; one teacher (seed 1000). Latency: best of 5 alternating rounds of sampling 64 "

@@ -95,8 +95,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=500, help="optimizer steps of every student")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--archs", default="maf,realnvp")
+    parser.add_argument("--only-seed", type=int, default=None,
+                        help="train only this seed's runs (processes for different seeds can share --root); a run "
+                             "without it over the finished runs writes the table")
     args = parse_args(parser)
-    seeds = list(range(args.seeds))
+    seeds = list(range(args.seeds)) if args.only_seed is None else [args.only_seed]
     data = {"root": str(write_data(args.root))}
     sections = [report_header("Distillation of tabular flows on breast cancer", args.device, False), "",
                 f"Students: {args.steps} steps each, batch 64, AdamW lr 1e-3 (50 warm-up steps, cosine), fp32, seeds "
