@@ -1,8 +1,13 @@
 """Every check of the nf monorepo. `nox` runs the default sessions; `nox -s NAME` one of them.
 
+Each package's own tests run through that package's `tox.ini` (`tests` calls them one after the other): tox builds
+the package's wheel and installs it, with only what it declares, into a fresh environment, as a user's `pip install`
+would. nox runs what spans packages: lint, the integration tests, the docs, and the `wheels` check that every wheel
+installs alone, registers its plugins and pulls none of the training extra's packages.
+
 Each session installs the tested versions from constraints.txt. With uv installed (`pip install uv`) environments are
-made by uv, which keeps one cached copy of torch and links it into every environment: after the first session an
-environment takes seconds instead of minutes. Without uv, nox falls back to virtualenv and pip.
+made by uv (tox through tox-uv), which keeps one cached copy of torch and links it into every environment: after the
+first session an environment takes seconds instead of minutes. Without uv, nox falls back to virtualenv and pip.
 """
 
 from __future__ import annotations
@@ -20,7 +25,11 @@ PACKAGES = ["packages/nf-core", "packages/nf-arch-glow-maf", "packages/nf-arch-t
             "packages/nf-distill"]
 PLUGINS = sorted(str(p.parent.relative_to(ROOT)) for p in ROOT.glob("plugins/*/pyproject.toml"))
 ARCHITECTURES = {"nfkit-core": [], "nfkit-glow-maf": ["glow", "maf"], "nfkit-tarflow": ["tarflow"],
-                 "nfkit-denseflow": ["denseflow"], "nfkit-distill": []}
+                 "nfkit-denseflow": ["denseflow"], "nfkit-plugin-realnvp": ["realnvp"],
+                 "nfkit-distill": []}
+# The `train` extra of nfkit-core: installing the core, an architecture or a plugin must not pull any of them.
+TRAIN_EXTRA = ["matplotlib", "sklearn", "tqdm", "torchvision"]
+TOX = ("tox>=4.20", "tox-uv>=1.11")
 # The test tensors are tiny: one OpenMP thread per process is faster than several fighting over two cores.
 TEST_ENV = {"OMP_NUM_THREADS": "1"}
 PYTEST = ("pytest", "-q", "--import-mode=importlib", "-p", "no:cacheprovider")
@@ -31,7 +40,9 @@ nox.options.default_venv_backend = "uv|virtualenv"
 
 def install_everything(session: nox.Session, editable: bool = True) -> None:
     flag = ["-e"] if editable else []
-    args = [item for path in PACKAGES + PLUGINS for item in (*flag, path)]
+    # nfkit-core with its training extra: the integration tests and the docs run `nf train`.
+    paths = [f"{path}[train]" if path == "packages/nf-core" else path for path in PACKAGES + PLUGINS]
+    args = [item for path in paths for item in (*flag, path)]
     session.install(*CONSTRAINTS, *args, "pytest")
 
 
@@ -44,9 +55,10 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Every package's and plugin's own tests."""
-    install_everything(session)
-    session.run(*PYTEST, *[f"{path}/tests" for path in PACKAGES + PLUGINS], *session.posargs, env=TEST_ENV)
+    """Every package's and plugin's own tests, each through its tox.ini (its built wheel, what it declares)."""
+    session.install(*CONSTRAINTS, *TOX)
+    for path in PACKAGES + PLUGINS:
+        session.run("tox", "run", "-c", f"{path}/tox.ini", "-e", "py", "--", *session.posargs)
 
 
 @nox.session
@@ -66,17 +78,18 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 def wheels(session: nox.Session) -> None:
-    """Build each package's wheel, install it alone in a fresh environment, import it and check its entry points."""
+    """Build each package's wheel, install it alone in a fresh environment, import it and check its entry points;
+    none of the training extra's packages may come with it, and `nf train` must then say how to install them."""
     session.install("build")
     dist = ROOT / "dist"
     dist.mkdir(exist_ok=True)
     for old in dist.glob("*.whl"):
         old.unlink()
-    for path in PACKAGES:
+    for path in PACKAGES + PLUGINS:
         session.run("python", "-m", "build", "--wheel", "--installer", "uv" if shutil.which("uv") else "pip",
                     "--outdir", str(dist), path)
     uv = shutil.which("uv")
-    for path in PACKAGES:
+    for path in PACKAGES + PLUGINS:
         name = tomllib.loads((ROOT / path / "pyproject.toml").read_text())["project"]["name"]
         # The wheel file itself, not its name, so that no index can hand over another build.
         (wheel,) = dist.glob(f"{name.replace('-', '_')}-*.whl")
@@ -85,7 +98,9 @@ def wheels(session: nox.Session) -> None:
         install = ("install", "-q", *CONSTRAINTS, "--find-links", str(dist), str(wheel))
         if uv:
             session.run(uv, "venv", "-q", "--clear", str(env), external=True)
-            session.run(uv, "pip", *install, "--python", python, external=True)
+            # The wheels keep their version while their content changes: uv must not reuse a cached older build.
+            refresh = [item for dist_name in ARCHITECTURES for item in ("--refresh-package", dist_name)]
+            session.run(uv, "pip", *install, *refresh, "--python", python, external=True)
         else:
             session.run("python", "-m", "venv", "--clear", str(env))
             session.run(python, "-m", "pip", *install, external=True)
@@ -100,6 +115,13 @@ def wheels(session: nox.Session) -> None:
             "assert not bad, bad;"
             f"assert p.registry.architectures.names() == {sorted(ARCHITECTURES[name])!r}, "
             "p.registry.architectures.names();"
+            "import importlib.util as u;"
+            f"pulled = [n for n in {TRAIN_EXTRA!r} if u.find_spec(n)];"
+            "assert not pulled, f'the lean install pulled {pulled}';"
+            "import subprocess, sys;"
+            "r = subprocess.run([sys.executable, '-m', 'nfkit_core.cli', 'train', '--arch', 'x'], capture_output=True,"
+            " text=True);"
+            "assert r.returncode == 2 and \"nfkit-core[train]\" in r.stderr and len(r.stderr.splitlines()) == 1, r;"
             "print(json.dumps({'distribution': d.metadata['Name'], 'version': d.version,"
             " 'entry_points': [e.name for e in eps], 'registered': sorted(e.kind + ' ' + e.name"
             " for e in p.registry.entries())}))"

@@ -8,7 +8,7 @@ table (and writes it to ``--output``):
   measured in a fresh process per configuration);
 * sampling: images per second of ``flow.sample`` in eval mode;
 * evaluation: seconds per image of the importance-weighted estimate over ``K`` draws of all the noise
-  (``DenseFlow.importance_weighted_log_prob``, ``sample_batch_size`` draws per forward pass).
+  (``nfkit_core.importance_weighted_log_prob``, ``sample_batch_size`` draws per forward pass).
 
 With ``--official-root PATH`` it instead compares nf's DenseFlow with the official implementation
 (matejgrcic/DenseFlow, built on didriknielsen/survae_flows) at the official constructor arguments: ``small`` is the
@@ -52,6 +52,7 @@ from pathlib import Path
 import common
 import torch
 
+from nfkit_core import importance_weighted_log_prob
 from nfkit_core.plugins import DataInfo
 from nfkit_denseflow import PRESETS, DenseFlowConfig, build_denseflow, from_official_state_dict
 
@@ -121,8 +122,8 @@ def measure_evaluation(flow, setup: Setup, device: torch.device, bf16: bool) -> 
     generator = torch.Generator(device=device).manual_seed(0)
 
     def evaluate(num_samples: int) -> None:
-        flow.importance_weighted_log_prob(x, num_samples=num_samples, sample_batch_size=setup.eval_sample_batch,
-                                          noise=generator)
+        importance_weighted_log_prob(flow, x, num_samples=num_samples, sample_batch_size=setup.eval_sample_batch,
+                                     noise=generator)
 
     with common.autocast(device, bf16):
         evaluate(setup.eval_sample_batch)  # warm-up: one pass
@@ -261,8 +262,8 @@ def run_official_setup(name: str, device_name: str, train_steps: int, repeats: i
     seconds = seconds_per_call(lambda: official.sample(n), lambda: ours.sample(n, generator=generator))
     result["images_per_s"] = {name: n / s for name, s in seconds.items()}
     seconds = seconds_per_call(lambda: iwbo_batched(official, x_eval, k, kbs),
-                               lambda: ours.importance_weighted_log_prob(x_eval, num_samples=k, sample_batch_size=kbs,
-                                                                         noise=generator))
+                               lambda: importance_weighted_log_prob(ours, x_eval, num_samples=k, sample_batch_size=kbs,
+                                                                    noise=generator))
     result["eval_s_per_image"] = {name: s / setup.eval_images for name, s in seconds.items()}
     return result
 

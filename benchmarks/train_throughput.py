@@ -31,7 +31,7 @@ import nfkit_core
 def measure(arch: str, data: str, batch_size: int, warmup: int, steps: int, device: str, threads: int) -> dict:
     """Train one configuration in this process and return its numbers."""
     from nfkit_core.plugins import PluginManager, get_registry
-    from nfkit_core.train import Trainer, make_run_config
+    from nfkit_core.train import Trainer, make_run_config, start_process
 
     registry = get_registry()
     if arch == "tiny":  # nfkit-core's test architecture, for a check that needs no architecture package
@@ -47,7 +47,7 @@ def measure(arch: str, data: str, batch_size: int, warmup: int, steps: int, devi
     run = make_run_config(arch, data, train=train, registry=registry)
     # The trainer announces its plan on stdout; the table is this script's only output.
     with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):
-        trainer = Trainer(run, out, registry=registry)
+        trainer = Trainer(run, out, registry=registry, dist=start_process(run.train))  # sets the thread count
         trainer.fit(until=warmup)
         if trainer.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()

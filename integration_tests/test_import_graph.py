@@ -11,7 +11,7 @@ PACKAGES = ["nfkit_core", "nfkit_tarflow", "nfkit_denseflow", "nfkit_glow_maf", 
 ARCHITECTURES = PACKAGES[1:]
 GRAPH = import_graph(PACKAGES)
 CONTRACT = {"nfkit_core", "nfkit_core.errors", "nfkit_core.specs", "nfkit_core.noise", "nfkit_core.transform",
-            "nfkit_core.priors", "nfkit_core.flow", "nfkit_core.attention",
+            "nfkit_core.priors", "nfkit_core.flow", "nfkit_core.attention", "nfkit_core.validation",
             *(module for module in GRAPH.internal if module.startswith("nfkit_core.layers"))}
 
 

@@ -24,7 +24,8 @@ def test_train_then_sample_guided_and_denoised_grids(tmp_path):
 
     grids = {}
     for name, extra in {"plain": [], "guided": ["--set", "guidance=2.0"],
-                        "guided_denoised": ["--set", "guidance=2.0", "--set", "denoise=true"]}.items():
+                        "guided_denoised": ["--set", "guidance=2.0", "--set", "denoise=true"],
+                        "jacobi": ["--set", "sampler=jacobi", "--set", "tolerance=1e-6"]}.items():
         target = tmp_path / f"{name}.npy"
         assert main(["sample", str(run), "-n", "10", "--class", "3", "--seed", "0", "--out", str(target), *extra]) == 0
         grids[name] = np.load(target)
@@ -37,3 +38,5 @@ def test_train_then_sample_guided_and_denoised_grids(tmp_path):
     # Same seed and class: guidance changes the samples, and denoising changes the guided samples further.
     assert np.abs(grids["guided"] - grids["plain"]).max() > 1e-4
     assert np.abs(grids["guided_denoised"] - grids["guided"]).max() > 1e-4
+    # The parallel Jacobi sampler gives the sequential samples.
+    assert np.abs(grids["jacobi"] - grids["plain"]).max() < 1e-4

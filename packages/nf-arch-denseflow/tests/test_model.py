@@ -102,8 +102,8 @@ def test_importance_weighting_tightens_the_bound():
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         single = torch.stack([flow.log_prob(x, noise=generator) for _ in range(64)])
-        importance_weighted = torch.stack([flow.importance_weighted_log_prob(x, num_samples=8, sample_batch_size=4,
-                                                                             noise=generator) for _ in range(8)])
+        importance_weighted = torch.stack([nfkit_core.importance_weighted_log_prob(
+            flow, x, num_samples=8, sample_batch_size=4, noise=generator) for _ in range(8)])
     assert single.std(dim=0).min() > 0  # the bound is stochastic
     gap = importance_weighted.mean(dim=0) - single.mean(dim=0)
     standard_error = single.std(dim=0) / math.sqrt(single.shape[0]) + importance_weighted.std(dim=0) / math.sqrt(8)
@@ -113,15 +113,16 @@ def test_importance_weighting_tightens_the_bound():
     assert (bits["importance_weighted"] <= bits["bound"]).all()
 
 
-def test_batched_importance_weighting_equals_the_generic_loop():
+def test_both_bounds_are_the_core_estimates():
+    """``evaluate_bits_per_dim`` reports the core's importance-weighted estimate (DenseFlow has no bound of its own)."""
     flow = trained_looking(tiny_flow(), digits_levels(), scale=0.2)
     x = digits_levels(2)
-    ours = flow.importance_weighted_log_prob(x, num_samples=5, sample_batch_size=1,
-                                             noise=torch.Generator().manual_seed(3))
+    bits = flow.evaluate_bits_per_dim(x, num_samples=5, sample_batch_size=1, noise=torch.Generator().manual_seed(3))
     generic = nfkit_core.importance_weighted_log_prob(flow, x, num_samples=5, noise=torch.Generator().manual_seed(3))
-    torch.testing.assert_close(ours, generic)
-    one = flow.importance_weighted_log_prob(x, num_samples=1, noise=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(bits["importance_weighted"], nfkit_core.bits_per_dim(generic, flow.num_dims))
+    one = nfkit_core.importance_weighted_log_prob(flow, x, num_samples=1, noise=torch.Generator().manual_seed(3))
     torch.testing.assert_close(one, flow.log_prob(x, noise=torch.Generator().manual_seed(3)))
+    assert not hasattr(flow, "importance_weighted_log_prob")
 
 
 def test_a_few_training_steps_lower_the_loss():
@@ -182,7 +183,7 @@ def test_bad_data_and_configs_are_reported():
     with pytest.raises(ValueError, match=r"\[0, 17\)"):
         flow.log_prob(torch.full((2, 1, 8, 8), 17.0))
     with pytest.raises(ValueError, match="num_samples"):
-        flow.importance_weighted_log_prob(digits_levels(), num_samples=0)
+        flow.evaluate_bits_per_dim(digits_levels(), num_samples=0)
 
 
 def test_replayed_noise_reproduces_log_prob():
@@ -192,3 +193,24 @@ def test_replayed_noise_reproduces_log_prob():
         first = flow.log_prob(x)
     assert [tuple(d.shape) for d in record.draws] == [(4, 4, 4, 4), (4, 2, 4, 4)]
     torch.testing.assert_close(flow.log_prob(x, noise=noise.Replay(record.draws)), first, rtol=0, atol=0)
+
+
+def test_denseflow_is_a_normalizing_flow_that_overrides_none_of_the_contract():
+    from nfkit_core import Flow, NormalizingFlow
+
+    for name in ("log_prob_terms", "log_prob", "transform_to_latent", "latent_to_data", "sample", "intermediates"):
+        assert getattr(DenseFlow, name) is getattr(NormalizingFlow, name), name
+    flow = tiny_flow()
+    assert isinstance(flow, Flow) and (flow.dequantizes, flow.noise_std) == (True, 0.0)
+
+
+def test_the_dequantizer_context_network_follows_the_config():
+    """Its dense blocks had a hard-coded depth 4 and growth 16 (the official sizes, still the defaults)."""
+    def dense_blocks(flow):
+        net = flow.dequantizer.context_net
+        return [(len(net[i].layers), net[i].layers[0].conv.out_channels) for i in (1, 3)]
+
+    assert dense_blocks(tiny_flow()) == [(4, 16), (4, 16)]
+    assert dense_blocks(tiny_flow(dequantization_context_depth=2, dequantization_context_growth=4)) == [(2, 4), (2, 4)]
+    flow = tiny_flow(dequantization_context_depth=1, dequantization_context_growth=3)
+    check_flow(flow, digits_levels(3))

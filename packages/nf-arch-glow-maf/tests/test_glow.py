@@ -12,7 +12,6 @@ from nfkit_core.plugins import DataInfo
 from nfkit_core.priors import normal_log_prob
 from nfkit_core.testing import check_flow, check_transform
 from nfkit_glow_maf import (
-    GLOW_PRESETS,
     GlowConditioner,
     GlowConfig,
     GlowConv2d,
@@ -21,6 +20,7 @@ from nfkit_glow_maf import (
     build_glow,
     glow_step,
 )
+from nfkit_glow_maf.glow import PRESETS as GLOW_PRESETS
 
 # The conformance suite perturbs every parameter. Glow's zero-initialised output convolutions scale by exp(3 logs) and
 # feed sigmoid(h + 2), so its default perturbation (0.1) can make scales of 1e-8, whose inverses overflow in float32;
@@ -99,7 +99,7 @@ def test_split_follows_openai_split2d():
     perturb(split)
     h = torch.randn(3, 4, 2, 2)
     kept, log_det = split(h)
-    prior = split.conditional_net(h[:, :2])
+    prior = split.conditioner(h[:, :2])
     expected = normal_log_prob(h[:, 2:], prior[:, 0::2], prior[:, 1::2]).sum(dim=(1, 2, 3))
     torch.testing.assert_close(kept, h[:, :2])
     torch.testing.assert_close(log_det, expected)

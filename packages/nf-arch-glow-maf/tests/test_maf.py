@@ -9,7 +9,8 @@ from nfkit_core import Sequential
 from nfkit_core.layers import BatchNorm
 from nfkit_core.plugins import DataInfo
 from nfkit_core.testing import check_flow, check_transform
-from nfkit_glow_maf import MADE, MAF_PRESETS, Flatten, MAFConfig, MaskedAutoregressiveTransform, build_maf
+from nfkit_glow_maf import MADE, Flatten, MAFConfig, MaskedAutoregressiveTransform, build_maf
+from nfkit_glow_maf.maf import PRESETS as MAF_PRESETS
 
 
 def made_transform(features, **kwargs):

@@ -14,7 +14,9 @@ from nfkit_core.data.digits import DigitsConfig, load_digits
 from nfkit_core.data.preprocess import uniform_dequantize
 from nfkit_core.flow import bits_per_dim
 from nfkit_core.plugins import DataInfo
-from nfkit_glow_maf import GLOW_PRESETS, MAF_PRESETS, GlowConfig, MAFConfig, build_glow, build_maf
+from nfkit_glow_maf import GlowConfig, MAFConfig, build_glow, build_maf
+from nfkit_glow_maf.glow import PRESETS as GLOW_PRESETS
+from nfkit_glow_maf.maf import PRESETS as MAF_PRESETS
 
 
 def train(flow, sample_batch, steps: int, lr: float) -> None:
@@ -77,3 +79,12 @@ def test_maf_learns_a_real_tabular_density():
     independent_gaussians = 0.5 * 30 * math.log(2 * math.pi * math.e)  # 42.6 nats: standardised, no correlations
     assert before > independent_gaussians, before
     assert after < 10.0, (before, after)
+    # Finite input far outside the training data gets a very low density, never NaN: without the bound on the
+    # log-precision, rows at 15 standard deviations overflowed to inf and then NaN (maf.LOG_PRECISION_BOUND).
+    flow.eval()
+    with torch.no_grad():
+        for sigma in (15.0, 100.0, 1e4):
+            outliers = torch.cat([sigma * torch.eye(30), -sigma * torch.eye(30), torch.full((1, 30), sigma)])
+            log_prob = flow.log_prob(outliers)
+            assert torch.isfinite(log_prob).all(), (sigma, log_prob)
+            assert log_prob.max() < flow.log_prob(test_part).min(), sigma

@@ -102,5 +102,5 @@ def test_clear_errors_for_bad_shapes_and_labels(make_block, make_flow):
     with pytest.raises(ValueError, match="not a multiple of the patch size"):
         Patchify(3, (1, 8, 8))
     flow = make_flow()
-    with pytest.raises(ValueError, match=r"expected data of shape \(batch, 2, 8, 8\)"):
+    with pytest.raises(ValueError, match=r"TarFlow expects data of shape \(batch, 2, 8, 8\)"):
         flow.log_prob(torch.randn(2, 2, 8, 4))

@@ -116,3 +116,19 @@ def test_a_few_training_steps_lower_the_loss():
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0] - 0.2
+
+
+def test_tarflow_is_a_normalizing_flow_that_overrides_none_of_the_contract(make_flow):
+    """TarFlow only assembles its parts: likelihood, sampling and denoising are nfkit-core's, and guidance reaches the
+    blocks as sampling options through ``Sequential.inverse``."""
+    from nfkit_core import Flow, NormalizingFlow
+
+    for name in ("log_prob_terms", "log_prob", "transform_to_latent", "latent_to_data", "sample", "intermediates",
+                 "sampling_options", "score", "denoise", "forward"):
+        assert getattr(TarFlow, name) is getattr(NormalizingFlow, name), name
+    flow = make_flow(noise_std=0.3)
+    assert isinstance(flow, Flow) and (flow.noise_std, flow.dequantizes) == (0.3, False)
+    assert flow.sampling_options() == {"denoise", "guidance", "guide_what", "attn_temp", "annealed_guidance",
+                                       "kv_cache", "sampler", "tolerance", "max_iterations"}
+    with pytest.raises(ValueError, match=r"takes no option\(s\) \['guidence'\]"):
+        flow.sample(2, guidence=1.0)

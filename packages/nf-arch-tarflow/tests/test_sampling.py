@@ -43,7 +43,7 @@ def test_guided_step_batches_both_passes_into_one_forward(conditional_flow):
     batches = []
     handle = block.proj_in.register_forward_hook(lambda module, args, out: batches.append(args[0].shape[0]))
     with torch.no_grad():
-        block.inverse(torch.randn(3, block.num_tokens, block.token_dim), torch.tensor([0, 1, 2]), Guidance(1.0))
+        block.inverse(torch.randn(3, block.num_tokens, block.token_dim), torch.tensor([0, 1, 2]), guidance=1.0)
     handle.remove()
     assert batches == [6] * (block.num_tokens - 1)
 

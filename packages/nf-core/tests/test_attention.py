@@ -55,7 +55,8 @@ def test_names_in_scope_are_found_and_forgotten_after_the_scope():
         assert resolve_backend("mine") is mine
         with backends_in_scope({"other": mine}):
             assert resolve_backend("mine") is mine and resolve_backend("other") is mine
-    with pytest.raises(UnknownNameError, match="unknown attention backend 'mine'; available: auto, flash, reference"):
+    with pytest.raises(UnknownNameError,
+                       match="unknown attention backend 'mine'; available: auto, flash, flash3, reference"):
         resolve_backend("mine")
 
 

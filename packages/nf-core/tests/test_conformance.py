@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from nfkit_core import Flow, Sequential, StandardNormal, Transform, noise
+from nfkit_core import NormalizingFlow, Sequential, StandardNormal, Transform, noise
 from nfkit_core.layers import ActNorm, AffineCoupling, BatchNorm
 from nfkit_core.testing import check_flow, check_transform
 
@@ -19,7 +19,7 @@ class Scale(Transform):
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return 2 * x, torch.full((x.shape[0],), x[0].numel() * math.log(2.0))
 
-    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def inverse(self, z: Tensor, context: Tensor | None = None, **options) -> tuple[Tensor, Tensor]:
         return z / 2, torch.full((z.shape[0],), -z[0].numel() * math.log(2.0))
 
 
@@ -27,17 +27,17 @@ class WrongLogDet(Scale):
     def forward(self, x, context=None):
         return 2 * x, x.new_zeros(x.shape[0])
 
-    def inverse(self, z, context=None):
+    def inverse(self, z, context=None, **options):
         return z / 2, z.new_zeros(z.shape[0])
 
 
 class NotInverse(Scale):
-    def inverse(self, z, context=None):
+    def inverse(self, z, context=None, **options):
         return z / 3, super().inverse(z)[1]
 
 
 class InverseLogDetSign(Scale):
-    def inverse(self, z, context=None):
+    def inverse(self, z, context=None, **options):
         return z / 2, -super().inverse(z)[1]
 
 
@@ -50,7 +50,7 @@ class BatchSizeDependent(Transform):
     def forward(self, x, context=None):
         return x + x.shape[0], x.new_zeros(x.shape[0])
 
-    def inverse(self, z, context=None):
+    def inverse(self, z, context=None, **options):
         return z - z.shape[0], z.new_zeros(z.shape[0])
 
 
@@ -59,7 +59,7 @@ class TrainEvalMismatch(Transform):
         factor = 2.0 if self.training else 1.0
         return x * factor, torch.full((x.shape[0],), x[0].numel() * math.log(factor))
 
-    def inverse(self, z, context=None):
+    def inverse(self, z, context=None, **options):
         factor = 2.0 if self.training else 1.0
         return z / factor, torch.full((z.shape[0],), -z[0].numel() * math.log(factor))
 
@@ -76,7 +76,7 @@ class Shift(Transform):
     def forward(self, x, context=None):
         return x + self.shift, x.new_zeros(x.shape[0])
 
-    def inverse(self, z, context=None):
+    def inverse(self, z, context=None, **options):
         return z - self.shift, z.new_zeros(z.shape[0])
 
 
@@ -114,7 +114,7 @@ class NoisyAugment(Transform):
         log_q = (-0.5 * eps ** 2 - 0.5 * math.log(2 * math.pi)).reshape(x.shape[0], -1).sum(1)
         return torch.cat([x, eps], dim=1), -log_q
 
-    def inverse(self, z, context=None):
+    def inverse(self, z, context=None, **options):
         x, eps = z.chunk(2, dim=1)
         return x, (-0.5 * eps ** 2 - 0.5 * math.log(2 * math.pi)).reshape(z.shape[0], -1).sum(1)
 
@@ -177,18 +177,18 @@ class NoDrawPrior(StandardNormal):
         return torch.randn(n, *self.event_shape)
 
 
-class WrongBitsFlow(Flow):
+class WrongBitsFlow(NormalizingFlow):
     def bits_per_dim(self, x, context=None, *, noise=None):
         return -self.log_prob(x, context, noise=noise) / self.num_dims
 
 
 def test_check_flow_catches_broken_flows():
-    check_flow(Flow(Sequential(Scale()), StandardNormal((4,))), X)
+    check_flow(NormalizingFlow(Sequential(Scale()), StandardNormal((4,))), X)
     with pytest.raises(AssertionError, match="bits_per_dim: bits_per_dim vs -log_prob / \\(D ln 2\\)"):
         check_flow(WrongBitsFlow(Sequential(Scale()), StandardNormal((4,))), X)
     with pytest.raises(AssertionError, match="sample: samples from the same seeded generator are not identical"):
-        check_flow(Flow(Sequential(Scale()), NoDrawPrior((4,))), X)
+        check_flow(NormalizingFlow(Sequential(Scale()), NoDrawPrior((4,))), X)
     with pytest.raises(AssertionError, match="latent_roundtrip"):
-        check_flow(Flow(Sequential(NotInverse()), StandardNormal((4,))), X)
+        check_flow(NormalizingFlow(Sequential(NotInverse()), StandardNormal((4,))), X)
     with pytest.raises(AssertionError, match="gradients: parameter 'transform.transforms.0.unused' got no gradient"):
-        check_flow(Flow(Sequential(Shift(4, unused=True)), StandardNormal((4,))), X)
+        check_flow(NormalizingFlow(Sequential(Shift(4, unused=True)), StandardNormal((4,))), X)

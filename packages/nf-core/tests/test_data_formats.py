@@ -95,7 +95,7 @@ def test_tabular_folder_of_npy_files(registry, tmp_path):
     for split, array in arrays.items():
         np.save(tmp_path / f"{split}.npy", array)
     for split, array in arrays.items():
-        dataset = registry.load_dataset("tabular", TabularConfig(str(tmp_path)), split)
+        dataset = registry.load_dataset("tabular", TabularConfig(str(tmp_path), standardize=False), split)
         assert dataset.info.shape == (3,) and dataset.info.num_bins is None
         assert torch.equal(dataset.data, torch.as_tensor(array, dtype=torch.float32))
 
@@ -103,10 +103,38 @@ def test_tabular_folder_of_npy_files(registry, tmp_path):
 def test_tabular_npz_file(registry, tmp_path):
     train, val, test = (np.arange(12.0).reshape(6, 2) + k for k in range(3))
     np.savez(tmp_path / "power.npz", train=train, val=val, test=test)
-    dataset = registry.load_dataset("tabular", TabularConfig(str(tmp_path / "power.npz")), "test")
+    dataset = registry.load_dataset("tabular", TabularConfig(str(tmp_path / "power.npz"), standardize=False), "test")
     assert torch.equal(dataset.data, torch.as_tensor(test, dtype=torch.float32))
     x, label = dataset[1]
     assert x.tolist() == [4.0, 5.0] and label.item() == -1
+
+
+def test_tabular_splits_are_standardised_with_the_training_statistics(registry, tmp_path):
+    rng = np.random.default_rng(0)
+    scale, shift = np.array([1.0, 100.0, 0.01]), np.array([5.0, -3.0, 0.0])
+    arrays = {s: rng.normal(size=(200, 3)) * scale + shift for s in ("train", "val", "test")}
+    np.savez(tmp_path / "data.npz", **arrays)
+    train = registry.load_dataset("tabular", TabularConfig(str(tmp_path / "data.npz")), "train")
+    test = registry.load_dataset("tabular", TabularConfig(str(tmp_path / "data.npz")), "test")
+    torch.testing.assert_close(train.data.mean(0), torch.zeros(3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(train.data.std(0), torch.ones(3), atol=1e-5, rtol=0)
+    mean, std = arrays["train"].mean(0), arrays["train"].std(0, ddof=1)  # the training split's, not the test's
+    torch.testing.assert_close(test.data, torch.as_tensor((arrays["test"] - mean) / std, dtype=torch.float32))
+    assert test.log_abs_det == pytest.approx(-np.log(std).sum(), rel=1e-6)  # log p(x) = log p(z) + log_abs_det
+    np.savez(tmp_path / "constant.npz", train=np.ones((5, 2)), val=np.ones((5, 2)), test=np.ones((5, 2)))
+    with pytest.raises(DataError, match=r"columns \[0, 1\] of the training split .*constant.npz.*standardize=false"):
+        registry.load_dataset("tabular", TabularConfig(str(tmp_path / "constant.npz")), "test")
+
+
+def test_tabular_splits_of_different_widths_are_refused_at_load_naming_the_file(registry, tmp_path):
+    np.save(tmp_path / "train.npy", np.zeros((8, 3)))
+    np.save(tmp_path / "val.npy", np.zeros((8, 3)))
+    np.save(tmp_path / "test.npy", np.zeros((8, 4)))
+    with pytest.raises(DataError, match=f"training split has 3 columns, but {tmp_path / 'test.npy'} has 4 columns"):
+        registry.load_dataset("tabular", TabularConfig(str(tmp_path)), "train")  # checked when train is loaded
+    np.savez(tmp_path / "data.npz", train=np.zeros((8, 3)), val=np.zeros((8, 2)), test=np.zeros((8, 3)))
+    with pytest.raises(DataError, match=r"data.npz \(array 'val'\) has 2 columns"):
+        registry.load_dataset("tabular", TabularConfig(str(tmp_path / "data.npz")), "train")
 
 
 def test_tabular_errors_name_the_file(registry, tmp_path):
@@ -117,9 +145,10 @@ def test_tabular_errors_name_the_file(registry, tmp_path):
     np.save(tmp_path / "train.npy", np.zeros((4, 2)))
     with pytest.raises(DataError, match=f"{tmp_path / 'val.npy'} not found .*train.npy, val.npy, test.npy"):
         registry.load_dataset("tabular", TabularConfig(str(tmp_path)), "val")
+    np.save(tmp_path / "val.npy", np.zeros((4, 2)))
     np.save(tmp_path / "test.npy", np.zeros((4, 2, 2)))
     with pytest.raises(DataError, match=r"has shape \(4, 2, 2\) .* expected a numeric \(N, D\) array"):
-        registry.load_dataset("tabular", TabularConfig(str(tmp_path)), "test")
+        registry.load_dataset("tabular", TabularConfig(str(tmp_path), standardize=False), "test")
     (tmp_path / "val.npy").write_bytes(b"\x93NUMPY garbage")
     with pytest.raises(DataError, match=f"{tmp_path / 'val.npy'} is not a readable NumPy file"):
         registry.load_dataset("tabular", TabularConfig(str(tmp_path)), "val")
@@ -127,7 +156,7 @@ def test_tabular_errors_name_the_file(registry, tmp_path):
     with pytest.raises(DataError, match="single.npy holds a single array, not named arrays"):
         registry.load_dataset("tabular", TabularConfig(str(tmp_path / "single.npy")), "train")
     np.savez(tmp_path / "only.npz", train=np.zeros((2, 2)))
-    with pytest.raises(DataError, match=r"only.npz has arrays \['train'\], missing \['test'\]"):
+    with pytest.raises(DataError, match=r"only.npz has arrays \['train'\], missing \['test', 'val'\]"):
         registry.load_dataset("tabular", TabularConfig(str(tmp_path / "only.npz")), "test")
 
 
@@ -285,8 +314,8 @@ def test_image_folder_errors_name_the_file(registry, tmp_path):
     Image.new("RGB", (4, 4)).save(tmp_path / "test" / "bird" / "0.png")
     with pytest.raises(DataError, match=r"has class folders \['bird', 'cat', 'dog'\], but the train split has"):
         registry.load_dataset("image-folder", ImageFolderConfig(str(tmp_path)), "test")
-    (tmp_path / "val" / "cat" / "0.png").write_bytes(b"not a png")
     val = registry.load_dataset("image-folder", ImageFolderConfig(str(tmp_path)), "val")
+    (tmp_path / "val" / "cat" / "0.png").write_bytes(b"not a png")  # damaged after the load-time check
     with pytest.raises(DataError, match=f"{tmp_path / 'val' / 'cat' / '0.png'} is not a readable image"):
         val[0]
     other = tmp_path / "other"
@@ -296,3 +325,12 @@ def test_image_folder_errors_name_the_file(registry, tmp_path):
         registry.load_dataset("image-folder", ImageFolderConfig(str(other)), "train")
     with pytest.raises(DataError, match=f"{other / 'val'} is not a folder .*<root>/{{train,val,test}}/<class name>"):
         registry.load_dataset("image-folder", ImageFolderConfig(str(other)), "val")
+
+
+def test_a_corrupt_image_is_found_at_load_naming_the_file(registry, tmp_path):
+    write_image_folder(tmp_path)
+    (tmp_path / "train" / "dog" / "broken.png").write_bytes(b"\x89PNG\r\n not really")
+    with pytest.raises(DataError, match=f"{tmp_path / 'train' / 'dog' / 'broken.png'} is not a readable image"):
+        registry.load_dataset("image-folder", ImageFolderConfig(str(tmp_path)), "train")
+    with pytest.raises(ValueError, match="data.image_size must be at least 1, got 0"):
+        registry.load_dataset("image-folder", ImageFolderConfig(str(tmp_path), image_size=0), "val")

@@ -70,7 +70,7 @@ def test_gaussian_noise_has_the_given_sigma():
 
 
 def test_noise_mode_scales_then_adds_noise_and_uses_the_level_spacing():
-    preprocessing = Preprocessing.choose(DIGITS, flow_dequantizes=False, noise_sigma=0.1)
+    preprocessing = Preprocessing.choose(DIGITS, flow_dequantizes=False, noise_std=0.1)
     assert preprocessing.mode == "noise" and preprocessing.log_bin_width == pytest.approx(math.log(2 / 16))
     levels = torch.tensor([[0.0, 16.0]])
     eps = torch.tensor([[1.0, -2.0]])
@@ -107,13 +107,13 @@ def test_continuous_data_is_left_alone_or_noised():
     x = torch.tensor([[0.5, -1.5]])
     assert torch.equal(Preprocessing.choose(info, False)(x, torch.tensor([-1]), train=True)[0], x)
     with noise.use(noise.Replay([torch.tensor([[1.0, 1.0]])])):
-        noisy, _ = Preprocessing.choose(info, False, noise_sigma=0.5)(x, torch.tensor([-1]), train=True)
+        noisy, _ = Preprocessing.choose(info, False, noise_std=0.5)(x, torch.tensor([-1]), train=True)
     assert torch.equal(noisy, torch.tensor([[1.0, -1.0]]))
 
 
 def test_choices_that_do_not_fit_the_data_or_flow_are_errors():
     with pytest.raises(ValueError, match="the flow dequantizes the data itself"):
-        Preprocessing.choose(DIGITS, flow_dequantizes=True, noise_sigma=0.1)
+        Preprocessing.choose(DIGITS, flow_dequantizes=True, noise_std=0.1)
     with pytest.raises(ValueError, match="the flow has a dequantizer, but the data is continuous"):
         Preprocessing.choose(DataInfo(shape=(2,)), flow_dequantizes=True)
     with pytest.raises(ValueError, match=r"horizontal flips need images of shape \(C, H, W\)"):

@@ -17,7 +17,7 @@ import torch
 import nfkit_core.testing.tiny as tiny
 from nfkit_core.checkpoint import read_checkpoint
 from nfkit_core.plugins import PluginManager
-from nfkit_core.train import Trainer, make_run_config
+from nfkit_core.train import Trainer, make_run_config, start_process
 
 # Every source of randomness is on: data order, dequantization noise, flips, label dropout; ActNorm initialises from
 # the data. 179 training images, global batch 32: 16 per process; one thread each (train.cpu_threads).
@@ -31,7 +31,7 @@ def train(out_dir: str | Path) -> Trainer:
     manager = PluginManager(autoload=False)
     manager.register(tiny, "nf-testing")
     run = make_run_config("tiny", "digits", data=DATA, train=TRAIN, registry=manager.registry)
-    trainer = Trainer(run, out_dir, registry=manager.registry)
+    trainer = Trainer(run, out_dir, registry=manager.registry, dist=start_process(run.train))
     try:
         trainer.fit()
     finally:

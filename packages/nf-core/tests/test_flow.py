@@ -1,4 +1,4 @@
-"""nfkit_core.Flow from the shared layers: exact log-likelihood, terms, bits/dim, sampling, the conformance suite."""
+"""nfkit_core.NormalizingFlow from the shared layers: exact log-likelihood, terms, bits/dim, sampling, conformance."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from torch import nn
 
 from nfkit_core import (
     ClassConditionalGaussian,
-    Flow,
     LogLikelihood,
+    NormalizingFlow,
     Sequential,
     StandardNormal,
     bits_per_dim,
@@ -58,24 +58,24 @@ def glow_step(channels: int) -> Sequential:
                                                   params="interleaved", shift_first=True)})
 
 
-def multiscale_flow() -> Flow:
+def multiscale_flow() -> NormalizingFlow:
     """(1, 4, 4) -> squeeze (4, 2, 2) -> step -> split (2, 2, 2) with a learned prior -> step."""
     transform = Sequential({"squeeze": Squeeze(), "level0": glow_step(4),
                             "split": Split(2, conv_net(2, 4), params="interleaved"), "level1": glow_step(2)})
-    return Flow(transform, StandardNormal((2, 2, 2)), data_shape=(1, 4, 4))
+    return NormalizingFlow(transform, StandardNormal((2, 2, 2)), data_shape=(1, 4, 4))
 
 
-def vector_flow() -> Flow:
+def vector_flow() -> NormalizingFlow:
     def mlp(i: int, o: int) -> nn.Module:
         return nn.Sequential(nn.Linear(i, 16), nn.Tanh(), nn.Linear(16, o))
 
     steps = {"bn0": BatchNorm(5), "coupling0": AffineCoupling(mlp(2, 6), log_scale="tanh"), "reverse": Reverse(),
              "actnorm": ActNorm(5), "coupling1": AdditiveCoupling(mlp(2, 3)), "permute": RandomPermutation(5),
              "conv": InvertibleConv1x1(5), "swap": ChannelSwap()}
-    return Flow(Sequential(steps), StandardNormal((5,)))
+    return NormalizingFlow(Sequential(steps), StandardNormal((5,)))
 
 
-def initialised(flow: Flow, x: torch.Tensor) -> Flow:
+def initialised(flow: NormalizingFlow, x: torch.Tensor) -> NormalizingFlow:
     """Run the data-dependent initialisation, perturb every parameter, switch to float64 eval mode."""
     torch.manual_seed(0)
     flow.train()
@@ -116,7 +116,7 @@ def test_multiscale_log_prob_is_the_exact_density_of_the_factored_model():
         jacobian = torch.autograd.functional.jacobian(bijective_part, x[i].reshape(-1))
         h = bijective_part(x[i].reshape(-1)).view(1, 4, 2, 2)
         kept_in = steps["level0"](steps["squeeze"](x[i:i + 1])[0])[0][:, :2]
-        prior_params = split.conditional_net(kept_in)
+        prior_params = split.conditioner(kept_in)
         mean, log_scale = prior_params[:, 0::2], prior_params[:, 1::2]
         expected = (torch.linalg.slogdet(jacobian).logabsdet + normal_log_prob(h[:, :2]).sum()
                     + normal_log_prob(h[:, 2:], mean, log_scale).sum())
@@ -134,12 +134,12 @@ def test_log_likelihood_terms_and_bits_per_dim_by_hand():
         14.426950408889634 + 7)
 
 
-def dequantized_conditional_flow(num_classes: int = 3) -> Flow:
+def dequantized_conditional_flow(num_classes: int = 3) -> NormalizingFlow:
     transform = Sequential({"augment": Augment(1, LabelConvNet(1, 2, num_classes)),
                             "step": Sequential(ActNorm(2), AffineCoupling(LabelConvNet(1, 2, num_classes))),
                             "squeeze": Squeeze()})
-    return Flow(transform, ClassConditionalGaussian((8, 2, 2), num_classes), UniformDequantization(5, -1.0, 1.0),
-                data_shape=(1, 4, 4))
+    return NormalizingFlow(transform, ClassConditionalGaussian((8, 2, 2), num_classes),
+                           UniformDequantization(5, -1.0, 1.0), data_shape=(1, 4, 4))
 
 
 def test_flow_with_dequantizer_keeps_the_terms_apart():
@@ -184,7 +184,7 @@ def test_intermediates_returns_every_named_step():
 
 def test_bad_input_is_an_error():
     flow = vector_flow()
-    with pytest.raises(ValueError, match=r"expected data of shape \(batch, 5\), got \(2, 4\)"):
+    with pytest.raises(ValueError, match=r"NormalizingFlow expects data of shape \(batch, 5\), got \(2, 4\)"):
         flow.log_prob(torch.randn(2, 4))
     with pytest.raises(ValueError, match="NaN or infinite"):
         flow.log_prob(torch.tensor([[0.0, 1.0, float("nan"), 0.0, 0.0]]))

@@ -80,5 +80,5 @@ def test_bad_shapes_are_errors():
         Split(4, num_channels=4)
     with pytest.raises(ValueError, match=r"Split expects input of shape \(batch, 4, ...\)"):
         Split(2)(torch.randn(2, 6, 2, 2))
-    with pytest.raises(ValueError, match=r"conditional_net must give mean and log-scale of shape \(2, 2, 4, 4\)"):
+    with pytest.raises(ValueError, match=r"conditioner must give mean and log-scale of shape \(2, 2, 4, 4\)"):
         Split(2, PriorNet(2, 1))(torch.randn(2, 4, 4, 4))

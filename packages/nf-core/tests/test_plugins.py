@@ -88,7 +88,7 @@ def test_the_hooks_are_those_of_the_spec_module_each_typed_and_documented():
 def test_builtins_register_through_the_hooks_with_their_distribution():
     manager = PluginManager(autoload=False)
     registry = manager.registry
-    assert registry.attention_backends.names() == ["flash", "reference", "sdpa"]
+    assert registry.attention_backends.names() == ["flash", "flash3", "reference", "sdpa"]
     assert registry.commands.names() == []  # nf's own commands belong to the command line
     entry = registry.attention_backends.entry("sdpa")
     assert (entry.plugin, entry.distribution) == ("nfkit-core", "nfkit-core")
@@ -315,7 +315,7 @@ def test_a_plugins_attention_backend_is_found_by_name_when_the_model_is_built():
     flow = manager.registry.build_flow("attends", tiny.TinyConfig(), DataInfo((2,)))
     assert flow.attention.name == "counting"
     with pytest.raises(UnknownNameError, match="unknown attention backend 'counting'; available: auto, flash, "
-                                               "reference, sdpa"):
+                                               "flash3, reference, sdpa"):
         resolve_backend("counting")  # outside a build through the registry, only the built-ins are known
 
 

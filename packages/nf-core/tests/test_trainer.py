@@ -12,7 +12,16 @@ from PIL import Image
 import nfkit_core.testing.tiny as tiny
 from nfkit_core.checkpoint import read_checkpoint
 from nfkit_core.plugins import ArchitectureSpec, PluginManager, UnknownNameError
-from nfkit_core.train import EMA, NonFiniteLossError, Trainer, make_run_config, warmup_cosine
+from nfkit_core.train import (
+    EMA,
+    NonFiniteLossError,
+    TrainConfig,
+    Trainer,
+    cpu_threads,
+    make_run_config,
+    start_process,
+    warmup_cosine,
+)
 
 SMALL_DIGITS = {"val_fraction": 0.45, "test_fraction": 0.45}  # 179 training images: 5 batches of 32 per epoch
 QUIET = {"progress": False, "val_every": 1000, "sample_every": 1000}
@@ -106,11 +115,15 @@ def test_resume_continues_exactly(registry, tmp_path):
 
     first = Trainer(run, tmp_path / "resumed", registry=registry)
     assert first.fit(until=6) is None
-    saved = read_checkpoint(tmp_path / "resumed")
-    torch.manual_seed(1234)  # disturb the global RNG: the checkpoint restores it
+    torch.manual_seed(1234)  # the caller's global RNG: neither building a Trainer nor training touches it
+    callers = torch.get_rng_state()
     resumed = Trainer.resume(tmp_path / "resumed", registry=registry)
-    assert resumed.step == 6 and torch.equal(torch.get_rng_state(), saved["rng"][0]["torch"])
+    assert resumed.step == 6 and torch.equal(torch.get_rng_state(), callers)
     resumed.fit()
+    assert torch.equal(torch.get_rng_state(), callers)
+    # The run's own stream of the global generators (which layers such as dropout draw from) continued exactly.
+    assert torch.equal(read_checkpoint(tmp_path / "resumed")["rng"][0]["torch"],
+                       read_checkpoint(tmp_path / "straight")["rng"][0]["torch"])
 
     assert states_equal(straight.flow.state_dict(), resumed.flow.state_dict())
     assert states_equal(straight.ema.state_dict(), resumed.ema.state_dict())
@@ -229,8 +242,8 @@ def test_a_flow_that_declares_its_noise_gets_noise_augmentation(tmp_path):
     registry.architectures.add(ArchitectureSpec("noisy", tiny.TinyConfig, build_noisy))
     run = make_run_config("noisy", "digits", data=SMALL_DIGITS, train={"batch_size": 32, **QUIET}, registry=registry)
     trainer = Trainer(run, tmp_path / "declared", registry=registry)
-    assert trainer.preprocessing.mode == "noise" and trainer.preprocessing.noise_sigma == 0.05
-    run = make_run_config("noisy", "digits", data=SMALL_DIGITS, train={"batch_size": 32, "noise_sigma": 0, **QUIET},
+    assert trainer.preprocessing.mode == "noise" and trainer.preprocessing.noise_std == 0.05
+    run = make_run_config("noisy", "digits", data=SMALL_DIGITS, train={"batch_size": 32, "noise_std": 0, **QUIET},
                           registry=registry)
     assert Trainer(run, tmp_path / "overridden", registry=registry).preprocessing.mode == "dequantize"
 
@@ -247,11 +260,24 @@ def test_bf16_autocast_trains_on_cpu_when_asked(registry, tmp_path):
     assert math.isfinite(report["val_bpd"]) and all(p.dtype == torch.float32 for p in trainer.flow.parameters())
 
 
-def test_cpu_threads_sets_pytorchs_thread_count(registry, tmp_path):
+def test_building_a_trainer_changes_nothing_process_wide(registry, tmp_path):
     run = make_run_config("tiny", "toy2d", data={"train_size": 32, "eval_size": 8},
-                          train={"batch_size": 16, "cpu_threads": 2, **QUIET}, registry=registry)
+                          train={"batch_size": 16, "cpu_threads": 2, "seed": 3, **QUIET}, registry=registry)
+    threads, rng = torch.get_num_threads(), torch.get_rng_state()
+    Trainer(run, tmp_path, registry=registry)
+    assert torch.get_num_threads() == threads and torch.equal(torch.get_rng_state(), rng)
+
+
+def test_the_entry_point_sets_the_thread_count(monkeypatch):
     try:
-        Trainer(run, tmp_path, registry=registry)
+        assert start_process(TrainConfig(cpu_threads=2, device="cpu")).world_size == 1
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(1)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 16)
+    assert cpu_threads(None) == 16 and cpu_threads(None, processes_per_machine=4) == 4  # a 16-core machine
+    assert cpu_threads(3) == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # how tests and CI pin it
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert cpu_threads(None, processes_per_machine=4) == 1

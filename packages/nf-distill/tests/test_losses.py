@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from nfkit_core import Flow, Sequential, StandardNormal, Transform, noise
+from nfkit_core import NormalizingFlow, Sequential, StandardNormal, Transform, noise
 from nfkit_distill import DistillationConfig, LKDConfig, build_objective, ilkd_loss, lkd_loss, skd_loss
 from nfkit_distill.losses import distance
 
@@ -31,10 +31,10 @@ class ScaleShift(Transform):
             abs(self.scale)))
 
 
-def pair_of_flows() -> tuple[Flow, Flow]:
+def pair_of_flows() -> tuple[NormalizingFlow, NormalizingFlow]:
     """Teacher ``a: 2x, b: +1``; student ``a: 3x, b: -1``; one level of two matchable steps each."""
-    teacher = Flow(Sequential({"a": ScaleShift(2.0, 0.0), "b": ScaleShift(1.0, 1.0)}), StandardNormal((2,)))
-    student = Flow(Sequential({"a": ScaleShift(3.0, 0.0), "b": ScaleShift(1.0, -1.0)}), StandardNormal((2,)))
+    teacher = NormalizingFlow(Sequential({"a": ScaleShift(2.0, 0.0), "b": ScaleShift(1.0, 1.0)}), StandardNormal((2,)))
+    student = NormalizingFlow(Sequential({"a": ScaleShift(3.0, 0.0), "b": ScaleShift(1.0, -1.0)}), StandardNormal((2,)))
     teacher.matchable_intermediates = student.matchable_intermediates = [["a", "b"]]
     return teacher, student
 

@@ -14,14 +14,15 @@ augmented.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
 from nfkit_core import Sequential, Transform
 from nfkit_core.layers import ActNorm, AffineCoupling, Augment, ChannelSwap, InvertibleConv1x1
-from nfkit_core.layers.conditioning import at_least_float32
+from nfkit_core.layers.conditioning import at_least_float32, zero_init
 from nfkit_denseflow.coupling_net import DenseAttentionNet
-from nfkit_denseflow.nets import zero_init
 
 __all__ = ["NoiseConditioner", "DenseFlowBlock", "glow_module"]
 
@@ -29,8 +30,8 @@ __all__ = ["NoiseConditioner", "DenseFlowBlock", "glow_module"]
 class NoiseConditioner(nn.Module):
     """``g_i`` of the cross-unit coupling: conv3x3 -> ReLU -> zero-initialised conv1x1 to ``(mu, log sigma)``.
 
-    Called by :class:`nfkit_core.layers.Augment` as ``conditioner(y, history)``; the representation ``y`` being
-    augmented is not an input of ``g_i``, the concatenated ``history`` is. The log-scale is bounded as
+    Called by :class:`nfkit_core.layers.Augment` with the concatenated ``history`` as its ``features`` (the
+    representation ``y`` being augmented is not an input of ``g_i``). The log-scale is bounded as
     ``2 tanh(s / 2)``, in (at least) float32 also under autocast. Returns ``[mu, log sigma]`` (the ``"halves"``
     layout).
     """
@@ -42,7 +43,7 @@ class NoiseConditioner(nn.Module):
             nn.ReLU(),
             zero_init(nn.Conv2d(hidden_factor * in_channels, 2 * noise_channels, kernel_size=1)))
 
-    def forward(self, y: Tensor, history: Tensor) -> Tensor:
+    def forward(self, history: Tensor) -> Tensor:
         mean, raw_log_scale = at_least_float32(self.net(history)).chunk(2, dim=1)
         return torch.cat([mean, 2.0 * torch.tanh(raw_log_scale / 2.0)], dim=1)
 
@@ -109,13 +110,13 @@ class DenseFlowBlock(Transform):
         y, total = self.units[0](x)
         history = [x]
         for augment, unit in zip(self.augment, self.units[1:]):
-            augmented, log_det_noise = augment(y, torch.cat(history, dim=1))
+            augmented, log_det_noise = augment(y, features=torch.cat(history, dim=1))
             history.append(y)
             y, log_det = unit(augmented)
             total = total + log_det_noise + log_det
         return y, total
 
-    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def inverse(self, z: Tensor, context: Tensor | None = None, **options: Any) -> tuple[Tensor, Tensor]:
         if z.dim() != 4 or z.shape[1] != self.out_channels:
             raise ValueError(f"DenseFlowBlock.inverse expects input of shape (batch, {self.out_channels}, H, W), "
                              f"got {tuple(z.shape)}")
@@ -124,15 +125,15 @@ class DenseFlowBlock(Transform):
         unit_inputs = []
         total = z.new_zeros(z.shape[0])
         for unit in reversed(self.units[1:]):
-            z, log_det = unit.inverse(z)
+            z, log_det = unit.inverse(z, **options)
             total = total + log_det
             unit_inputs.append(z)
             z = z[:, :-self.growth_rate]
-        x, log_det = self.units[0].inverse(z)
+        x, log_det = self.units[0].inverse(z, **options)
         total = total + log_det
         history = [x]
         for augment, augmented in zip(self.augment, reversed(unit_inputs)):
-            _, log_q = augment.inverse(augmented, torch.cat(history, dim=1))
+            _, log_q = augment.inverse(augmented, features=torch.cat(history, dim=1))
             total = total + log_q
             history.append(augmented[:, :-self.growth_rate])
         return x, total

@@ -32,6 +32,9 @@ class DenseFlowConfig:
         dequantization_mid_channels: width of the dequantizer's coupling and context networks.
         dequantization_depth: dense layers of each dequantizer coupling network.
         dequantization_growth: feature maps added per dense layer in the dequantizer couplings.
+        dequantization_context_depth: dense layers of each of the two dense blocks of the dequantizer's context
+            network.
+        dequantization_context_growth: feature maps added per dense layer in the context network.
         lu: LU-parametrised 1x1 convolutions (``False``: a plain weight matrix with an ``O(C^3)`` log-determinant,
             as the official implementation).
         checkpointing: recompute the dense blocks in the backward pass (less memory, more time).
@@ -53,6 +56,8 @@ class DenseFlowConfig:
     dequantization_mid_channels: int = 64
     dequantization_depth: int = 4
     dequantization_growth: int = 64
+    dequantization_context_depth: int = 4
+    dequantization_context_growth: int = 16
     lu: bool = True
     checkpointing: bool = False
     eval_samples: int = 32

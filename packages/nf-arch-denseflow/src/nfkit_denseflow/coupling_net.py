@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from nfkit_core.layers.conditioning import zero_init
 from nfkit_denseflow.attention import NystromAttention
-from nfkit_denseflow.nets import DenseBlock, zero_init
+from nfkit_denseflow.nets import DenseBlock
 
 __all__ = ["DenseAttentionNet"]
 

@@ -78,8 +78,13 @@ def dequantization_encoder(in_channels: int, steps: int = 4, context_channels: i
 
 def make_dequantizer(kind: str, data_shape: tuple[int, int, int], num_bins: int, steps: int = 4,
                      context_channels: int = 64, mid_channels: int = 64, depth: int = 4, growth: int = 64,
-                     lu: bool = True) -> UniformDequantization | VariationalDequantization:
-    """The dequantizer of a DenseFlow: ``"variational"`` (the paper's) or ``"uniform"``, both onto (-1/2, 1/2)."""
+                     lu: bool = True, context_depth: int = 4,
+                     context_growth: int = 16) -> UniformDequantization | VariationalDequantization:
+    """The dequantizer of a DenseFlow: ``"variational"`` (the paper's) or ``"uniform"``, both onto (-1/2, 1/2).
+
+    ``depth`` and ``growth`` size the dense blocks of the encoder's coupling networks, ``context_depth`` and
+    ``context_growth`` those of the context network (the official sizes are 4, 64 and 4, 16).
+    """
     if kind == "uniform":
         return UniformDequantization(num_bins, LOW, HIGH)
     if kind != "variational":
@@ -89,6 +94,7 @@ def make_dequantizer(kind: str, data_shape: tuple[int, int, int], num_bins: int,
         raise ValueError(f"variational dequantization works at half resolution and needs even H and W, "
                          f"got data of shape {data_shape}")
     encoder = dequantization_encoder(channels, steps, context_channels, mid_channels, depth, growth, lu)
-    context_net = dequantization_context_net(channels, num_bins, mid_channels, context_channels)
+    context_net = dequantization_context_net(channels, num_bins, mid_channels, context_channels, context_depth,
+                                             context_growth)
     return VariationalDequantization(encoder, num_bins, LOW, HIGH, context_net=context_net,
                                      noise_shape=(4 * channels, height // 2, width // 2))

@@ -4,8 +4,9 @@
 
 The log-likelihood is a lower bound (SurVAE Flows): dequantization, the cross-unit noise and the dropped halves each
 contribute a term. :meth:`DenseFlow.log_prob` is the single-sample bound used in training;
-:meth:`DenseFlow.importance_weighted_log_prob` the tighter estimate over ``K`` draws of all the noise used to report
-results (Burda et al. 2016, eq. 8; the official ``eval_loglik.py --k K --kbs B``).
+:func:`nfkit_core.importance_weighted_log_prob` the tighter estimate over ``K`` draws of all the noise used to report
+results (Burda et al. 2016, eq. 8; the official ``eval_loglik.py --k K --kbs B``), and
+:meth:`DenseFlow.evaluate_bits_per_dim` both from the same draws.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import math
 import torch
 from torch import Tensor
 
-from nfkit_core import DiagonalGaussian, Flow, Sequential, bits_per_dim
+from nfkit_core import DiagonalGaussian, NormalizingFlow, Sequential, bits_per_dim
 from nfkit_core import noise as noise_lib
 from nfkit_core.flow import log_prob_draws
 from nfkit_core.layers import Split, Squeeze
@@ -38,8 +39,9 @@ def _check_attention_sizes(config: DenseFlowConfig, height: int, width: int) -> 
                              f"num_landmarks={config.num_landmarks} (or at most num_landmarks)")
 
 
-class DenseFlow(Flow):
-    """A DenseFlow for images of integer levels; see :class:`~nfkit_denseflow.DenseFlowConfig` for the options.
+class DenseFlow(NormalizingFlow):
+    """A DenseFlow for images of integer levels: a :class:`nfkit_core.NormalizingFlow` assembled from the config (see
+    :class:`~nfkit_denseflow.DenseFlowConfig` for the options).
 
     DenseFlow is unconditional: a ``context`` is accepted and ignored, as by every layer of nf.
 
@@ -76,7 +78,8 @@ class DenseFlow(Flow):
         dequantizer = make_dequantizer(
             config.dequantization, tuple(data_shape), num_bins, config.dequantization_steps,
             config.dequantization_context_channels, config.dequantization_mid_channels,
-            config.dequantization_depth, config.dequantization_growth, config.lu)
+            config.dequantization_depth, config.dequantization_growth, config.lu,
+            config.dequantization_context_depth, config.dequantization_context_growth)
         super().__init__(Sequential(steps), DiagonalGaussian((channels, height, width)), dequantizer,
                          data_shape=tuple(data_shape))
         self.config = config
@@ -91,32 +94,15 @@ class DenseFlow(Flow):
                 for b, units in enumerate(self.config.units_per_block)]
 
     @torch.no_grad()
-    def importance_weighted_log_prob(self, x: Tensor, context: Tensor | None = None,
-                                     num_samples: int | None = None, sample_batch_size: int | None = None, *,
-                                     noise: noise_lib.NoiseSource | torch.Generator | None = None) -> Tensor:
-        """``log (1/K) sum_k exp(L_k)`` over ``K`` independent draws of all the noise, in nats, shape ``(batch,)``.
-
-        ``sample_batch_size`` draws are evaluated in one forward pass (the batch is repeated that many times). Call
-        it in eval mode: in training mode batch normalisation would use the statistics of the repeated batch.
-
-        Args:
-            x: integer levels of shape ``(batch, C, H, W)``.
-            context: ignored (DenseFlow is unconditional).
-            num_samples: ``K`` (default ``config.eval_samples``).
-            sample_batch_size: draws per forward pass (default ``config.eval_sample_batch_size``).
-            noise: seeds or replays the draws.
-        """
-        return torch.logsumexp(self._bounds(x, num_samples, sample_batch_size, noise), dim=0) - math.log(
-            self._num_samples(num_samples))
-
-    @torch.no_grad()
     def evaluate_bits_per_dim(self, x: Tensor, context: Tensor | None = None, num_samples: int | None = None,
                               sample_batch_size: int | None = None, *,
                               noise: noise_lib.NoiseSource | torch.Generator | None = None) -> dict[str, Tensor]:
         """Both bounds in bits/dim from the same ``K`` draws, each of shape ``(batch,)``.
 
         Returns ``{"bound": ..., "importance_weighted": ...}``: the single-sample bound averaged over the draws (what
-        training minimises) and the importance-weighted estimate (what papers report). The second is never larger.
+        training minimises) and the importance-weighted estimate (what papers report; the same as
+        :func:`nfkit_core.importance_weighted_log_prob`). The second is never larger. ``num_samples`` and
+        ``sample_batch_size`` default to ``config.eval_samples`` and ``config.eval_sample_batch_size``.
         """
         bounds = self._bounds(x, num_samples, sample_batch_size, noise)
         importance_weighted = torch.logsumexp(bounds, dim=0) - math.log(bounds.shape[0])

@@ -12,15 +12,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ["GatedConv2d", "DenseLayer", "DenseBlock", "ResidualDenseNet", "zero_init"]
+from nfkit_core.layers.conditioning import zero_init
 
-
-def zero_init(conv: nn.Conv2d) -> nn.Conv2d:
-    """Set a convolution's weight and bias to zero (so that a coupling starts as the identity)."""
-    nn.init.zeros_(conv.weight)
-    if conv.bias is not None:
-        nn.init.zeros_(conv.bias)
-    return conv
+__all__ = ["GatedConv2d", "DenseLayer", "DenseBlock", "ResidualDenseNet"]
 
 
 class GatedConv2d(nn.Module):

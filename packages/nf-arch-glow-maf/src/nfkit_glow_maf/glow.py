@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nfkit_core import ClassConditionalGaussian, Flow, Sequential, StandardNormal, Transform
+from nfkit_core import ClassConditionalGaussian, NormalizingFlow, Sequential, StandardNormal, Transform
 from nfkit_core.layers import (
     ActNorm,
     AdditiveCoupling,
@@ -33,7 +33,7 @@ from nfkit_core.layers import (
 from nfkit_core.specs import DataInfo
 from nfkit_glow_maf.glow_nets import GlowConditioner, LearnedTopPrior, ZeroConv2d
 
-__all__ = ["GlowConfig", "GLOW_PRESETS", "build_glow", "glow_step"]
+__all__ = ["GlowConfig", "PRESETS", "build_glow", "glow_step"]
 
 COUPLINGS = ("affine", "additive")
 PERMUTATIONS = ("conv1x1", "reverse", "shuffle")
@@ -82,7 +82,7 @@ class GlowConfig:
 # many as openai/glow's model.py creates. Likewise on 3-channel images of their size: imagenet32 66,861,588,
 # imagenet64 and lsun64 112,377,540, celeba-hq-256 230,971,044 (the model.py variables for the same layout).
 # "digits" and "digits-tiny" are small CPU settings for 8x8 images.
-GLOW_PRESETS: dict[str, dict] = {
+PRESETS: dict[str, dict] = {
     "cifar10": dict(num_levels=3, steps_per_level=32, hidden_channels=512),
     "imagenet32": dict(num_levels=3, steps_per_level=48, hidden_channels=512),
     "imagenet64": dict(num_levels=4, steps_per_level=48, hidden_channels=512),
@@ -115,7 +115,7 @@ def glow_step(channels: int, config: GlowConfig, index: int = 0) -> Sequential:
     return Sequential({"actnorm": ActNorm(channels), "permutation": permutation, "coupling": coupling})
 
 
-def build_glow(config: GlowConfig, data: DataInfo) -> Flow:
+def build_glow(config: GlowConfig, data: DataInfo) -> NormalizingFlow:
     """A Glow for images of shape ``data.shape = (C, H, W)`` with ``H`` and ``W`` divisible by ``2 ** num_levels``.
 
     Without a dequantizer, the flow models continuous images (the trainer feeds dequantized values in [-1, 1]). With
@@ -138,7 +138,7 @@ def build_glow(config: GlowConfig, data: DataInfo) -> Flow:
         if level < config.num_levels - 1:
             kept = channels // 2
             prior_net = ZeroConv2d(kept, 2 * (channels - kept), edge_bias=config.edge_bias)
-            parts["split"] = Split(kept, conditional_net=prior_net, params="interleaved")
+            parts["split"] = Split(kept, conditioner=prior_net, params="interleaved")
             channels = kept
         levels[f"level{level}"] = Sequential(parts)
 
@@ -149,7 +149,7 @@ def build_glow(config: GlowConfig, data: DataInfo) -> Flow:
         prior = LearnedTopPrior(top_shape, edge_bias=config.edge_bias)
     else:
         prior = StandardNormal(top_shape)
-    flow = Flow(Sequential(levels), prior, data_shape=tuple(data.shape))
+    flow = NormalizingFlow(Sequential(levels), prior, data_shape=tuple(data.shape))
     # Knowledge distillation matches the latent each level passes on (nfkit-distill's level boundaries).
     flow.matchable_intermediates = [[f"level{level}.split"] for level in range(config.num_levels - 1)] + [
         [f"level{config.num_levels - 1}"]]

@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nfkit_core import noise, sum_except_batch
+from nfkit_core import GaussianPrior
 from nfkit_core.layers import ActNorm
-from nfkit_core.priors import normal_log_prob
+from nfkit_core.layers.conditioning import zero_init
 
 __all__ = ["GlowConv2d", "ZeroConv2d", "GlowConditioner", "LearnedTopPrior"]
 
@@ -63,8 +63,7 @@ class ZeroConv2d(GlowConv2d):
     def __init__(self, in_channels: int, out_channels: int, edge_bias: bool = True) -> None:
         super().__init__(in_channels, out_channels, 3, bias=True, edge_bias=edge_bias)
         self.logs = nn.Parameter(torch.zeros(out_channels))
-        nn.init.zeros_(self.weight)
-        nn.init.zeros_(self.bias)
+        zero_init(self)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         return super().forward(x) * torch.exp(self.logscale_factor * self.logs).view(1, -1, 1, 1)
@@ -102,7 +101,7 @@ class GlowConditioner(nn.Module):
         return self.out(h)
 
 
-class LearnedTopPrior(nn.Module):
+class LearnedTopPrior(GaussianPrior):
     """openai/glow's ``--learntop`` prior: ``N(mean, exp(logs)^2)`` with ``[mean, logs] = conv2d_zeros(0)``.
 
     openai/glow (``model.py: prior``) computes the top prior's mean and log-scale by a :class:`ZeroConv2d` from
@@ -116,27 +115,12 @@ class LearnedTopPrior(nn.Module):
     """
 
     def __init__(self, event_shape: tuple[int, int, int], edge_bias: bool = True) -> None:
-        super().__init__()
-        self.event_shape = tuple(int(d) for d in event_shape)
+        super().__init__(event_shape)
         channels = self.event_shape[0]
         self.net = ZeroConv2d(2 * channels, 2 * channels, edge_bias=edge_bias)
 
-    def mean_and_log_scale(self) -> tuple[Tensor, Tensor]:
-        """``(mean, log_scale)``, each of shape ``(1, C, H, W)``."""
+    def mean_and_log_scale(self, context: Tensor | None = None, n: int = 1) -> tuple[Tensor, Tensor]:
+        """``(mean, log_scale)``, each of shape ``(1, C, H, W)`` (scoring and sampling are the core's)."""
         channels, height, width = self.event_shape
         h = self.net(self.net.weight.new_zeros(1, 2 * channels, height, width))
         return h[:, :channels], h[:, channels:]
-
-    def log_prob(self, z: Tensor, context: Tensor | None = None) -> Tensor:
-        """``log p(z)`` summed over the event, shape ``(batch,)``."""
-        if tuple(z.shape[1:]) != self.event_shape:
-            raise ValueError(f"prior expects latents of shape (batch, {', '.join(map(str, self.event_shape))}), "
-                             f"got {tuple(z.shape)}")
-        mean, log_scale = self.mean_and_log_scale()
-        return sum_except_batch(normal_log_prob(z, mean, log_scale))
-
-    def sample(self, n: int, context: Tensor | None = None) -> Tensor:
-        """``n`` latents; the standard-normal draw comes from :mod:`nfkit_core.noise`, scaled by its temperature."""
-        mean, log_scale = self.mean_and_log_scale()
-        eps = noise.randn((n, *self.event_shape), device=mean.device)
-        return mean + torch.exp(log_scale) * eps * noise.temperature()

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nfkit_core.validation import check_class_labels, check_event_shape
+
 __all__ = ["MADE", "MaskedLinear", "input_degrees", "hidden_degrees"]
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
@@ -139,16 +141,8 @@ class MADE(nn.Module):
         if context is None:
             raise ValueError("this MADE is conditional: pass a context (class labels or a context vector)")
         if self.num_classes:
-            labels = context.long().reshape(-1)
-            if labels.shape[0] != batch:
-                raise ValueError(f"got {labels.shape[0]} labels for a batch of {batch}")
-            if labels.min() < 0 or labels.max() >= self.num_classes:
-                raise ValueError(f"class labels must lie in [0, {self.num_classes}), got labels from "
-                                 f"{int(labels.min())} to {int(labels.max())}")
-            return self.context_net(labels)
-        if context.shape != (batch, self.context_features):
-            raise ValueError(f"expected a context of shape ({batch}, {self.context_features}), "
-                             f"got {tuple(context.shape)}")
+            return self.context_net(check_class_labels("MADE", context, self.num_classes, batch))
+        check_event_shape("MADE", context, (self.context_features,), "a context")
         return self.context_net(context)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:

@@ -6,6 +6,13 @@ conditional, each depending only on the inputs before it)::
     u = (x - m) * exp(log_p / 2),        log |det du/dx| = sum(log_p) / 2        (MAF, eq. 4-5)
 
 so the density of ``x`` is evaluated in one pass, while generating ``x`` from ``u`` takes ``D`` sequential passes.
+
+The log-precision is bounded to ``[-LOG_PRECISION_BOUND, LOG_PRECISION_BOUND]`` (this implementation's choice,
+not the paper's). The MADE's output grows linearly with its input, so without a bound a layer multiplies an outlier
+by ``exp(c |x|)``, the next layer exponentiates that again, and a few layers on a finite input around 15 standard
+deviations overflow float32 to ``inf``; ``inf`` times the zero weights of the next MADE's masks is NaN. Within the
+bound the map is exactly the paper's; a trained MAF on standardised data stays well inside it, and the stack can still
+scale by up to ``exp(K * bound / 2)`` over ``K`` layers.
 Layers alternate the order of the inputs (each MADE uses the reverse of the previous order) and are followed by a
 batch-norm bijector (MAF, section 3.4), as in gpapamak/maf ``ml/models/mafs.py``.
 
@@ -18,17 +25,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from nfkit_core import Flow, Sequential, StandardNormal, Transform
+from nfkit_core import NormalizingFlow, Sequential, StandardNormal, Transform
 from nfkit_core.layers import BatchNorm
 from nfkit_core.specs import DataInfo
+from nfkit_core.validation import check_event_shape
 from nfkit_glow_maf.made import ACTIVATIONS, MADE, input_degrees
 
-__all__ = ["Flatten", "MAFConfig", "MaskedAutoregressiveTransform", "build_maf", "MAF_PRESETS"]
+__all__ = ["Flatten", "MAFConfig", "MaskedAutoregressiveTransform", "build_maf", "PRESETS"]
 
+
+LOG_PRECISION_BOUND = 10.0
+"""Largest magnitude of a MAF layer's log-precision: conditional standard deviations from ``exp(-5)`` to ``exp(5)``."""
 
 class Flatten(Transform):
     """``(batch, *shape) -> (batch, prod(shape))`` (row-major), so that a MAF can model images; log-det 0."""
@@ -38,15 +50,11 @@ class Flatten(Transform):
         self.shape = tuple(int(d) for d in shape)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        if tuple(x.shape[1:]) != self.shape:
-            raise ValueError(f"Flatten expects input of shape (batch, {', '.join(map(str, self.shape))}), "
-                             f"got {tuple(x.shape)}")
+        check_event_shape("Flatten", x, self.shape)
         return x.flatten(1), x.new_zeros(x.shape[0])
 
-    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        if z.dim() != 2 or z.shape[1] != math.prod(self.shape):
-            raise ValueError(f"Flatten.inverse expects input of shape (batch, {math.prod(self.shape)}), "
-                             f"got {tuple(z.shape)}")
+    def inverse(self, z: Tensor, context: Tensor | None = None, **options: Any) -> tuple[Tensor, Tensor]:
+        check_event_shape("Flatten.inverse", z, (math.prod(self.shape),))
         return z.unflatten(1, self.shape), z.new_zeros(z.shape[0])
 
 
@@ -64,21 +72,24 @@ class MaskedAutoregressiveTransform(Transform):
         self.made = made
 
     def _check(self, x: Tensor) -> None:
-        if x.dim() != 2 or x.shape[1] != self.made.features:
-            raise ValueError(f"MaskedAutoregressiveTransform expects input of shape (batch, {self.made.features}), "
-                             f"got {tuple(x.shape)}")
+        check_event_shape("MaskedAutoregressiveTransform", x, (self.made.features,))
+
+    def _gaussians(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The mean and the bounded log-precision of every conditional."""
+        mean, log_precision = self.made(x, context).unbind(1)
+        return mean, log_precision.clamp(-LOG_PRECISION_BOUND, LOG_PRECISION_BOUND)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         self._check(x)
-        mean, log_precision = self.made(x, context).unbind(1)
+        mean, log_precision = self._gaussians(x, context)
         return (x - mean) * torch.exp(0.5 * log_precision), 0.5 * log_precision.sum(dim=1)
 
-    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def inverse(self, z: Tensor, context: Tensor | None = None, **options: Any) -> tuple[Tensor, Tensor]:
         """Invert by ``D`` passes: after pass ``k`` every input of degree ``<= k`` is exact (MAF, section 3.1)."""
         self._check(z)
         x = torch.zeros_like(z)
         for _ in range(self.made.features):
-            mean, log_precision = self.made(x, context).unbind(1)
+            mean, log_precision = self._gaussians(x, context)
             x = mean + z * torch.exp(-0.5 * log_precision)
         return x, -0.5 * log_precision.sum(dim=1)
 
@@ -126,7 +137,7 @@ class MAFConfig:
 
 # MAF (5) with the MADE sizes and activations of gpapamak/maf run_experiments.py (for CIFAR-10 one point of its grid);
 # "tabular-small" and "digits" are small settings for CPU runs.
-MAF_PRESETS: dict[str, dict] = {
+PRESETS: dict[str, dict] = {
     "power": dict(hidden_features=100, activation="relu"),
     "gas": dict(hidden_features=100, activation="tanh"),
     "hepmass": dict(hidden_features=512, activation="relu"),
@@ -139,7 +150,7 @@ MAF_PRESETS: dict[str, dict] = {
 }
 
 
-def build_maf(config: MAFConfig, data: DataInfo) -> Flow:
+def build_maf(config: MAFConfig, data: DataInfo) -> NormalizingFlow:
     """A MAF for data of shape ``data.shape`` (vectors, or images that are flattened first).
 
     With ``data.num_classes > 0`` every MADE is conditioned on the class label given as context. The transform is an
@@ -165,7 +176,7 @@ def build_maf(config: MAFConfig, data: DataInfo) -> Flow:
             layer["batch_norm"] = BatchNorm(features, momentum=config.batch_norm_momentum)
         steps[f"layer{index}"] = Sequential(layer)
         order = input_degrees(features, "random", generator) if config.input_order == "random" else order.flip(0)
-    flow = Flow(Sequential(steps), StandardNormal((features,)), data_shape=data.shape)
+    flow = NormalizingFlow(Sequential(steps), StandardNormal((features,)), data_shape=data.shape)
     # Knowledge distillation matches the output of every MADE block (one level; nfkit-distill).
     flow.matchable_intermediates = [[f"layer{index}" for index in range(config.num_layers)]]
     return flow

@@ -12,12 +12,20 @@ so ``log |det dz/dx| = -sum_i a_i``. In the volume-preserving variant only the s
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import torch
 from torch import Tensor, nn
 
 from nfkit_core import Transform
+from nfkit_core.layers.conditioning import at_least_float32
+from nfkit_core.validation import check_class_labels, check_event_shape
 from nfkit_tarflow.guidance import Guidance
-from nfkit_tarflow.transformer import AttentionBlock, KVCache, at_least_fp32
+from nfkit_tarflow.transformer import AttentionBlock, KVCache
+
+DEFAULT_TOLERANCE = 1e-6
+"""The Jacobi sampler's default tolerance (max-norm of the last update of any token); under bf16 autocast choose one
+above bf16's resolution (e.g. ``1e-2``), or the iteration never settles."""
 
 __all__ = ["TarFlowBlock"]
 
@@ -39,9 +47,17 @@ class TarFlowBlock(Transform):
         flip: process the tokens in reverse order.
         attention_backend: the :mod:`nfkit_core.attention` backend.
 
+    Sampling options (``inverse_options``; given to :meth:`nfkit_core.NormalizingFlow.sample`, they reach every block
+    through :meth:`nfkit_core.Sequential.inverse`): ``guidance``, ``guide_what``, ``attn_temp``,
+    ``annealed_guidance`` (see :mod:`nfkit_tarflow.guidance`), ``kv_cache``, and the block solver ``sampler``,
+    ``tolerance``, ``max_iterations`` (see :meth:`inverse`).
+
     Under autocast (the trainer's bf16 precision) the linear layers and attention run in bf16 while the layer norms,
     the predicted ``(a, b)``, the exponentials and the affine update stay in fp32, as in the official code.
     """
+
+    inverse_options: ClassVar[tuple[str, ...]] = ("guidance", "guide_what", "attn_temp", "annealed_guidance",
+                                                  "kv_cache", "sampler", "tolerance", "max_iterations")
 
     def __init__(self, token_dim: int, num_tokens: int, channels: int, num_layers: int, head_dim: int = 64,
                  expansion: int = 4, nvp: bool = True, num_classes: int = 0, flip: bool = False,
@@ -57,6 +73,8 @@ class TarFlowBlock(Transform):
         self.attn_blocks = nn.ModuleList(
             [AttentionBlock(channels, head_dim, expansion, attention_backend) for _ in range(num_layers)])
         self.proj_out = nn.Linear(channels, 2 * token_dim if nvp else token_dim)
+        self.last_iterations = 0
+        """Jacobi iterations of the most recent :meth:`inverse` (0 after a sequential one)."""
         # As in the official code only the weight starts at zero: the block starts as a token-independent affine map.
         nn.init.zeros_(self.proj_out.weight)
 
@@ -78,31 +96,57 @@ class TarFlowBlock(Transform):
         self._check_tokens(x)
         labels = self._labels(context, x.shape[0])
         x = self.permute(x)
-        params = self._predict(x, self._class_embedding(labels))
         # The prediction at position i - 1 (which has seen x_0 .. x_{i-1}) transforms token i; token 0 gets (0, 0).
-        params = torch.cat([torch.zeros_like(params[:, :1]), params[:, :-1]], dim=1)
+        # The last token is never read by a prediction, so the Transformer runs on the first T - 1 tokens only.
+        params = self._predict(x[:, :-1], self._class_embedding(labels))
+        params = torch.cat([torch.zeros_like(params[:, :1]), params], dim=1)
         a, b = self._split(params)
         z = (x - b) * torch.exp(-a)
         return self.permute(z), -a.sum(dim=(1, 2))
 
-    def inverse(self, z: Tensor, context: Tensor | None = None, guidance: Guidance | None = None,
-                kv_cache: bool | None = None) -> tuple[Tensor, Tensor]:
-        """Invert token by token: ``T - 1`` sequential steps, each predicting ``(a_i, b_i)`` for the next token.
+    def inverse(self, z: Tensor, context: Tensor | None = None, *, guidance: float = 0.0, guide_what: str = "ab",
+                attn_temp: float = 1.0, annealed_guidance: bool = False, kv_cache: bool | None = None,
+                sampler: str = "sequential", tolerance: float = DEFAULT_TOLERANCE, max_iterations: int | None = None,
+                **options: Any) -> tuple[Tensor, Tensor]:
+        """Solve ``z_i = (x_i - b_i(x_{<i})) exp(-a_i(x_{<i}))`` for ``x``, a triangular system.
+
+        ``sampler="sequential"`` takes ``T - 1`` steps, each predicting ``(a_i, b_i)`` of the next token from the
+        tokens before it. ``sampler="jacobi"`` updates every token at once from the previous iterate,
+        ``x^(k+1)_i = z_i exp(a_i(x^(k)_{<i})) + b_i(x^(k)_{<i})``, starting from ``x^(0) = z`` (Song et al. 2021,
+        "Accelerating Feedforward Computation via Parallel Nonlinear Equation Solving"; Liu et al. 2025, "Accelerate
+        TarFlow Sampling with GS-Jacobi Iteration"). A token computed from a final prefix is final, so at least one
+        more token settles per iteration and ``T - 1`` iterations give the sequential answer; in practice far fewer
+        suffice. Settled tokens (up to the first one that moved by more than ``tolerance``) are frozen and, with the
+        KV cache, never recomputed, so the iterations get cheaper as the front advances. If ``max_iterations`` pass
+        before the iterate moves by at most ``tolerance``, the remaining tokens are decoded sequentially. The
+        iterations used are kept in :attr:`last_iterations`.
 
         Args:
             z: latent tokens ``(batch, T, D)`` in natural order.
             context: class labels ``(batch,)`` (``-1``: no label) or ``None``.
-            guidance: optional :class:`Guidance`; its unconditional pass runs in the same forward as the
+            guidance, guide_what, attn_temp, annealed_guidance: the :class:`Guidance` of the steps (the argument
+                names of the official ``reverse``); its unconditional pass runs in the same forward as the
                 conditional one, on a doubled batch.
-            kv_cache: keep the keys and values of past tokens in a preallocated cache and feed the Transformer one
-                token per step (``True``), or recompute the whole prefix every step (``False``, the naive reference).
-                By default the cache is used unless gradients are enabled: it is written in place, which autograd
-                cannot differentiate through.
+            kv_cache: keep the keys and values of past tokens in a preallocated cache and feed the Transformer only
+                the tokens not yet computed (``True``), or recompute the whole prefix every step (``False``, the
+                naive reference). By default the cache is used unless gradients are enabled: it is written in
+                place, which autograd cannot differentiate through.
+            sampler: ``"sequential"`` or ``"jacobi"``.
+            tolerance: Jacobi stops once no token moves by more than this (max-norm); ``0`` iterates until every
+                token is final, which is the sequential answer.
+            max_iterations: the most Jacobi iterations (default ``T - 1``, which always suffices).
+            options: sampling options of other layers, ignored here.
         """
         self._check_tokens(z)
+        if sampler not in ("sequential", "jacobi"):
+            raise ValueError(f"sampler must be 'sequential' or 'jacobi', got {sampler!r}")
+        if tolerance < 0:
+            raise ValueError(f"tolerance must be >= 0, got {tolerance}")
+        if max_iterations is not None and max_iterations < 0:
+            raise ValueError(f"max_iterations must be >= 0 (or None for T - 1), got {max_iterations}")
         batch, num_tokens, _ = z.shape
         labels = self._labels(context, batch)
-        guidance = guidance if guidance is not None else Guidance()
+        guidance = Guidance(guidance, guide_what, attn_temp, annealed_guidance)
         if kv_cache is None:
             kv_cache = not torch.is_grad_enabled()
         temperature = None
@@ -111,27 +155,47 @@ class TarFlowBlock(Transform):
                 conditional = labels if labels is not None else z.new_full((batch,), -1, dtype=torch.long)
                 labels = torch.cat([conditional, torch.full_like(conditional, -1)])
             temperature = torch.cat([z.new_ones(batch), z.new_full((batch,), guidance.attn_temp)])
+        class_embedding = self._class_embedding(labels)
+        pos_embed = self.permute(self.pos_embed, dim=0)
+
+        def affine(x: Tensor, position: int, cache: KVCache | None) -> tuple[Tensor, Tensor]:
+            """Guided ``(a, b)`` of tokens ``position + 1 ..``, predicted from the tokens ``position ..`` in ``x``."""
+            inputs = torch.cat([x, x]) if guidance.active else x
+            a, b = self._split(self._predict(inputs, class_embedding, temperature, pos_embed, cache, position))
+            if guidance.active:
+                steps = torch.arange(position, position + x.shape[1], device=z.device)[:, None]
+                a, b = guidance.combine((a[:batch], b[:batch]), (a[batch:], b[batch:]), steps, num_tokens)
+            return a, b
 
         z = self.permute(z)
-        pos_embed = self.permute(self.pos_embed, dim=0)
-        class_embedding = self._class_embedding(labels)
         cache = KVCache(len(self.attn_blocks), num_tokens) if kv_cache else None
-        tokens = [z[:, 0]]
-        log_det = z.new_zeros(batch)
-        for i in range(num_tokens - 1):
+        x, log_scales, settled = z, torch.zeros_like(z), 1
+        self.last_iterations = 0
+        if sampler == "jacobi":
+            limit = num_tokens - 1 if max_iterations is None else min(max_iterations, num_tokens - 1)
+            while settled < num_tokens and self.last_iterations < limit:
+                # Tokens before `settled` are final, so the keys of positions before `settled - 1` are in the cache.
+                start = settled - 1 if cache is not None else 0
+                a, b = affine(x[:, start:-1], start, cache)
+                a, b = a[:, settled - 1 - start:], b[:, settled - 1 - start:]
+                update = z[:, settled:] * torch.exp(a) + b
+                moved = ((update - x[:, settled:]).abs().flatten(2).amax(dim=(0, 2)) > tolerance).nonzero()
+                x = torch.cat([x[:, :settled], update], dim=1)
+                log_scales = torch.cat([log_scales[:, :settled], a], dim=1)
+                self.last_iterations += 1
+                # The first token that moved was computed from a prefix that did not: it is final too.
+                settled = num_tokens if moved.numel() == 0 else settled + int(moved[0]) + 1
+        tokens, scales = list(x[:, :settled].unbind(1)), list(log_scales[:, :settled].unbind(1))
+        for i in range(settled - 1, num_tokens - 1):
             if cache is not None:
-                inputs, position = tokens[i][:, None], i
+                a, b = affine(tokens[i][:, None], i, cache)
             else:
-                inputs, position = torch.stack(tokens, dim=1), 0
-            if guidance.active:
-                inputs = torch.cat([inputs, inputs])
-            params = self._predict(inputs, class_embedding, temperature, pos_embed, cache, position)[:, -1]
-            a, b = self._split(params)
-            if guidance.active:
-                a, b = guidance.combine((a[:batch], b[:batch]), (a[batch:], b[batch:]), i, num_tokens)
+                a, b = affine(torch.stack(tokens, dim=1), 0, None)
+            a, b = a[:, -1], b[:, -1]
             tokens.append(z[:, i + 1] * torch.exp(a) + b)
-            log_det = log_det + a.sum(dim=-1)
-        return self.permute(torch.stack(tokens, dim=1)), log_det
+            scales.append(a)
+        x, log_scales = torch.stack(tokens, dim=1), torch.stack(scales, dim=1)
+        return self.permute(x), log_scales.sum(dim=(1, 2))
 
     def _predict(self, x: Tensor, class_embedding: Tensor | None, temperature: Tensor | None = None,
                  pos_embed: Tensor | None = None, cache: KVCache | None = None, position: int = 0) -> Tensor:
@@ -143,7 +207,7 @@ class TarFlowBlock(Transform):
             h = h + class_embedding
         for index, layer in enumerate(self.attn_blocks):
             h = layer(h, temperature, cache[index] if cache is not None else None, position)
-        return at_least_fp32(self.proj_out(h))
+        return at_least_float32(self.proj_out(h))
 
     def _class_embedding(self, labels: Tensor | None) -> Tensor | None:
         """``(batch, 1, channels)`` embeddings (``None`` when unconditional); no label (``None`` or ``-1``) gets the
@@ -164,19 +228,10 @@ class TarFlowBlock(Transform):
         return torch.zeros_like(params), params
 
     def _check_tokens(self, x: Tensor) -> None:
-        if x.dim() != 3 or tuple(x.shape[1:]) != (self.num_tokens, self.token_dim):
-            raise ValueError(f"TarFlowBlock expects tokens of shape (batch, {self.num_tokens}, {self.token_dim}), "
-                             f"got {tuple(x.shape)}")
+        check_event_shape("TarFlowBlock", x, (self.num_tokens, self.token_dim), "tokens")
 
     def _labels(self, context: Tensor | None, batch: int) -> Tensor | None:
         """Validated class labels, or ``None`` for an unconditional block (which ignores ``context``)."""
         if self.class_embed is None or context is None:
             return None
-        if context.is_floating_point() or context.is_complex() or context.dtype == torch.bool:
-            raise TypeError(f"class labels must be an integer tensor, got dtype {context.dtype}")
-        if tuple(context.shape) != (batch,):
-            raise ValueError(f"expected class labels of shape ({batch},), got {tuple(context.shape)}")
-        if context.numel() and (context.min() < -1 or context.max() >= self.num_classes):
-            raise ValueError(f"class labels must lie in [0, {self.num_classes}) or be -1 for 'no label', "
-                             f"got {context.tolist()}")
-        return context.long()
+        return check_class_labels("TarFlowBlock", context, self.num_classes, batch, allow_missing=True)

@@ -49,15 +49,17 @@ class Guidance:
         """Whether the unconditional pass is needed at all."""
         return self.weight > 0 and bool(self.guide_what)
 
-    def weight_at(self, step: int, num_tokens: int) -> float:
-        """The weight at inverse step ``step`` (which predicts token ``step + 1``) of ``num_tokens``."""
+    def weight_at(self, step: int | Tensor, num_tokens: int) -> float | Tensor:
+        """The weight at inverse step ``step`` (which predicts token ``step + 1``) of ``num_tokens``; a tensor of
+        steps gives a tensor of weights (the parallel sampler predicts many tokens at once)."""
         if self.annealed:
             return (step + 1) / (num_tokens - 1) * self.weight
         return self.weight
 
-    def combine(self, conditional: tuple[Tensor, Tensor], unconditional: tuple[Tensor, Tensor], step: int,
+    def combine(self, conditional: tuple[Tensor, Tensor], unconditional: tuple[Tensor, Tensor], step: int | Tensor,
                 num_tokens: int) -> tuple[Tensor, Tensor]:
-        """The guided ``(a, b)`` from the conditional and unconditional predictions at ``step``."""
+        """The guided ``(a, b)`` from the conditional and unconditional predictions at ``step`` (an int, or a tensor
+        of steps that broadcasts against the predictions)."""
         (a, b), (a_u, b_u) = conditional, unconditional
         w = self.weight_at(step, num_tokens)
         if "a" in self.guide_what:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from einops import rearrange
 from torch import Tensor
 
 from nfkit_core import Transform
+from nfkit_core.validation import check_event_shape
 
 __all__ = ["Patchify"]
 
@@ -32,17 +35,13 @@ class Patchify(Transform):
         self.token_dim = channels * patch_size**2
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        if tuple(x.shape[1:]) != self.image_shape:
-            raise ValueError(f"Patchify expects images of shape (batch, {', '.join(map(str, self.image_shape))}), "
-                             f"got {tuple(x.shape)}")
+        check_event_shape("Patchify", x, self.image_shape, "images")
         p = self.patch_size
         tokens = rearrange(x, "b c (h p) (w q) -> b (h w) (c p q)", p=p, q=p)
         return tokens, x.new_zeros(x.shape[0])
 
-    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        if tuple(z.shape[1:]) != (self.num_tokens, self.token_dim):
-            raise ValueError(f"Patchify.inverse expects tokens of shape (batch, {self.num_tokens}, {self.token_dim}), "
-                             f"got {tuple(z.shape)}")
+    def inverse(self, z: Tensor, context: Tensor | None = None, **options: Any) -> tuple[Tensor, Tensor]:
+        check_event_shape("Patchify.inverse", z, (self.num_tokens, self.token_dim), "tokens")
         p = self.patch_size
         image = rearrange(z, "b (h w) (c p q) -> b c (h p) (w q)", p=p, q=p, h=self.image_shape[1] // p)
         return image, z.new_zeros(z.shape[0])

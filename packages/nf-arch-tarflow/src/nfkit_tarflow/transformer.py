@@ -7,18 +7,13 @@ setting, resolved once when the layer is built.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from nfkit_core.attention import attend, resolve_backend
+from nfkit_core.layers.conditioning import at_least_float32
 from nfkit_core.specs import AttentionBackend
 
-__all__ = ["Attention", "MLP", "AttentionBlock", "KVCache", "LayerKVCache", "at_least_fp32"]
-
-
-def at_least_fp32(x: Tensor) -> Tensor:
-    """``x`` in fp32, or in its own dtype when that is wider (fp64 for gradient checks)."""
-    return x.to(torch.promote_types(x.dtype, torch.float32))
+__all__ = ["Attention", "MLP", "AttentionBlock", "KVCache", "LayerKVCache"]
 
 
 class LayerKVCache:
@@ -94,7 +89,7 @@ class Attention(nn.Module):
             position: index of the first token of ``x`` in the sequence (only with ``cache``).
         """
         batch, tokens, channels = x.shape
-        h = self.norm(at_least_fp32(x)).type(x.dtype)
+        h = self.norm(at_least_float32(x)).type(x.dtype)
         q, k, v = self.qkv(h).reshape(batch, tokens, 3 * self.num_heads, self.head_dim).transpose(1, 2).chunk(3, dim=1)
         if temperature is not None:
             q = q / temperature.to(q.dtype).view(-1, 1, 1, 1)
@@ -118,7 +113,7 @@ class MLP(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.main(self.norm(at_least_fp32(x)).type(x.dtype))
+        return self.main(self.norm(at_least_float32(x)).type(x.dtype))
 
 
 class AttentionBlock(nn.Module):

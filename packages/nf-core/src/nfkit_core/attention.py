@@ -5,11 +5,19 @@ Built-in backends:
 ``sdpa``
     :func:`torch.nn.functional.scaled_dot_product_attention` (fused kernels on GPU and CPU);
 ``flash``
-    ``flash_attn.flash_attn_func`` from the optional ``flash-attn`` package, on CUDA tensors in fp16/bf16;
+    ``flash_attn.flash_attn_func`` from the optional ``flash-attn`` package (FlashAttention-2, e.g. on an A100), on
+    CUDA tensors in fp16/bf16;
+``flash3``
+    the Hopper kernels (compute capability 9 or newer: H100/H200) of FlashAttention-3 (``flash_attn_interface``,
+    built from the ``hopper/`` folder of flash-attn) or, where that is missing, FlashAttention-4 (``flash_attn.cute``
+    of the ``flash-attn-4`` package), on CUDA tensors in fp16/bf16;
 ``reference``
     a plain ``softmax(q k^T * scale + mask) v`` written out, for tests;
 ``auto``
-    ``flash`` on the tensors it can run on when flash-attn is installed, else ``sdpa``.
+    ``flash3``, else ``flash``, on the tensors they can run on where they are installed, else ``sdpa``.
+
+Every backend aligns a causal mask to the bottom right when there are fewer queries than keys (a cached decoding
+step): the queries are the last positions.
 
 A model turns the name in its config into an :class:`~nfkit_core.specs.AttentionBackend` with
 :func:`resolve_backend` when it is built, and calls :func:`attend` with that object: no name is looked up and no
@@ -37,7 +45,7 @@ from nfkit_core.errors import ConfigError, UnknownNameError
 from nfkit_core.specs import AttentionBackend
 
 __all__ = ["attend", "resolve_backend", "backends_in_scope", "reference_attention", "sdpa_attention",
-           "flash_attention", "BUILTIN_BACKENDS"]
+           "flash_attention", "flash3_attention", "BUILTIN_BACKENDS"]
 
 
 def _causal_mask(q: Tensor, k: Tensor) -> Tensor:
@@ -80,23 +88,61 @@ def _flash_runs_on(q: Tensor) -> bool:
     return q.is_cuda and q.dtype in (torch.float16, torch.bfloat16)
 
 
+@functools.cache
+def _hopper_flash_module() -> str | None:
+    """The installed Hopper FlashAttention module: ``flash_attn_interface`` (FA3) or ``flash_attn.cute`` (FA4)."""
+    if importlib.util.find_spec("flash_attn_interface") is not None:
+        return "flash_attn_interface"
+    if _flash_installed() and importlib.util.find_spec("flash_attn.cute") is not None:
+        return "flash_attn.cute"
+    return None
+
+
+def _flash3_installed() -> bool:
+    return _hopper_flash_module() is not None
+
+
+@functools.cache
+def _is_hopper_or_newer(device: torch.device) -> bool:
+    return torch.cuda.get_device_capability(device)[0] >= 9
+
+
+def _flash3_runs_on(q: Tensor) -> bool:
+    return _flash_runs_on(q) and _is_hopper_or_newer(q.device)
+
+
+def flash3_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = False, scale: float | None = None) -> Tensor:
+    """FlashAttention-3/4 on Hopper or newer; like :func:`flash_attention` it wants ``(batch, tokens, heads, dim)``.
+    Some releases return ``(out, softmax_lse)``, others ``out`` alone."""
+    module = importlib.import_module(_hopper_flash_module() or "flash_attn_interface")
+    out = module.flash_attn_func(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), softmax_scale=scale,
+                                 causal=causal)
+    out = out[0] if isinstance(out, tuple) else out
+    return out.transpose(1, 2)
+
+
 SDPA = AttentionBackend("sdpa", sdpa_attention, description="torch.nn.functional.scaled_dot_product_attention")
-FLASH = AttentionBackend("flash", flash_attention, _flash_runs_on, "flash-attn (CUDA, fp16/bf16)", _flash_installed)
+FLASH = AttentionBackend("flash", flash_attention, _flash_runs_on, "flash-attn 2 (CUDA, fp16/bf16)", _flash_installed)
+FLASH3 = AttentionBackend("flash3", flash3_attention, _flash3_runs_on,
+                          "FlashAttention-3/4 Hopper kernels (CUDA compute capability >= 9, fp16/bf16)",
+                          _flash3_installed)
 REFERENCE = AttentionBackend("reference", reference_attention, description="plain softmax attention, for tests")
-BUILTIN_BACKENDS: tuple[AttentionBackend, ...] = (SDPA, FLASH, REFERENCE)
+BUILTIN_BACKENDS: tuple[AttentionBackend, ...] = (SDPA, FLASH, FLASH3, REFERENCE)
 """The backends nfkit-core provides (it also registers them, so that ``nf plugins`` lists them)."""
 
 
 def _auto_backend() -> AttentionBackend:
-    """``flash`` on CUDA fp16/bf16 tensors when flash-attn is installed (looked up once, here), else ``sdpa``."""
-    if not _flash_installed():
+    """``flash3``, else ``flash``, on the tensors they run on where installed (looked up once, here), else ``sdpa``."""
+    flash = [backend for backend in (FLASH3, FLASH) if backend.is_installed()]
+    if not flash:
         return dataclasses.replace(SDPA, name="auto", description="sdpa (flash-attn is not installed)")
 
     def attend_auto(q: Tensor, k: Tensor, v: Tensor, causal: bool = False, scale: float | None = None) -> Tensor:
-        chosen = flash_attention if _flash_runs_on(q) else sdpa_attention
+        chosen = next((backend.attend for backend in flash if backend.is_available(q)), sdpa_attention)
         return chosen(q, k, v, causal=causal, scale=scale)
 
-    return AttentionBackend("auto", attend_auto, description="flash-attn where it runs, else sdpa")
+    return AttentionBackend("auto", attend_auto, description=f"{' or '.join(b.name for b in flash)} where it runs, "
+                                                             f"else sdpa")
 
 
 _in_scope: contextvars.ContextVar[Mapping[str, AttentionBackend] | None] = contextvars.ContextVar(
@@ -117,8 +163,8 @@ def backends_in_scope(backends: Mapping[str, AttentionBackend]) -> Iterator[None
 def resolve_backend(backend: str | AttentionBackend) -> AttentionBackend:
     """The backend an attention layer will call: ``backend`` itself, or the one of that name.
 
-    Names are looked up among the built-ins (``auto``, ``sdpa``, ``flash``, ``reference``), then among the backends
-    in scope (:func:`backends_in_scope`).
+    Names are looked up among the built-ins (``auto``, ``sdpa``, ``flash``, ``flash3``, ``reference``), then among the
+    backends in scope (:func:`backends_in_scope`).
 
     Raises:
         UnknownNameError: no backend of that name; the message lists the available ones.

@@ -1,6 +1,7 @@
-"""A flow: a prior, a stack of transforms, and optionally a dequantizer in front of them.
+"""The :class:`Flow` contract and :class:`NormalizingFlow`, the flow every architecture is built as.
 
-With ``y = dequantize(x)`` (identity without a dequantizer) and ``z, log_det = transform(y)``::
+A normalizing flow is a prior, a stack of transforms, and optionally a dequantizer in front of them. With
+``y = dequantize(x)`` (identity without a dequantizer) and ``z, log_det = transform(y)``::
 
     log p(x) >= log p_prior(z) + log_det + dequantization
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -23,8 +24,9 @@ from torch import Tensor, nn
 from nfkit_core import noise as noise_lib
 from nfkit_core.priors import Prior
 from nfkit_core.transform import Sequential, Transform
+from nfkit_core.validation import check_event_shape, check_log_det, validating
 
-__all__ = ["FlowProtocol", "Flow", "LogLikelihood", "bits_per_dim", "forward_draws_noise",
+__all__ = ["Flow", "NormalizingFlow", "LogLikelihood", "bits_per_dim", "forward_draws_noise",
            "importance_weighted_log_prob", "log_prob_draws"]
 
 Noise = noise_lib.NoiseSource | torch.Generator | None
@@ -62,22 +64,49 @@ class LogLikelihood:
 
 
 @runtime_checkable
-class FlowProtocol(Protocol):
-    """What trainers, evaluators and distillers rely on."""
+class Flow(Protocol):
+    """The contract of a flow: what trainers, evaluators, samplers and distillers rely on.
 
-    def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor: ...
+    A flow is also a :class:`torch.nn.Module` (parameters, ``state_dict``, ``train()``/``eval()``, ``.to()``).
+    Besides the methods below it declares what it needs from the training pipeline:
+
+    * ``dequantizes``: it takes integer levels and dequantizes them itself (else the pipeline feeds continuous data,
+      dequantized uniformly outside the model);
+    * ``noise_std``: the standard deviation of the Gaussian noise the pipeline adds to the training data (0: none;
+      TarFlow's noise augmentation).
+    """
+
+    data_shape: tuple[int, ...]
+    num_dims: int
+    dequantizes: bool
+    noise_std: float
+
+    def log_prob_terms(self, x: Tensor, context: Tensor | None = None, *, noise: Noise = None
+                       ) -> LogLikelihood: ...
+
+    def log_prob(self, x: Tensor, context: Tensor | None = None, *, noise: Noise = None) -> Tensor: ...
+
+    def transform_to_latent(self, x: Tensor, context: Tensor | None = None, *, noise: Noise = None) -> Tensor: ...
+
+    def latent_to_data(self, z: Tensor, context: Tensor | None = None, *, noise: Noise = None,
+                       temperature: float = 1.0, **options: Any) -> Tensor: ...
 
     def sample(self, n: int, context: Tensor | None = None, temperature: float = 1.0,
-               generator: torch.Generator | None = None) -> Tensor: ...
+               generator: torch.Generator | None = None, **options: Any) -> Tensor: ...
 
-    def transform_to_latent(self, x: Tensor, context: Tensor | None = None) -> Tensor: ...
+    def sampling_options(self) -> set[str]: ...
 
-    def intermediates(self, x: Tensor, context: Tensor | None = None,
-                      names: Iterable[str] | None = None) -> dict[str, Tensor]: ...
+    def intermediates(self, x: Tensor, context: Tensor | None = None, names: Iterable[str] | None = None, *,
+                      noise: Noise = None) -> dict[str, Tensor]: ...
 
 
-class Flow(nn.Module):
-    """A normalizing flow ``prior <- transform <- dequantizer <- data``.
+class NormalizingFlow(nn.Module):
+    """A normalizing flow ``prior <- transform <- dequantizer <- data``: the implementation of :class:`Flow` that
+    every architecture is built as.
+
+    An architecture composes layers into the ``transform`` and chooses the ``prior``; what is particular to it lives
+    in its layers (e.g. TarFlow's guidance is a sampling option of its blocks, see :meth:`sample`). A subclass may
+    assemble the parts in its constructor and add methods, but does not override the ones of :class:`Flow`.
 
     Args:
         transform: the normalizing transform, data -> latent (usually a :class:`nfkit_core.Sequential` whose step names
@@ -87,27 +116,42 @@ class Flow(nn.Module):
             its dequantization term as log-det. With one, :meth:`log_prob` takes integer data and :meth:`sample`
             returns integer data.
         data_shape: the shape of one data point; inferred from the prior when the transform keeps shapes.
+        noise_std: standard deviation of the Gaussian noise the training pipeline adds to the data (0: none); the
+            noise level that :meth:`denoise` removes.
     """
 
     def __init__(self, transform: Transform, prior: Prior, dequantizer: Transform | None = None,
-                 data_shape: tuple[int, ...] | None = None) -> None:
+                 data_shape: tuple[int, ...] | None = None, noise_std: float = 0.0) -> None:
         super().__init__()
+        if noise_std < 0:
+            raise ValueError(f"noise_std must be >= 0, got {noise_std}")
+        if dequantizer is not None and noise_std > 0:
+            raise ValueError("a flow with its own dequantizer takes integer levels; noise augmentation "
+                             "(noise_std > 0) applies only to flows of continuous data")
         self.transform = transform
         self.prior = prior
         self.dequantizer = dequantizer
         self.data_shape = tuple(data_shape) if data_shape is not None else tuple(prior.event_shape)
+        self.noise_std = float(noise_std)
 
     @property
     def num_dims(self) -> int:
         """Number of data dimensions ``D`` (used for bits/dim)."""
         return math.prod(self.data_shape)
 
+    @property
+    def dequantizes(self) -> bool:
+        """Whether the flow takes integer levels and dequantizes them itself."""
+        return self.dequantizer is not None
+
+    def sampling_options(self) -> set[str]:
+        """The keyword options :meth:`sample` takes: ``denoise`` and those the layers name in ``inverse_options``."""
+        return {"denoise"} | {option for module in self.modules() for option in getattr(module, "inverse_options", ())}
+
     def _check_input(self, x: Tensor) -> None:
-        if tuple(x.shape[1:]) != self.data_shape:
-            raise ValueError(f"expected data of shape (batch, {', '.join(map(str, self.data_shape))}), "
-                             f"got {tuple(x.shape)}")
-        if x.is_floating_point() and not torch.isfinite(x).all():
-            raise ValueError("input contains NaN or infinite values")
+        check_event_shape(type(self).__name__, x, self.data_shape, "data")
+        if validating() and x.is_floating_point() and not torch.isfinite(x).all():
+            raise ValueError(f"{type(self).__name__}: the data contains NaN or infinite values")
 
     def log_prob_terms(self, x: Tensor, context: Tensor | None = None, *, noise: Noise = None) -> LogLikelihood:
         """The terms of ``log p(x | context)``; ``noise`` seeds or replays the stochastic layers' draws."""
@@ -115,10 +159,13 @@ class Flow(nn.Module):
         with noise_lib.use(noise):
             if self.dequantizer is not None:
                 y, dequantization = self.dequantizer(x, context)
+                check_log_det(f"the dequantizer ({type(self.dequantizer).__name__})", dequantization, x.shape[0])
             else:
                 y, dequantization = x, x.new_zeros(x.shape[0], dtype=torch.get_default_dtype())
             z, log_det = self.transform(y, context)
+            check_log_det(f"the transform ({type(self.transform).__name__})", log_det, x.shape[0])
             prior = self.prior.log_prob(z, context)
+            check_log_det(f"the prior ({type(self.prior).__name__}) log_prob", prior, x.shape[0])
         return LogLikelihood(prior=prior, log_det=log_det, dequantization=dequantization, num_dims=self.num_dims)
 
     def log_prob(self, x: Tensor, context: Tensor | None = None, *, noise: Noise = None) -> Tensor:
@@ -140,19 +187,66 @@ class Flow(nn.Module):
             return self.transform(y, context)[0]
 
     def latent_to_data(self, z: Tensor, context: Tensor | None = None, *, noise: Noise = None,
-                       temperature: float = 1.0) -> Tensor:
-        """Run the generative direction from a given latent ``z``."""
+                       temperature: float = 1.0, **options: Any) -> Tensor:
+        """Run the generative direction from a given latent ``z``; ``options`` reach every layer's ``inverse``."""
         with noise_lib.use(noise, temperature=temperature):
-            y = self.transform.inverse(z, context)[0]
-            return self.dequantizer.inverse(y, context)[0] if self.dequantizer is not None else y
+            y = self.transform.inverse(z, context, **options)[0]
+            return self.dequantizer.inverse(y, context, **options)[0] if self.dequantizer is not None else y
 
     @torch.no_grad()
     def sample(self, n: int, context: Tensor | None = None, temperature: float = 1.0,
-               generator: torch.Generator | None = None) -> Tensor:
-        """Draw ``n`` samples; ``temperature`` scales every latent draw, ``generator`` makes them reproducible."""
+               generator: torch.Generator | None = None, *, denoise: bool = False, **options: Any) -> Tensor:
+        """Draw ``n`` samples.
+
+        Args:
+            n: number of samples.
+            context: conditioning of each sample (e.g. class labels of shape ``(n,)``).
+            temperature: scales every latent draw.
+            generator: makes the draws reproducible.
+            denoise: finish with one score-based denoising step (:meth:`denoise`; flows trained with noise
+                augmentation only).
+            options: sampling options of the flow's layers (:meth:`sampling_options`), e.g. TarFlow's
+                ``guidance=2.0``; they reach every layer through :meth:`nfkit_core.Sequential.inverse`.
+        """
+        unknown = sorted(set(options) - self.sampling_options()) if options else []
+        if unknown:
+            raise ValueError(f"{type(self).__name__}.sample() takes no option(s) {unknown}; its options: "
+                             f"{', '.join(sorted(self.sampling_options()))}")
+        if n < 0:
+            raise ValueError(f"the number of samples must be >= 0, got {n}")
+        if not (math.isfinite(temperature) and temperature >= 0):
+            raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
+        if n == 0:  # an empty batch, without running layers that index their first row
+            like = next(self.parameters(), torch.empty(0))
+            return torch.empty((0, *self.data_shape), device=like.device, dtype=like.dtype)
         with noise_lib.use(generator, temperature=temperature):
             z = self.prior.sample(n, context)
-            return self.latent_to_data(z, context, temperature=temperature)
+            x = self.latent_to_data(z, context, temperature=temperature, **options)
+        return self.denoise(x, context) if denoise else x
+
+    def score(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """``grad_x log p(x | context)`` by autograd through the flow, in fp32 (for continuous data)."""
+        with torch.enable_grad(), torch.autocast(x.device.type, enabled=False):
+            x = x.detach().requires_grad_(True)
+            log_prob = self.log_prob(x, context)
+            return torch.autograd.grad(log_prob.sum(), x)[0]
+
+    def denoise(self, x: Tensor, context: Tensor | None = None, noise_std: float | None = None) -> Tensor:
+        """One step of score-based denoising: ``x + sigma^2 grad_x log p(x)`` (Tweedie's formula).
+
+        A model of ``y = x + sigma eps`` gives ``E[x | y] = y + sigma^2 grad_y log p(y)`` (Tweedie; Efron 2011), so a
+        flow trained on noise-augmented data (Zhai et al. 2025) removes the noise from its samples this way.
+
+        Args:
+            x: noisy data (e.g. fresh samples).
+            context: their conditioning.
+            noise_std: ``sigma``; by default the training noise :attr:`noise_std`.
+        """
+        sigma = self.noise_std if noise_std is None else float(noise_std)
+        if sigma <= 0:
+            raise ValueError("denoising needs a noise level: this flow was not trained with noise augmentation "
+                             "(noise_std = 0); pass noise_std=...")
+        return (x + sigma**2 * self.score(x, context)).detach()
 
     def intermediates(self, x: Tensor, context: Tensor | None = None, names: Iterable[str] | None = None, *,
                       noise: Noise = None) -> dict[str, Tensor]:

@@ -16,8 +16,10 @@ from torch import Tensor, nn
 
 from nfkit_core import noise
 from nfkit_core.transform import sum_except_batch
+from nfkit_core.validation import check_class_labels, check_event_shape
 
-__all__ = ["Prior", "StandardNormal", "DiagonalGaussian", "ClassConditionalGaussian", "normal_log_prob"]
+__all__ = ["Prior", "GaussianPrior", "StandardNormal", "DiagonalGaussian", "ClassConditionalGaussian",
+           "normal_log_prob"]
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -39,24 +41,21 @@ class Prior(Protocol):
     def sample(self, n: int, context: Tensor | None = None) -> Tensor: ...
 
 
-class _Gaussian(nn.Module):
-    """Shared code of the Gaussian priors: subclasses give ``mean_and_log_scale(context, n)``."""
+class GaussianPrior(nn.Module):
+    """The base class of diagonal Gaussian priors: a subclass gives ``mean_and_log_scale(context, n)``, tensors that
+    broadcast to ``(n, *event_shape)``; scoring and sampling (scaled by the sampling temperature) are shared."""
 
     def __init__(self, event_shape: Sequence[int]) -> None:
         super().__init__()
         self.event_shape = tuple(int(d) for d in event_shape)
 
     def mean_and_log_scale(self, context: Tensor | None, n: int) -> tuple[Tensor, Tensor]:
+        """Mean and log-scale for ``n`` latents with conditioning ``context``."""
         raise NotImplementedError
-
-    def _check(self, z: Tensor) -> None:
-        if tuple(z.shape[1:]) != self.event_shape:
-            raise ValueError(f"prior expects latents of shape (batch, {', '.join(map(str, self.event_shape))}), "
-                             f"got {tuple(z.shape)}")
 
     def log_prob(self, z: Tensor, context: Tensor | None = None) -> Tensor:
         """``log p(z | context)`` summed over the event, shape ``(batch,)``."""
-        self._check(z)
+        check_event_shape(type(self).__name__, z, self.event_shape, "latents")
         mean, log_scale = self.mean_and_log_scale(context, z.shape[0])
         return sum_except_batch(normal_log_prob(z, mean, log_scale))
 
@@ -68,7 +67,7 @@ class _Gaussian(nn.Module):
         return mean + torch.exp(log_scale) * eps * noise.temperature()
 
 
-class StandardNormal(_Gaussian):
+class StandardNormal(GaussianPrior):
     """``N(0, I)`` over ``event_shape``."""
 
     def __init__(self, event_shape: Sequence[int]) -> None:
@@ -79,7 +78,7 @@ class StandardNormal(_Gaussian):
         return self._zero, self._zero
 
 
-class DiagonalGaussian(_Gaussian):
+class DiagonalGaussian(GaussianPrior):
     """``N(mean, diag(exp(log_scale))^2)`` with learned ``mean`` and ``log_scale`` (initialised to N(0, I))."""
 
     def __init__(self, event_shape: Sequence[int]) -> None:
@@ -91,7 +90,7 @@ class DiagonalGaussian(_Gaussian):
         return self.mean, self.log_scale
 
 
-class ClassConditionalGaussian(_Gaussian):
+class ClassConditionalGaussian(GaussianPrior):
     """A diagonal Gaussian whose mean and log-scale are looked up from the class label in ``context``.
 
     ``context`` holds integer labels of shape ``(batch,)`` in ``[0, num_classes)``; the embeddings start at zero, so
@@ -108,12 +107,6 @@ class ClassConditionalGaussian(_Gaussian):
         nn.init.zeros_(self.log_scale.weight)
 
     def mean_and_log_scale(self, context: Tensor | None, n: int) -> tuple[Tensor, Tensor]:
-        if context is None:
-            raise ValueError("ClassConditionalGaussian needs class labels as context")
-        labels = context.long().reshape(-1)
-        if labels.shape[0] != n:
-            raise ValueError(f"got {labels.shape[0]} labels for a batch of {n}")
-        if labels.min() < 0 or labels.max() >= self.num_classes:
-            raise ValueError(f"class labels must lie in [0, {self.num_classes}), got {labels.tolist()}")
+        labels = check_class_labels(type(self).__name__, context, self.num_classes, n)
         shape = (n, *self.event_shape)
         return self.mean(labels).reshape(shape), self.log_scale(labels).reshape(shape)

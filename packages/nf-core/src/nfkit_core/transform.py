@@ -22,45 +22,64 @@ Stochastic layers
     ``is_bijective = False``.
 
 Context
-    ``context`` carries class labels or any other conditioning. Every layer takes it and passes it on, even if it
-    ignores it.
+    ``context`` carries conditioning only: class labels or any other input the modelled distribution depends on.
+    Every layer takes it and passes it on, even if it ignores it. A layer's internal inputs (features computed inside
+    an architecture) travel as its own keyword arguments, never through ``context``.
+
+Sampling options
+    ``inverse`` also takes per-call keyword options (e.g. TarFlow's ``guidance``): :class:`Sequential` hands every
+    option to every step, and a layer uses the ones it names in :attr:`Transform.inverse_options` and ignores the
+    rest. :meth:`nfkit_core.NormalizingFlow.sample` rejects options that no layer of the flow names.
+
+Shapes
+    :class:`Sequential` checks the shape of every step's log-det (cheaply, always) and names the step that got it
+    wrong.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from torch import Tensor, nn
 
-__all__ = ["Bijector", "Transform", "Sequential", "Inverse", "sum_except_batch"]
+from nfkit_core.validation import check_log_det
+
+__all__ = ["Bijector", "Transform", "Sequential", "sum_except_batch"]
 
 
 @runtime_checkable
 class Bijector(Protocol):
-    """Anything with a normalizing ``forward`` and a generative ``inverse``, each returning ``(output, log_det)``."""
+    """The contract of every layer: a normalizing ``forward`` and a generative ``inverse``, each returning
+    ``(output, log_det)`` with ``log_det`` of shape ``(batch,)`` in nats.
+
+    ``is_bijective`` is ``False`` for stochastic layers (their forward log-det is a bound term, see the module
+    docstring). ``inverse`` accepts per-call sampling options as keywords and ignores those it does not know.
+    """
 
     is_bijective: bool
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]: ...
 
-    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]: ...
+    def inverse(self, z: Tensor, context: Tensor | None = None, **options: Any) -> tuple[Tensor, Tensor]: ...
 
 
 class Transform(nn.Module):
-    """Base class for layers: an :class:`torch.nn.Module` that follows the :class:`Bijector` contract.
+    """The base class of layers: a :class:`torch.nn.Module` that implements :class:`Bijector`.
 
-    Subclasses implement :meth:`forward` and :meth:`inverse`. Set ``is_bijective = False`` for stochastic layers.
+    Subclasses implement :meth:`forward` and :meth:`inverse`. Set ``is_bijective = False`` for stochastic layers, and
+    list the sampling options that :meth:`inverse` reads in ``inverse_options``.
     """
 
     is_bijective: bool = True
+    inverse_options: ClassVar[tuple[str, ...]] = ()
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Map data towards the latent: return ``(z, log_det)``."""
         raise NotImplementedError
 
-    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Map a latent towards data: return ``(x, log_det)``."""
+    def inverse(self, z: Tensor, context: Tensor | None = None, **options: Any) -> tuple[Tensor, Tensor]:
+        """Map a latent towards data: return ``(x, log_det)``; ``options`` are per-call sampling options."""
         raise NotImplementedError
 
 
@@ -68,7 +87,8 @@ class Sequential(Transform):
     """Transforms applied one after another (``forward`` in order, ``inverse`` in reverse order).
 
     Give the transforms positionally (named ``"0"``, ``"1"``, ...) or as a mapping from name to transform; the names
-    are how :meth:`nfkit_core.Flow.intermediates` refers to the output of each step.
+    are how :meth:`nfkit_core.NormalizingFlow.intermediates` refers to the output of each step. Sampling options
+    given to :meth:`inverse` reach every step.
     """
 
     def __init__(self, *transforms: Transform | Mapping[str, Transform]) -> None:
@@ -97,32 +117,23 @@ class Sequential(Transform):
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         total = x.new_zeros(x.shape[0])
-        for transform in self.transforms.values():
+        for name, transform in self.transforms.items():
             x, log_det = transform(x, context)
+            check_log_det(_describe(name, transform), log_det, total.shape[0])
             total = total + log_det
         return x, total
 
-    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def inverse(self, z: Tensor, context: Tensor | None = None, **options: Any) -> tuple[Tensor, Tensor]:
         total = z.new_zeros(z.shape[0])
-        for transform in reversed(list(self.transforms.values())):
-            z, log_det = transform.inverse(z, context)
+        for name, transform in reversed(self.transforms.items()):
+            z, log_det = transform.inverse(z, context, **options)
+            check_log_det(f"{_describe(name, transform)} (inverse)", log_det, total.shape[0])
             total = total + log_det
         return z, total
 
 
-class Inverse(Transform):
-    """Swap the two directions of a bijection (e.g. to use a generative-direction layer as a normalizing one)."""
-
-    def __init__(self, transform: Transform) -> None:
-        super().__init__()
-        self.transform = transform
-        self.is_bijective = transform.is_bijective
-
-    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        return self.transform.inverse(x, context)
-
-    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        return self.transform(z, context)
+def _describe(name: str, transform: nn.Module) -> str:
+    return f"step {name!r} ({type(transform).__name__})"
 
 
 def sum_except_batch(x: Tensor) -> Tensor:

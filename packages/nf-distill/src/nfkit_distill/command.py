@@ -8,14 +8,17 @@ train.steps=N]`` continues. The output is an ordinary run folder (``nf sample``,
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
+from nfkit_core import extras
 from nfkit_core.checkpoint import CHECKPOINT_NAME, read_checkpoint
 from nfkit_core.cli.settings import parse_assignments, parse_value
 from nfkit_core.errors import ConfigError
 from nfkit_core.plugins import get_registry
 from nfkit_core.specs import CommandSpec
-from nfkit_core.train import TrainConfig
+from nfkit_core.train import RunConfig, TrainConfig, TrainingInterrupted, start_process
+from nfkit_core.train.artifacts import check_run_folder
 from nfkit_distill.api import student_run
 from nfkit_distill.trainer import DistillTrainer
 
@@ -50,36 +53,53 @@ def _options(args: argparse.Namespace, config_class: type) -> dict:
     return options
 
 
-def run(args: argparse.Namespace) -> int:
-    registry = get_registry()
+def _resume(args: argparse.Namespace, registry) -> DistillTrainer:
+    given = [f for f, v in (("--teacher", args.teacher), ("--arch", args.arch), ("--out", args.out),
+                            ("--student-preset", args.student_preset), ("--lambdas", args.lambdas)) if v]
+    if given or any(a.startswith("distill.") for a in args.set):
+        raise ConfigError(f"--resume DIR continues with the stored configuration; only --set train.KEY=VALUE may "
+                          f"change it (got {', '.join(given) or 'distill.* options'})")
+    overrides = parse_assignments(args.set, {"train": TrainConfig})["train"]
+    folder = check_run_folder(args.resume, force=True)
+    state = read_checkpoint(folder / CHECKPOINT_NAME)
+    run = RunConfig.from_checkpoint(state, overrides, registry)
+    return DistillTrainer(run, folder, registry=registry, checkpoint=state, dist=start_process(run.train))
+
+
+def _start(args: argparse.Namespace, registry) -> DistillTrainer:
+    if not args.teacher or not args.out:
+        raise ConfigError("nf distill needs --teacher RUN and --out DIR (or --resume DIR)")
+    check_run_folder(args.out)
+    if (Path(args.out) / CHECKPOINT_NAME).exists():
+        raise ConfigError(f"{args.out} already holds a run; continue it with --resume {args.out} or choose "
+                          f"another --out")
+    spec = registry.distillers.get(args.loss)
+    state = read_checkpoint(args.teacher)
+    arch = args.arch or state["architecture"]
     others = [a for a in args.set if not a.startswith("distill.")]
-    if args.resume:
-        given = [f for f, v in (("--teacher", args.teacher), ("--arch", args.arch), ("--out", args.out),
-                                ("--student-preset", args.student_preset), ("--lambdas", args.lambdas)) if v]
-        if given or len(others) != len(args.set):
-            raise ConfigError(f"--resume DIR continues with the stored configuration; only --set train.KEY=VALUE may "
-                              f"change it (got {', '.join(given) or 'distill.* options'})")
-        overrides = parse_assignments(others, {"train": TrainConfig})["train"]
-        trainer = DistillTrainer.resume(args.resume, overrides, registry=registry)
-    else:
-        if not args.teacher or not args.out:
-            raise ConfigError("nf distill needs --teacher RUN and --out DIR (or --resume DIR)")
-        if (Path(args.out) / CHECKPOINT_NAME).exists():
-            raise ConfigError(f"{args.out} already holds a run; continue it with --resume {args.out} or choose "
-                              f"another --out")
-        spec = registry.distillers.get(args.loss)
-        state = read_checkpoint(args.teacher)
-        arch = args.arch or state["architecture"]
-        sections = parse_assignments(others, {"model": registry.architectures.get(arch).config_class,
-                                              "train": TrainConfig})
-        run_config = student_run(args.teacher, arch, args.student_preset, sections["model"], sections["train"],
-                                 registry)
-        trainer = DistillTrainer(run_config, args.out, registry=registry, teacher=args.teacher,
-                                 distiller=args.loss, options=_options(args, spec.config_class))
+    sections = parse_assignments(others, {"model": registry.architectures.get(arch).config_class,
+                                          "train": TrainConfig})
+    run = student_run(args.teacher, arch, args.student_preset, sections["model"], sections["train"], registry)
+    return DistillTrainer(run, args.out, registry=registry, dist=start_process(run.train), teacher=args.teacher,
+                          distiller=args.loss, options=_options(args, spec.config_class))
+
+
+def run(args: argparse.Namespace) -> int:
+    missing = extras.missing()
+    if missing:
+        raise extras.MissingExtraError(f"distillation trains a flow and needs {', '.join(missing)}, not installed: "
+                                       f"{extras.INSTALL_HINT}")
+    registry = get_registry()
+    trainer = None
     try:
+        trainer = _resume(args, registry) if args.resume else _start(args, registry)
         trainer.fit()
+    except TrainingInterrupted as stop:
+        print(f"nf distill: {stop}", file=sys.stderr)
+        return stop.exit_code
     finally:
-        trainer.close()
+        if trainer is not None:
+            trainer.close()
     return 0
 
 

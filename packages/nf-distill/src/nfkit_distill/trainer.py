@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from torch import Tensor
+from torch.utils.data import default_collate
 
 from nfkit_core import noise
 from nfkit_core.checkpoint import build_flow, read_checkpoint
 from nfkit_core.errors import ConfigError
 from nfkit_core.plugins import Registry
 from nfkit_core.train import RunConfig, Trainer
+from nfkit_core.train.distributed import Distributed
 from nfkit_core.train.randomness import ShardedNoise
 from nfkit_distill.objective import DistillationObjective, freeze
 
@@ -38,18 +40,20 @@ class DistillTrainer(Trainer):
         out_dir: the student's run folder.
         registry: where architectures, datasets and distillers are looked up.
         checkpoint: a checkpoint of this run to continue from.
+        dist: this process's place in a distributed run (see :class:`~nfkit_core.train.Trainer`).
         teacher: the teacher's run folder or checkpoint file (read from ``distill.json`` on resume).
         distiller: the registered distiller's name (``lkd``, ``ilkd``, ``skd``, ``ilkd+skd``, ...).
         options: overrides of the distiller's config fields (e.g. ``{"latent_weight": 0.2}``).
     """
 
     def __init__(self, run: RunConfig, out_dir: str | Path, registry: Registry | None = None,
-                 checkpoint: dict[str, Any] | None = None, *, teacher: str | Path | None = None,
-                 distiller: str | None = None, options: dict[str, Any] | None = None) -> None:
+                 checkpoint: dict[str, Any] | None = None, dist: Distributed | None = None, *,
+                 teacher: str | Path | None = None, distiller: str | None = None,
+                 options: dict[str, Any] | None = None) -> None:
         if run.train.compile:
             raise ConfigError("train.compile=true is not supported by nf distill: the matched intermediates are read "
                               "by forward hooks, which torch.compile's graph does not run")
-        super().__init__(run, out_dir, registry=registry, checkpoint=checkpoint)
+        super().__init__(run, out_dir, registry=registry, checkpoint=checkpoint, dist=dist)
         if teacher is None:
             stored = self._stored_settings()
             teacher, distiller, options = stored["teacher"], stored["distiller"], stored["options"]
@@ -57,7 +61,7 @@ class DistillTrainer(Trainer):
         state = read_checkpoint(self.teacher_path, map_location=self.device)
         self._check_same_data(state)
         self.teacher = freeze(build_flow(state, registry=self.registry).to(self.device))
-        self._print(f"distilling {self.teacher_path} ({state['architecture']}, "
+        self.say(f"distilling {self.teacher_path} ({state['architecture']}, "
                     f"{sum(p.numel() for p in self.teacher.parameters())} parameters) into {run.arch} "
                     f"({sum(p.numel() for p in self.flow.parameters())} parameters)")
         self.use_distiller(distiller or "ilkd", options, write=checkpoint is None)
@@ -77,7 +81,7 @@ class DistillTrainer(Trainer):
         self.distillation: DistillationObjective = spec.build(config, self.teacher, self.flow, x, context,
                                                               self.num_dims, self.preprocessing.log_bin_width)
         self.distiller, self.distill_config = distiller, config
-        self._print(f"from step {self.step}, {distiller}: {self._weights()}\n{self.distillation.pairing.describe()}")
+        self.say(f"from step {self.step}, {distiller}: {self._weights()}\n{self.distillation.pairing.describe()}")
         if write and self.dist.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             settings = {"teacher": self.teacher_path, "distiller": distiller, "from_step": self.step,
@@ -103,11 +107,12 @@ class DistillTrainer(Trainer):
                               f"dequantizer, or noise augmentation, on one side only?)")
 
     def _probe_batch(self) -> tuple[Tensor, Tensor | None]:
-        """The first training batch, preprocessed, to check the pairing's shapes on (the same at every call)."""
-        x, labels = self._first_global_batch()
+        """The first training examples, preprocessed, to check the pairing's shapes on (the same at every call)."""
+        size = min(self.local_batch_size, len(self.train_set))
+        x, labels = default_collate([self.train_set[i] for i in range(size)])
         with noise.use(ShardedNoise(self.config.seed, 0, device=self.device)):
             x, labels = self.preprocessing(x.to(self.device), labels.to(self.device), train=True)
-        return x, self._context(labels)
+        return x, self.evaluator.context(labels)
 
     def _weights(self) -> str:
         c = self.distill_config
@@ -117,7 +122,7 @@ class DistillTrainer(Trainer):
 
     def objective(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
         """Eq. 15 on the batch, which teacher and student both see (see :class:`DistillationObjective`)."""
-        with self.autocast():
+        with self._autocast():
             loss, log_prob, terms = self.distillation(self.model, x, context)
         if (self.step + 1) % self.config.log_every == 0:  # this process's batch, next to the trainer's averages
             self.metrics.append({"step": self.step + 1, **{f"distill_{k}": v.item() for k, v in terms.items()}})

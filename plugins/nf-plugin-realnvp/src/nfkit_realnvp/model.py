@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from nfkit_core import Flow, Sequential, StandardNormal
+from nfkit_core import NormalizingFlow, Sequential, StandardNormal
 from nfkit_core.layers import ActNorm, AffineCoupling, Split, Squeeze
 from nfkit_core.specs import DataInfo
 
@@ -63,7 +63,7 @@ def image_scale(channels: int, config: RealNVPConfig, last: bool) -> tuple[Seque
     return Sequential(steps), channels // 2
 
 
-def build_realnvp(config: RealNVPConfig, data: DataInfo) -> Flow:
+def build_realnvp(config: RealNVPConfig, data: DataInfo) -> NormalizingFlow:
     """Real NVP for ``data``: multi-scale for ``(C, H, W)`` images, a coupling stack for vectors."""
     if len(data.shape) == 3:
         channels, height, width = data.shape
@@ -75,7 +75,7 @@ def build_realnvp(config: RealNVPConfig, data: DataInfo) -> Flow:
             scales[f"scale{s}"], channels = image_scale(channels, config, last=s == config.scales - 1)
         side = 2 ** (config.scales - 1)
         latent_shape = (channels, height // side, width // side)
-        flow = Flow(Sequential(scales), StandardNormal(latent_shape), data_shape=data.shape)
+        flow = NormalizingFlow(Sequential(scales), StandardNormal(latent_shape), data_shape=data.shape)
         # Knowledge distillation (nfkit-distill) matches the latent each scale passes on.
         flow.matchable_intermediates = [[f"scale{s}.split"] for s in range(config.scales - 1)] + [
             [f"scale{config.scales - 1}"]]
@@ -90,7 +90,7 @@ def build_realnvp(config: RealNVPConfig, data: DataInfo) -> Flow:
         steps[f"coupling{i}"] = AffineCoupling(mlp(half, 2 * (features - half), config.hidden), mask="channel",
                                                log_scale="tanh", reverse_mask=i % 2 == 1)
         steps[f"actnorm{i}"] = ActNorm(features)
-    flow = Flow(Sequential(steps), StandardNormal((features,)), data_shape=data.shape)
+    flow = NormalizingFlow(Sequential(steps), StandardNormal((features,)), data_shape=data.shape)
     flow.matchable_intermediates = [[f"actnorm{i}" for i in range(2 * config.couplings)]]
     return flow
 

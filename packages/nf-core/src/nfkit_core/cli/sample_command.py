@@ -1,15 +1,15 @@
 """``nf sample``: draw samples from a trained flow and save them as an image grid (or a ``.npy`` array).
 
 ``nf sample CHECKPOINT -n N [--temperature T] [--class C] --out FILE.png [--set key=value ...]``. ``CHECKPOINT`` is a
-checkpoint file or a run folder. ``--set`` options go to the architecture's ``sample`` method as keyword arguments,
-for sampling options that only some architectures have (e.g. ``--set guidance=2.0`` for TarFlow's classifier-free
-guidance).
+checkpoint file or a run folder. ``--set`` options go to the flow's ``sample`` method as keyword arguments: ``denoise``
+and the sampling options of its layers (e.g. ``--set guidance=2.0`` for TarFlow's classifier-free guidance).
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
+import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ from nfkit_core.checkpoint import build_flow, checkpoint_path, data_info_from_di
 from nfkit_core.cli.settings import parse_assignment
 from nfkit_core.data import Preprocessing
 from nfkit_core.errors import ConfigError
+from nfkit_core.files import explain_full_disk
 from nfkit_core.sampling import grid_columns, sample_labels
 from nfkit_core.specs import CommandSpec
 from nfkit_core.train.distributed import resolve_device
@@ -48,15 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _sample_options(flow: torch.nn.Module, assignments: list[str]) -> dict:
     options = dict(parse_assignment(assignment) for assignment in assignments)
-    parameters = inspect.signature(flow.sample).parameters
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        fixed = {"n", "context", "temperature", "generator"}
-        unknown = sorted(set(options) - set(parameters))
-        refused = sorted(unknown or fixed & set(options))
-        if refused:
-            extra = [name for name in parameters if name not in fixed]
-            raise ConfigError(f"{type(flow).__name__}.sample() takes no option(s) {refused} through --set; its extra "
-                             f"options: {', '.join(extra) or 'none'}")
+    refused = sorted(set(options) - flow.sampling_options())
+    if refused:
+        raise ConfigError(f"{type(flow).__name__}.sample() takes no option(s) {refused} through --set; its extra "
+                          f"options: {', '.join(sorted(flow.sampling_options()))}")
     return options
 
 
@@ -64,8 +60,17 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix not in SUFFIXES:
         raise ConfigError(f"--out must end in {' or '.join(SUFFIXES)}, got {out.name!r}")
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a folder; name the file to write, e.g. {out / ('samples' + out.suffix)}")
+    folder = next((p for p in (out.parent, *out.parent.parents) if p.exists()), Path("."))
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write to {folder} (permission denied); choose another --out")
     if args.num_samples < 1:
         raise ConfigError(f"-n must be at least 1, got {args.num_samples}")
+    if not (math.isfinite(args.temperature) and args.temperature > 0):
+        raise ConfigError(f"--temperature must be a positive number, got {args.temperature}")
+    if args.nrow is not None and args.nrow < 1:
+        raise ConfigError(f"--nrow must be at least 1, got {args.nrow}")
     device = resolve_device(args.device)
     state = read_checkpoint(args.checkpoint, map_location=device)
     flow = build_flow(state, ema={"auto": None, "ema": True, "model": False}[args.weights]).to(device)
@@ -81,12 +86,13 @@ def run(args: argparse.Namespace) -> int:
     context = sample_labels(n, info.num_classes, args.class_label, device=device)
     generator = torch.Generator().manual_seed(args.seed)
     samples = flow.sample(n, context, temperature=args.temperature, generator=generator, **options)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".npy":
-        np.save(out, samples.float().cpu().numpy())
-    else:
-        nrow = args.nrow or grid_columns(info.num_classes, args.class_label)
-        save_samples(samples, Preprocessing(**state["preprocessing"]), out, nrow=nrow)
+    with explain_full_disk(out, samples.numel() * 4):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix == ".npy":
+            np.save(out, samples.float().cpu().numpy())
+        else:
+            nrow = args.nrow or grid_columns(info.num_classes, args.class_label)
+            save_samples(samples, Preprocessing(**state["preprocessing"]), out, nrow=nrow)
     print(f"wrote {n} samples of {checkpoint_path(args.checkpoint)} (step {state['step']}) to {out}")
     return 0
 

@@ -4,20 +4,28 @@
 ``nf train --resume DIR [--set train.steps=N]`` continues one. ``nf train --arch NAME --data NAME --help`` lists the
 options of that architecture and dataset next to the training options. Under ``torchrun`` every process runs the
 same command and they train together (DistributedDataParallel).
+
+This command owns the process: it joins the process group and sets the CPU thread count
+(:func:`nfkit_core.train.start_process`) before it builds the :class:`~nfkit_core.train.Trainer`. Ctrl-C or ``SIGTERM``
+finishes the current step, writes a checkpoint, prints how to resume and exits with 130 or 143; a second Ctrl-C
+aborts at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import textwrap
 from pathlib import Path
 
-from nfkit_core.checkpoint import CHECKPOINT_NAME
+from nfkit_core import extras
+from nfkit_core.checkpoint import CHECKPOINT_NAME, read_checkpoint
 from nfkit_core.cli.settings import describe_fields, load_toml, parse_assignments, section_values
 from nfkit_core.errors import ConfigError
 from nfkit_core.plugins.manager import get_registry
 from nfkit_core.specs import CommandSpec
-from nfkit_core.train import TrainConfig, Trainer, make_run_config
+from nfkit_core.train import RunConfig, TrainConfig, Trainer, TrainingInterrupted, make_run_config, start_process
+from nfkit_core.train.artifacts import check_run_folder
 
 DEFAULT_DATASET = "digits"
 
@@ -40,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "has; repeatable, overrides --config")
     parser.add_argument("--out", metavar="DIR", help="the run folder to write (checkpoint, metrics, figures, report)")
     parser.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint")
+    parser.add_argument("--force", action="store_true",
+                        help="write into an --out folder that is not empty and not an nf run")
     parser.set_defaults(_train_parser=parser)
 
 
@@ -68,7 +78,11 @@ def _resume(args: argparse.Namespace) -> Trainer:
         raise ConfigError(f"--resume DIR continues the run in DIR with its stored configuration; {', '.join(given)} "
                          f"cannot be combined with it (change training options with --set train.KEY=VALUE)")
     overrides = parse_assignments(args.set, {"train": TrainConfig})["train"]
-    return Trainer.resume(args.resume, overrides)
+    folder = check_run_folder(args.resume, force=True)
+    state = read_checkpoint(folder / CHECKPOINT_NAME)
+    registry = get_registry()
+    run = RunConfig.from_checkpoint(state, overrides, registry)
+    return Trainer(run, folder, registry=registry, checkpoint=state, dist=start_process(run.train))
 
 
 def _start(args: argparse.Namespace) -> Trainer:
@@ -83,6 +97,7 @@ def _start(args: argparse.Namespace) -> Trainer:
     data_spec = registry.datasets.get(dataset)
     if not args.out:
         raise ConfigError("choose a run folder with --out DIR")
+    check_run_folder(args.out, force=args.force)
     if (Path(args.out) / CHECKPOINT_NAME).exists():
         raise ConfigError(f"{args.out} already holds a run ({CHECKPOINT_NAME}); continue it with --resume "
                          f"{args.out} or choose another --out")
@@ -92,18 +107,30 @@ def _start(args: argparse.Namespace) -> Trainer:
                           data=section_values(file_values, assignments, "data"),
                           train=section_values(file_values, assignments, "train"),
                           preset=args.preset or file_values.get("preset"), registry=registry)
-    return Trainer(run, args.out, registry=registry)
+    return Trainer(run, args.out, registry=registry, dist=start_process(run.train))
 
 
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "help", False):
         print(_help(args))
         return 0
-    trainer = _resume(args) if args.resume else _start(args)
+    missing = extras.missing()
+    if missing:
+        raise extras.MissingExtraError(f"training needs {', '.join(missing)}, not installed: {extras.INSTALL_HINT}")
+    trainer = None
     try:
+        trainer = _resume(args) if args.resume else _start(args)
         trainer.fit()
+    except TrainingInterrupted as stop:
+        print(f"nf train: {stop}", file=sys.stderr)
+        return stop.exit_code
+    except KeyboardInterrupt:
+        kept = f"; the last checkpoint is kept in {trainer.out_dir}" if trainer is not None else ""
+        print(f"nf train: aborted{kept}", file=sys.stderr)
+        return 130
     finally:
-        trainer.close()
+        if trainer is not None:
+            trainer.close()
     return 0
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from nfkit_core.data.base import ArrayDataset, DataError, check_split, require_path
+from nfkit_core.extras import require
 from nfkit_core.specs import DataInfo, DatasetSpec
 
 __all__ = ["Cifar10Config", "load_cifar10", "SPEC"]
@@ -55,7 +56,7 @@ class _ArrayUnpickler(pickle.Unpickler):
 
 
 def _read_batch(path: Path, checksum: str, verify: bool) -> tuple[np.ndarray, np.ndarray]:
-    from torchvision.datasets.utils import check_integrity
+    check_integrity = require("torchvision.datasets.utils", "the cifar10 dataset").check_integrity
 
     if not path.is_file():
         raise DataError(f"{path} not found (dataset 'cifar10' expects {LAYOUT})")
@@ -77,7 +78,7 @@ def _read_batch(path: Path, checksum: str, verify: bool) -> tuple[np.ndarray, np
 
 def load_cifar10(config: Cifar10Config, split: str) -> ArrayDataset:
     """The ``split`` part as ``(3, 32, 32)`` images of levels 0..255 with labels 0..9."""
-    from torchvision.datasets import CIFAR10
+    CIFAR10 = require("torchvision.datasets", "the cifar10 dataset").CIFAR10
 
     check_split("cifar10", split)
     root = require_path("cifar10", "root", config.root, LAYOUT) / CIFAR10.base_folder

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from nfkit_core.data.base import ArrayDataset, check_split, split_indices
+from nfkit_core.extras import require
 from nfkit_core.specs import DataInfo, DatasetSpec
 
 __all__ = ["DigitsConfig", "load_digits", "SPEC"]
@@ -36,7 +37,7 @@ class DigitsConfig:
 
 def load_digits(config: DigitsConfig, split: str) -> ArrayDataset:
     """The ``split`` part of the digits, as ``(1, 8, 8)`` images of levels 0..16 with class labels."""
-    from sklearn.datasets import load_digits as sklearn_digits
+    sklearn_digits = require("sklearn.datasets", "the digits dataset").load_digits
 
     check_split("digits", split)
     digits = sklearn_digits()

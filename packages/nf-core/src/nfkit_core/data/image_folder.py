@@ -7,6 +7,7 @@ to ``image_size`` (see :func:`nfkit_core.data.preprocess.center_crop_resize`), a
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -17,6 +18,7 @@ from torch.utils.data import Dataset
 
 from nfkit_core.data.base import DataError, check_split, require_path
 from nfkit_core.data.preprocess import center_crop_resize
+from nfkit_core.extras import require
 from nfkit_core.specs import DataInfo, DatasetSpec
 
 __all__ = ["ImageFolderConfig", "ImageFolderDataset", "load_image_folder", "SPEC"]
@@ -40,8 +42,8 @@ class ImageFolderConfig:
 
 
 def _read_image(path: str, mode: str) -> Tensor:
+    pil_to_tensor = require("torchvision.transforms.functional", "the image-folder dataset").pil_to_tensor
     from PIL import Image
-    from torchvision.transforms.functional import pil_to_tensor
 
     try:
         with Image.open(path) as image:
@@ -50,21 +52,39 @@ def _read_image(path: str, mode: str) -> Tensor:
         raise DataError(f"{path} is not a readable image ({error})") from None
 
 
+def _check_headers(paths: Iterable[str]) -> None:
+    """Open every image far enough to read its header (format and size, no pixels): a file that is not an image
+    fails here, naming the file, instead of at some training step."""
+    from PIL import Image, UnidentifiedImageError
+
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                width, height = image.size
+        except (OSError, UnidentifiedImageError, ValueError) as error:
+            raise DataError(f"{path} is not a readable image ({error}); remove or replace it") from None
+        if width == 0 or height == 0:
+            raise DataError(f"{path} is an empty image ({width} x {height})")
+
+
 class ImageFolderDataset(Dataset):
     """One split of an image folder; items are ``(levels (C, S, S) float, label)``."""
 
     def __init__(self, folder: Path, classes: list[str], config: ImageFolderConfig) -> None:
-        from torchvision.datasets import ImageFolder
+        ImageFolder = require("torchvision.datasets", "the image-folder dataset").ImageFolder
 
         mode = {1: "L", 3: "RGB"}.get(config.channels)
         if mode is None:
             raise DataError(f"image-folder: channels must be 1 or 3, got {config.channels}")
+        if config.image_size < 1:
+            raise DataError(f"image-folder: data.image_size must be at least 1, got {config.image_size}")
         try:
             self.folder = ImageFolder(str(folder), loader=partial(_read_image, mode=mode))
         except FileNotFoundError as error:
             raise DataError(f"{folder}: {error} (dataset 'image-folder' expects {LAYOUT})") from None
         if self.folder.classes != classes:
             raise DataError(f"{folder} has class folders {self.folder.classes}, but the train split has {classes}")
+        _check_headers(path for path, _ in self.folder.samples)
         self.image_size = config.image_size
         self.info = DataInfo(shape=(config.channels, config.image_size, config.image_size),
                              num_classes=len(classes), num_bins=256)

@@ -26,6 +26,7 @@ from torch import Tensor
 
 from nfkit_core import noise
 from nfkit_core.errors import ConfigError
+from nfkit_core.extras import require
 from nfkit_core.specs import DataInfo
 
 __all__ = ["center_crop_resize", "random_horizontal_flip", "scale_levels", "uniform_dequantize",
@@ -36,7 +37,7 @@ MODES = ("levels", "dequantize", "noise", "continuous")
 
 def center_crop_resize(image: Tensor, size: int) -> Tensor:
     """Crop the largest centred square of a ``(C, H, W)`` ``uint8`` image and resize it to ``size x size``."""
-    from torchvision.transforms.v2 import functional
+    functional = require("torchvision.transforms.v2.functional", "resizing images")
 
     side = min(image.shape[-2:])
     square = functional.center_crop(image, [side, side])
@@ -81,26 +82,26 @@ class Preprocessing:
     Attributes:
         mode: ``"levels"``, ``"dequantize"``, ``"noise"`` or ``"continuous"``.
         num_bins: levels per dimension of image data (``None`` for continuous data).
-        noise_sigma: standard deviation of the Gaussian noise (``"noise"``, or ``"continuous"`` when positive).
+        noise_std: standard deviation of the Gaussian noise (``"noise"``, or ``"continuous"`` when positive).
         hflip: flip training images horizontally at random.
         label_dropout: probability of dropping a training label to ``-1``.
     """
 
     mode: str
     num_bins: int | None = None
-    noise_sigma: float = 0.0
+    noise_std: float = 0.0
     hflip: bool = False
     label_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ConfigError(f"unknown preprocessing mode {self.mode!r}; modes: {', '.join(MODES)}")
-        if self.noise_sigma < 0 or not 0 <= self.label_dropout < 1:
-            raise ConfigError(f"need noise_sigma >= 0 and 0 <= label_dropout < 1, got {self.noise_sigma} and "
+        if self.noise_std < 0 or not 0 <= self.label_dropout < 1:
+            raise ConfigError(f"need noise_std >= 0 and 0 <= label_dropout < 1, got {self.noise_std} and "
                              f"{self.label_dropout}")
 
     @classmethod
-    def choose(cls, info: DataInfo, flow_dequantizes: bool, noise_sigma: float = 0.0, hflip: bool = False,
+    def choose(cls, info: DataInfo, flow_dequantizes: bool, noise_std: float = 0.0, hflip: bool = False,
                label_dropout: float = 0.0) -> Preprocessing:
         """The preprocessing for data described by ``info`` and a flow that does (or does not) dequantize."""
         if hflip and len(info.shape) != 3:
@@ -110,13 +111,13 @@ class Preprocessing:
                 raise ConfigError("the flow has a dequantizer, but the data is continuous (no num_bins)")
             mode = "continuous"
         elif flow_dequantizes:
-            if noise_sigma > 0:
+            if noise_std > 0:
                 raise ConfigError("the flow dequantizes the data itself; Gaussian noise augmentation "
-                                 "(noise_sigma > 0) applies only to flows without a dequantizer")
+                                 "(noise_std > 0) applies only to flows without a dequantizer")
             mode = "levels"
         else:
-            mode = "noise" if noise_sigma > 0 else "dequantize"
-        return cls(mode, info.num_bins, noise_sigma, hflip, label_dropout)
+            mode = "noise" if noise_std > 0 else "dequantize"
+        return cls(mode, info.num_bins, noise_std, hflip, label_dropout)
 
     @property
     def log_bin_width(self) -> float:
@@ -134,9 +135,9 @@ class Preprocessing:
         if self.mode == "dequantize":
             x = uniform_dequantize(x, self.num_bins)
         elif self.mode == "noise":
-            x = add_gaussian_noise(scale_levels(x, self.num_bins), self.noise_sigma)
-        elif self.mode == "continuous" and self.noise_sigma > 0:
-            x = add_gaussian_noise(x, self.noise_sigma)
+            x = add_gaussian_noise(scale_levels(x, self.num_bins), self.noise_std)
+        elif self.mode == "continuous" and self.noise_std > 0:
+            x = add_gaussian_noise(x, self.noise_std)
         if train and self.label_dropout > 0:
             labels = drop_labels(labels, self.label_dropout)
         return x, labels

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from nfkit_core.data.base import SPLITS, ArrayDataset, DataError, check_split
+from nfkit_core.extras import require
 from nfkit_core.specs import DataInfo, DatasetSpec
 
 __all__ = ["Toy2dConfig", "DISTRIBUTIONS", "sample_toy2d", "load_toy2d", "SPEC"]
@@ -35,14 +36,14 @@ class Toy2dConfig:
 
 
 def _moons(n: int, rng: np.random.Generator) -> np.ndarray:
-    from sklearn.datasets import make_moons
+    make_moons = require("sklearn.datasets", "the toy2d dataset").make_moons
 
     points = make_moons(n_samples=n, noise=0.1, random_state=int(rng.integers(2**31)))[0]
     return points * 2 + np.array([-1.0, -0.2])
 
 
 def _circles(n: int, rng: np.random.Generator) -> np.ndarray:
-    from sklearn.datasets import make_circles
+    make_circles = require("sklearn.datasets", "the toy2d dataset").make_circles
 
     return make_circles(n_samples=n, factor=0.5, noise=0.08, random_state=int(rng.integers(2**31)))[0] * 3
 

@@ -1,8 +1,8 @@
 """The invertible layers the architectures share.
 
 Every layer is a :class:`nfkit_core.Transform`: ``forward(x, context) -> (z, log_det)`` in the normalizing direction and
-``inverse(z, context) -> (x, log_det)``. Stochastic layers (:class:`Split`, :class:`Augment`, the dequantizers) draw
-their noise from :mod:`nfkit_core.noise`.
+``inverse(z, context, **options) -> (x, log_det)``. Stochastic layers (:class:`Split`, :class:`Augment`, the
+dequantizers) draw their noise from :mod:`nfkit_core.noise`.
 """
 
 from nfkit_core.layers.actnorm import ActNorm

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
-from nfkit_core.layers.shapes import check_channels, per_channel, positions
+from nfkit_core.layers.shapes import per_channel, positions
 from nfkit_core.transform import Transform
+from nfkit_core.validation import check_channels
 
 __all__ = ["ActNorm"]
 
@@ -54,7 +57,7 @@ class ActNorm(Transform):
         z = (x + per_channel(self.shift, x)) * per_channel(self.log_scale.exp(), x)
         return z, self._log_det(x)
 
-    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def inverse(self, z: Tensor, context: Tensor | None = None, **options: Any) -> tuple[Tensor, Tensor]:
         check_channels("ActNorm", z, self.num_features)
         x = z * per_channel(torch.exp(-self.log_scale), z) - per_channel(self.shift, z)
         return x, -self._log_det(z)

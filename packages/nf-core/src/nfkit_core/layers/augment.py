@@ -6,6 +6,8 @@ log-det is ``-log q(e | x)`` (SurVAE Flows, eq. 5: a stochastic inverse of a sli
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -21,9 +23,11 @@ class Augment(Transform):
     """Append ``noise_channels`` channels ``e = mean + exp(log_scale) * eps``, ``eps`` from
     :func:`nfkit_core.noise.randn`.
 
-    ``q(e | x) = N(mean, exp(log_scale)^2)`` with ``(mean, log_scale)`` from ``conditioner(x)`` (and the context, see
-    :mod:`nfkit_core.layers.conditioning`), or ``N(0, I)`` without a conditioner. The inverse drops the extra channels
-    and returns ``+log q(e | x)`` as its log-det.
+    ``q(e | h) = N(mean, exp(log_scale)^2)`` with ``(mean, log_scale)`` from ``conditioner(h)`` (and the context, see
+    :mod:`nfkit_core.layers.conditioning`), or ``N(0, I)`` without a conditioner. ``h`` is the input ``x`` itself, or
+    the ``features`` a caller passes as a keyword (an architecture's own internal inputs, e.g. DenseFlow's history of
+    earlier units; they are not ``context``). The inverse drops the extra channels and returns ``+log q(e | h)`` as
+    its log-det.
 
     Args:
         noise_channels: the number of channels to append; they have the spatial shape of the input.
@@ -41,20 +45,24 @@ class Augment(Transform):
         self.conditioner = conditioner
         self.params = check_choice("params", params, PARAM_LAYOUTS)
 
-    def _mean_and_log_scale(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+    def _mean_and_log_scale(self, x: Tensor, context: Tensor | None,
+                            features: Tensor | None) -> tuple[Tensor, Tensor]:
         shape = (x.shape[0], self.noise_channels, *x.shape[2:])
-        return gaussian_params(self.conditioner, x, context, shape, self.params, "Augment's conditioner")
+        h = x if features is None else features
+        return gaussian_params(self.conditioner, h, context, shape, self.params, "Augment's conditioner")
 
-    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        mean, log_scale = self._mean_and_log_scale(x, context)
+    def forward(self, x: Tensor, context: Tensor | None = None, *,
+                features: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        mean, log_scale = self._mean_and_log_scale(x, context, features)
         e = mean + torch.exp(log_scale) * noise.randn(mean.shape, device=x.device, dtype=x.dtype)
         log_q = sum_except_batch(normal_log_prob(e, mean, log_scale))
         return torch.cat([x, e], dim=1), -log_q
 
-    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def inverse(self, z: Tensor, context: Tensor | None = None, *, features: Tensor | None = None,
+                **options: Any) -> tuple[Tensor, Tensor]:
         if z.dim() < 2 or z.shape[1] <= self.noise_channels:
             raise ValueError(f"Augment.inverse expects more than {self.noise_channels} channels, got shape "
                              f"{tuple(z.shape)}")
         x, e = z[:, :-self.noise_channels], z[:, -self.noise_channels:]
-        mean, log_scale = self._mean_and_log_scale(x, context)
+        mean, log_scale = self._mean_and_log_scale(x, context, features)
         return x, sum_except_batch(normal_log_prob(e, mean, log_scale))

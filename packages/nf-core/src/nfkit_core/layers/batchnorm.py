@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
-from nfkit_core.layers.shapes import check_channels, per_channel, positions
+from nfkit_core.layers.shapes import per_channel, positions
 from nfkit_core.transform import Transform
+from nfkit_core.validation import check_channels
 
 __all__ = ["BatchNorm"]
 
@@ -61,7 +64,7 @@ class BatchNorm(Transform):
         z = x_hat * per_channel(self.log_gamma.exp(), x) + per_channel(self.beta, x)
         return z, self._log_det(var, x)
 
-    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def inverse(self, z: Tensor, context: Tensor | None = None, **options: Any) -> tuple[Tensor, Tensor]:
         check_channels("BatchNorm", z, self.num_features)
         x_hat = (z - per_channel(self.beta, z)) * per_channel(torch.exp(-self.log_gamma), z)
         x = x_hat * per_channel(torch.sqrt(self.running_var + self.eps), z) + per_channel(self.running_mean, z)

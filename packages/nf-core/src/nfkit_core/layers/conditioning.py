@@ -11,17 +11,35 @@ mixed precision changes the model slightly but never makes its likelihood approx
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import torch
 from torch import Tensor, nn
 
-__all__ = ["PARAM_LAYOUTS", "at_least_float32", "check_choice", "gaussian_params", "run_conditioner", "split_params"]
+__all__ = ["PARAM_LAYOUTS", "at_least_float32", "check_choice", "gaussian_params", "run_conditioner", "split_params",
+           "zero_init"]
 
 PARAM_LAYOUTS = ("halves", "interleaved")
 
+M = TypeVar("M", bound=nn.Module)
+
 
 def at_least_float32(x: Tensor) -> Tensor:
-    """``x`` in float32 if it is in a half-precision type (as under bf16 autocast), else unchanged."""
+    """``x`` in float32 if it is in a half-precision type (as under bf16 autocast), else unchanged (float64 stays
+    float64, e.g. in the conformance suite's Jacobian checks)."""
     return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
+def zero_init(layer: M) -> M:
+    """Set a layer's ``weight`` and ``bias`` (if any) to zero and return it.
+
+    The last layer of a conditioner starts at zero so that the flow layer it parametrises starts as the identity
+    (Glow, section 3.3; the split priors start as ``N(0, I)`` the same way).
+    """
+    nn.init.zeros_(layer.weight)
+    if getattr(layer, "bias", None) is not None:
+        nn.init.zeros_(layer.bias)
+    return layer
 
 
 def run_conditioner(net: nn.Module, h: Tensor, context: Tensor | None) -> Tensor:

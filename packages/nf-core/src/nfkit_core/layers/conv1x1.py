@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
-from nfkit_core.layers.shapes import check_channels, positions
+from nfkit_core.layers.shapes import positions
 from nfkit_core.transform import Transform
+from nfkit_core.validation import check_channels
 
 __all__ = ["InvertibleConv1x1"]
 
@@ -77,9 +80,9 @@ class InvertibleConv1x1(Transform):
 
         On the CPU and without autograd (sampling, evaluation) both are kept and reused while the parameters hold the
         same values: building and inverting the large ``C x C`` matrices of a deep flow's last levels at every call
-        costs about a tenth of DenseFlow's sampling time. The parameters are compared by value (``O(C^2)``), since
-        not every in-place update is visible otherwise (the fused AdamW kernel leaves tensors' version counters
-        alone); on a GPU the comparison would wait for the device, and the matrices are recomputed.
+        is a sizeable part of its sampling time (see ``benchmarks/results``). The parameters are compared by value
+        (``O(C^2)``), since not every in-place update is visible otherwise (the fused AdamW kernel leaves tensors'
+        version counters alone); on a GPU the comparison would wait for the device, and the matrices are recomputed.
         """
         parameters = [p.detach() for p in self.parameters()]
         if torch.is_grad_enabled() or parameters[0].device.type != "cpu":
@@ -104,7 +107,7 @@ class InvertibleConv1x1(Transform):
             matrix, log_abs_det = self._mixing(inverse=False)
             return self._mix(matrix, x), (log_abs_det * positions(x)).repeat(x.shape[0])
 
-    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def inverse(self, z: Tensor, context: Tensor | None = None, **options: Any) -> tuple[Tensor, Tensor]:
         with torch.autocast(z.device.type, enabled=False):
             inverse_matrix, log_abs_det = self._mixing(inverse=True)
             return self._mix(inverse_matrix, z), -(log_abs_det * positions(z)).repeat(z.shape[0])

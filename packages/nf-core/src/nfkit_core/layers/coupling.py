@@ -19,6 +19,8 @@ then the last ``C // 2`` channels, or the odd pixels.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -116,7 +118,7 @@ class AffineCoupling(Transform):
         z_b = (x_b + shift) * log_s.exp() if self.shift_first else x_b * log_s.exp() + shift
         return self.mask.merge(x_a, z_b), sum_except_batch(log_s)
 
-    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def inverse(self, z: Tensor, context: Tensor | None = None, **options: Any) -> tuple[Tensor, Tensor]:
         z_a, z_b = self.mask.split(z)
         log_s, shift = self._log_scale_and_shift(z_a, z_b, context)
         x_b = z_b * torch.exp(-log_s) - shift if self.shift_first else (z_b - shift) * torch.exp(-log_s)
@@ -149,7 +151,7 @@ class AdditiveCoupling(Transform):
         z = self.mask.merge(x_a, x_b + self._shift(x_a, x_b, context))
         return z, x.new_zeros(x.shape[0])
 
-    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def inverse(self, z: Tensor, context: Tensor | None = None, **options: Any) -> tuple[Tensor, Tensor]:
         z_a, z_b = self.mask.split(z)
         x = self.mask.merge(z_a, z_b - self._shift(z_a, z_b, context))
         return x, z.new_zeros(z.shape[0])

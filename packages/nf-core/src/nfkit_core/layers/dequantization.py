@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +19,7 @@ from torch import Tensor, nn
 from nfkit_core import noise
 from nfkit_core.priors import normal_log_prob
 from nfkit_core.transform import Transform, sum_except_batch
+from nfkit_core.validation import validating
 
 __all__ = ["UniformDequantization", "VariationalDequantization"]
 
@@ -42,25 +44,27 @@ class _Dequantization(Transform):
         return (self.high - self.low) / self.num_bins
 
     def check_levels(self, x: Tensor) -> Tensor:
-        """Return ``x`` as floats, or raise a ValueError unless it holds integer levels in ``[0, num_bins)``."""
-        name = type(self).__name__
-        if x.is_floating_point():
-            if not torch.isfinite(x).all():
-                raise ValueError(f"{name} expects integer levels, got NaN or infinite values")
-            if not torch.equal(x, x.round()):
-                sample = x[x != x.round()][:3].tolist()
-                raise ValueError(f"{name} expects integer levels in [0, {self.num_bins}), got non-integer values "
-                                 f"such as {sample}")
-        if x.min() < 0 or x.max() >= self.num_bins:
-            raise ValueError(f"{name} expects integer levels in [0, {self.num_bins}), got values in "
-                             f"[{x.min().item()}, {x.max().item()}]")
+        """Return ``x`` as floats; while :func:`nfkit_core.validation.validating`, first raise a ValueError unless
+        it holds integer levels in ``[0, num_bins)``."""
+        if validating():
+            name = type(self).__name__
+            if x.is_floating_point():
+                if not torch.isfinite(x).all():
+                    raise ValueError(f"{name} expects integer levels, got NaN or infinite values")
+                if not torch.equal(x, x.round()):
+                    sample = x[x != x.round()][:3].tolist()
+                    raise ValueError(f"{name} expects integer levels in [0, {self.num_bins}), got non-integer values "
+                                     f"such as {sample}")
+            if x.min() < 0 or x.max() >= self.num_bins:
+                raise ValueError(f"{name} expects integer levels in [0, {self.num_bins}), got values in "
+                                 f"[{x.min().item()}, {x.max().item()}]")
         return x if x.is_floating_point() else x.to(torch.get_default_dtype())
 
     def units_log_det(self, x: Tensor) -> Tensor:
         """``D log(width)`` for each sample: the change of units from unit bins to bins of width ``width``."""
         return x.new_full((x.shape[0],), x[0].numel() * math.log(self.bin_width))
 
-    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def inverse(self, z: Tensor, context: Tensor | None = None, **options: Any) -> tuple[Tensor, Tensor]:
         """Quantize: ``floor((z - low) / width)`` clamped to ``[0, num_bins - 1]``, as floats holding levels.
 
         The log-det is ``-D log(width)``; ``-log q(u | x)`` of the forward cannot be recovered from ``z`` alone.

@@ -6,11 +6,13 @@ Alternating which channels a coupling layer transforms needs one of these betwee
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
-from nfkit_core.layers.shapes import check_channels
 from nfkit_core.transform import Transform
+from nfkit_core.validation import check_channels
 
 __all__ = ["Permutation", "RandomPermutation", "Reverse", "ChannelSwap"]
 
@@ -30,7 +32,7 @@ class Permutation(Transform):
         check_channels(type(self).__name__, x, len(self.permutation))
         return x[:, self.permutation], x.new_zeros(x.shape[0])
 
-    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def inverse(self, z: Tensor, context: Tensor | None = None, **options: Any) -> tuple[Tensor, Tensor]:
         check_channels(type(self).__name__, z, len(self.permutation))
         return z[:, self.inverse_permutation], z.new_zeros(z.shape[0])
 
@@ -48,7 +50,7 @@ class Reverse(Transform):
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return x.flip(1), x.new_zeros(x.shape[0])
 
-    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def inverse(self, z: Tensor, context: Tensor | None = None, **options: Any) -> tuple[Tensor, Tensor]:
         return z.flip(1), z.new_zeros(z.shape[0])
 
 
@@ -59,6 +61,6 @@ class ChannelSwap(Transform):
         first, second = x.split([x.shape[1] // 2, x.shape[1] - x.shape[1] // 2], dim=1)
         return torch.cat([second, first], dim=1), x.new_zeros(x.shape[0])
 
-    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def inverse(self, z: Tensor, context: Tensor | None = None, **options: Any) -> tuple[Tensor, Tensor]:
         second, first = z.split([z.shape[1] - z.shape[1] // 2, z.shape[1] // 2], dim=1)
         return torch.cat([first, second], dim=1), z.new_zeros(z.shape[0])

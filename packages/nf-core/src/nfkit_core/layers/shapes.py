@@ -1,16 +1,10 @@
-"""Shape helpers shared by the layers: channel checks and per-channel broadcasting."""
+"""Shape helpers shared by the layers: per-channel broadcasting and counting positions."""
 
 from __future__ import annotations
 
 from torch import Tensor
 
-__all__ = ["check_channels", "per_channel", "positions"]
-
-
-def check_channels(layer: str, x: Tensor, num_channels: int) -> None:
-    """Raise a ValueError unless ``x`` is ``(B, num_channels, *spatial)``."""
-    if x.dim() < 2 or x.shape[1] != num_channels:
-        raise ValueError(f"{layer} expects input of shape (batch, {num_channels}, ...), got {tuple(x.shape)}")
+__all__ = ["per_channel", "positions"]
 
 
 def per_channel(values: Tensor, x: Tensor) -> Tensor:

@@ -6,6 +6,8 @@ stays. Its forward log-det is ``log p(z_dropped | z_kept)`` (SurVAE Flows: a sli
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -13,6 +15,7 @@ from nfkit_core import noise
 from nfkit_core.layers.conditioning import PARAM_LAYOUTS, check_choice, gaussian_params
 from nfkit_core.priors import normal_log_prob
 from nfkit_core.transform import Transform, sum_except_batch
+from nfkit_core.validation import check_channels
 
 __all__ = ["Split"]
 
@@ -26,7 +29,7 @@ class Split(Transform):
     Args:
         keep_channels: the channels that continue through the flow.
         num_channels: the channels of the input (default ``2 * keep_channels``: a split in halves).
-        conditional_net: network mapping ``z_kept`` (and the context, see :mod:`nfkit_core.layers.conditioning`) to
+        conditioner: network mapping ``z_kept`` (and the context, see :mod:`nfkit_core.layers.conditioning`) to
             ``2 * (C - keep_channels)`` channels of mean and log-scale (Glow: a zero-initialised convolution, so that
             the untrained prior is N(0, I)); standard normal when ``None``.
         params: layout of the network output: ``"halves"`` (mean first) or ``"interleaved"`` (mean ``h[:, 0::2]``,
@@ -35,7 +38,7 @@ class Split(Transform):
 
     is_bijective = False
 
-    def __init__(self, keep_channels: int, conditional_net: nn.Module | None = None, params: str = "halves",
+    def __init__(self, keep_channels: int, conditioner: nn.Module | None = None, params: str = "halves",
                  num_channels: int | None = None) -> None:
         super().__init__()
         self.keep_channels = int(keep_channels)
@@ -43,24 +46,28 @@ class Split(Transform):
         if not 0 < self.keep_channels < self.num_channels:
             raise ValueError(f"Split must keep between 1 and {self.num_channels - 1} of {self.num_channels} channels, "
                              f"got keep_channels={self.keep_channels}")
-        self.conditional_net = conditional_net
+        self.conditioner = conditioner
         self.params = check_choice("params", params, PARAM_LAYOUTS)
 
     def _mean_and_log_scale(self, kept: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
         shape = (kept.shape[0], self.num_channels - self.keep_channels, *kept.shape[2:])
-        return gaussian_params(self.conditional_net, kept, context, shape, self.params, "Split's conditional_net")
+        return gaussian_params(self.conditioner, kept, context, shape, self.params, "Split's conditioner")
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object) -> None:
+        # Checkpoints written before the network was renamed call it ``conditional_net``.
+        old = prefix + "conditional_net."
+        for key in [key for key in state_dict if key.startswith(old)]:
+            state_dict[prefix + "conditioner." + key[len(old):]] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        if x.dim() < 2 or x.shape[1] != self.num_channels:
-            raise ValueError(f"Split expects input of shape (batch, {self.num_channels}, ...), got {tuple(x.shape)}")
+        check_channels("Split", x, self.num_channels)
         kept, dropped = x[:, :self.keep_channels], x[:, self.keep_channels:]
         mean, log_scale = self._mean_and_log_scale(kept, context)
         return kept, sum_except_batch(normal_log_prob(dropped, mean, log_scale))
 
-    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        if z.dim() < 2 or z.shape[1] != self.keep_channels:
-            raise ValueError(f"Split.inverse expects input of shape (batch, {self.keep_channels}, ...), "
-                             f"got {tuple(z.shape)}")
+    def inverse(self, z: Tensor, context: Tensor | None = None, **options: Any) -> tuple[Tensor, Tensor]:
+        check_channels("Split.inverse", z, self.keep_channels)
         mean, log_scale = self._mean_and_log_scale(z, context)
         eps = noise.randn(mean.shape, device=z.device, dtype=z.dtype)
         dropped = mean + torch.exp(log_scale) * eps * noise.temperature()

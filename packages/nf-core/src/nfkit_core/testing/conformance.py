@@ -7,9 +7,10 @@ Use it in tests::
     def test_my_layer():
         check_transform(lambda: MyLayer(4), torch.randn(3, 4, 4, 4))
 
-Each check raises :class:`AssertionError` with a message ``"<check>: <what failed, with the numbers>"``. Both
-functions work on a copy or a fresh instance, so the caller's objects are not changed, and return the measured
-errors so that a test can print or compare them.
+Each check raises :class:`AssertionError` with a message ``"<check>: <what failed, with the numbers>"``; an error the
+model itself raises during a check (a broadcasting ``RuntimeError``, a ``ValueError`` about a log-det shape) is
+reported the same way, naming the check it happened in. Both functions work on a copy or a fresh instance, so the
+caller's objects are not changed, and return the measured errors so that a test can print or compare them.
 
 Before :func:`check_transform` measures anything it runs one forward pass in training mode (data-dependent
 initialisation) and then adds Gaussian noise of scale ``perturb`` to every parameter. Many layers start as the
@@ -20,22 +21,34 @@ gradient for each of them.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 
 import torch
 from torch import Tensor, nn
 
 from nfkit_core import noise
 from nfkit_core.flow import Flow
-from nfkit_core.transform import Sequential, Transform
+from nfkit_core.transform import Bijector, Sequential, Transform
 
 __all__ = ["check_transform", "check_flow"]
 
 
 def _fail(check: str, message: str) -> AssertionError:
     return AssertionError(f"{check}: {message}")
+
+
+@contextlib.contextmanager
+def _checking(check: str) -> Iterator[None]:
+    """Report an exception the model raises inside the block as a failure of ``check``."""
+    try:
+        yield
+    except AssertionError:
+        raise
+    except Exception as error:
+        raise _fail(check, f"the model raised {type(error).__name__}: {error}") from error
 
 
 def _max_error(a: Tensor, b: Tensor) -> float:
@@ -107,6 +120,7 @@ def _perturb(module: nn.Module, scale: float, seed: int) -> None:
 def _check_roundtrip(layer: Transform, x: Tensor, context: Tensor | None, atol: float, mode: str,
                      forward_draws: bool) -> float:
     check = f"roundtrip[{mode}]"
+    _check_options_ignored(layer, x, context)
     z, log_det = _check_outputs(check, x, _run(layer, "forward", x, context))
     if layer.is_bijective:
         x_back, inverse_log_det = _check_outputs(check, z, _run(layer, "inverse", z, context))
@@ -120,9 +134,9 @@ def _check_roundtrip(layer: Transform, x: Tensor, context: Tensor | None, atol: 
     return _assert_close(check, "forward(inverse(z)) vs z (right-inverse)", z_back, z, atol)
 
 
-def _check_jacobian(layer: Transform, x: Tensor, context: Tensor | None, samples: int, tol: float) -> float:
+def _check_jacobian(layer: Transform, x: Tensor, context: Tensor | None, samples: int, tol: float,
+                    check: str = "log_det_vs_jacobian") -> float:
     """Forward log_det against ``log |det J|`` of the flattened per-sample map, in float64."""
-    check = "log_det_vs_jacobian"
     layer = copy.deepcopy(layer).double().eval()
     worst = 0.0
     for i in range(min(samples, x.shape[0])):
@@ -141,6 +155,49 @@ def _check_jacobian(layer: Transform, x: Tensor, context: Tensor | None, samples
         worst = max(worst, _assert_close(check, f"sample {i}: log_det {log_det.item():.6g} vs log|det J| "
                                                 f"{expected.item():.6g}", log_det, expected, tol))
     return worst
+
+
+def _check_options_ignored(layer: Transform, x: Tensor, context: Tensor | None) -> None:
+    """``inverse`` takes per-call sampling options and ignores the ones it does not know (the Bijector contract)."""
+    check = "inverse_options"
+    z = _run(layer, "forward", x, context)[0]
+    source = _seeded(5)
+    with noise.use(source):
+        try:
+            layer.inverse(z, context, nfkit_conformance_probe=True)
+        except TypeError as error:
+            raise _fail(check, f"inverse(z, context, **options) must accept sampling options it does not use "
+                               f"(add **options to its signature): {error}") from None
+
+
+def _bijective_parts(transform: Transform, y: Tensor, context: Tensor | None) -> list[tuple[str, Transform, Tensor]]:
+    """The largest bijective sub-transforms of ``transform`` (recursing into :class:`Sequential` steps that are not
+    bijective), each with the input it receives when ``transform`` runs on ``y``."""
+    parts: list[tuple[str, Transform]] = []
+
+    def collect(module: Transform, path: str) -> None:
+        if module.is_bijective:
+            parts.append((path or "transform", module))
+        elif isinstance(module, Sequential):
+            for name, step in module.transforms.items():
+                collect(step, f"{path}.{name}" if path else name)
+
+    collect(transform, "")
+    inputs: dict[str, Tensor] = {}
+
+    def keep(path: str) -> Callable[..., None]:
+        def hook(module: nn.Module, args: tuple, output: object) -> None:
+            inputs.setdefault(path, args[0].detach())
+        return hook
+
+    handles = [module.register_forward_hook(keep(path)) for path, module in parts]
+    try:
+        with torch.no_grad():
+            _run(transform, "forward", y, context)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [(path, module, inputs[path]) for path, module in parts if path in inputs]
 
 
 def _check_independence(layer: Transform, x: Tensor, context: Tensor | None, atol: float, samples: int) -> float:
@@ -295,46 +352,70 @@ def check_transform(make_transform: Callable[[], Transform], x: Tensor, context:
         raise ValueError("check_transform needs a batch of at least 2 samples")
     errors: dict[str, float] = {}
     layer = make_transform()
+    if not (isinstance(layer, nn.Module) and isinstance(layer, Bijector)):
+        raise _fail("bijector_protocol", f"{type(layer).__name__} is not a torch.nn.Module with is_bijective, forward "
+                                         f"and inverse (subclass nfkit_core.Transform)")
     layer.train()
-    _check_outputs("forward_outputs", x, _run(layer, "forward", x, context, seed))  # data-dependent initialisation
+    with _checking("forward_outputs"):  # data-dependent initialisation
+        _check_outputs("forward_outputs", x, _run(layer, "forward", x, context, seed))
     if perturb:
         _perturb(layer, perturb, seed)
-    _check_noise(layer.eval(), x, context)
-    forward_draws = bool(_draws(layer, "forward", x, context))
+    with _checking("noise"):
+        _check_noise(layer.eval(), x, context)
+        forward_draws = bool(_draws(layer, "forward", x, context))
 
     if not batch_statistics:
-        errors["roundtrip_train"] = _check_roundtrip(layer.train(), x, context, atol, "train", forward_draws)
-        errors["train_eval"] = _check_train_eval(layer, x, context, atol, seed)
+        with _checking("roundtrip[train]"):
+            errors["roundtrip_train"] = _check_roundtrip(layer.train(), x, context, atol, "train", forward_draws)
+        with _checking("train_eval_agreement"):
+            errors["train_eval"] = _check_train_eval(layer, x, context, atol, seed)
     layer.eval()
-    errors["roundtrip"] = _check_roundtrip(layer, x, context, atol, "eval", forward_draws)
+    with _checking("roundtrip[eval]"):
+        errors["roundtrip"] = _check_roundtrip(layer, x, context, atol, "eval", forward_draws)
     if layer.is_bijective:
-        errors["log_det_vs_jacobian"] = _check_jacobian(layer, x, context, jacobian_samples, jacobian_tol)
-    errors["per_sample_independence"] = _check_independence(layer, x, context, atol, independence_samples)
+        with _checking("log_det_vs_jacobian"):
+            errors["log_det_vs_jacobian"] = _check_jacobian(layer, x, context, jacobian_samples, jacobian_tol)
+    with _checking("per_sample_independence"):
+        errors["per_sample_independence"] = _check_independence(layer, x, context, atol, independence_samples)
     if context is not None and uses_context:
-        errors["context_change"] = _check_context_used(layer, x, context, atol)
+        with _checking("context_used"):
+            errors["context_change"] = _check_context_used(layer, x, context, atol)
 
     layer.train()
-    out, log_det = _run(layer, "forward", x, context, seed)
-    _check_gradients("gradients[forward]", layer, _projection_loss(out, log_det, seed), allow_zero_grad,
-                     require_nonzero=bool(perturb))
+    with _checking("gradients[forward]"):
+        out, log_det = _run(layer, "forward", x, context, seed)
+        _check_gradients("gradients[forward]", layer, _projection_loss(out, log_det, seed), allow_zero_grad,
+                         require_nonzero=bool(perturb))
     if layer.is_bijective:
-        back, inverse_log_det = _run(layer, "inverse", out.detach(), context, seed)
-        _check_gradients("gradients[inverse]", layer, _projection_loss(back, inverse_log_det, seed + 1),
-                         allow_zero_grad, require_nonzero=bool(perturb))
-    _check_state_dict(layer, make_transform(), x, context, seed)
+        with _checking("gradients[inverse]"):
+            back, inverse_log_det = _run(layer, "inverse", out.detach(), context, seed)
+            _check_gradients("gradients[inverse]", layer, _projection_loss(back, inverse_log_det, seed + 1),
+                             allow_zero_grad, require_nonzero=bool(perturb))
+    with _checking("state_dict"):
+        _check_state_dict(layer, make_transform(), x, context, seed)
     return errors
 
 
 def check_flow(flow: Flow, x: Tensor, context: Tensor | None = None, *, atol: float = 1e-5, num_samples: int = 2,
-               allow_zero_grad: Collection[str] = (), perturb: float = 0.01, seed: int = 0) -> dict[str, float]:
+               allow_zero_grad: Collection[str] = (), perturb: float = 0.01, jacobian_tol: float = 1e-6,
+               jacobian_max_dims: int = 1024, seed: int = 0) -> dict[str, float]:
     """Run the conformance checks on a flow (a deep copy of it) and return the measured errors.
 
-    Checks: ``log_prob`` has shape ``(batch,)`` and is finite; :meth:`~nfkit_core.Flow.log_prob_terms` add up to it;
-    ``bits_per_dim == -log_prob / (D ln 2)``; :meth:`~nfkit_core.Flow.transform_to_latent` has the prior's event shape
-    and the prior scores it as in the terms; :meth:`~nfkit_core.Flow.intermediates` returns every named step, the last
-    one being the latent; samples have the data shape, are finite, reproducible with a seeded generator and differ
-    between seeds; for bijective flows without dequantizer ``latent_to_data(transform_to_latent(x)) == x``; after a
-    parameter perturbation every parameter gets a finite, non-zero gradient from ``-log_prob``.
+    Checks: the flow is a :class:`torch.nn.Module` satisfying the :class:`nfkit_core.Flow` protocol; ``log_prob`` has
+    shape ``(batch,)`` and is finite; :meth:`~nfkit_core.NormalizingFlow.log_prob_terms` add up to it;
+    ``bits_per_dim == -log_prob / (D ln 2)``; :meth:`~nfkit_core.NormalizingFlow.transform_to_latent` has the prior's
+    event shape and the prior scores it as in the terms; :meth:`~nfkit_core.NormalizingFlow.intermediates` returns
+    every named step, the last one being the latent; samples have the data shape, are finite, reproducible with a
+    seeded generator and differ between seeds; for bijective flows without dequantizer
+    ``latent_to_data(transform_to_latent(x)) == x``; after a parameter perturbation every parameter gets a finite,
+    non-zero gradient from ``-log_prob``.
+
+    The transform itself is checked as :func:`check_transform` checks a layer, on the (dequantized) data: its
+    largest bijective parts (the whole transform, or the bijective steps between splits and augmentations) invert
+    their forward pass with the opposite log-det, and their forward log-det equals ``log |det J|`` of the autograd
+    Jacobian in float64 (on the first sample, for parts of at most ``jacobian_max_dims`` dimensions). So a halved
+    log-det or a wrong inverse inside a flow fails here as well (stochastic layers themselves are
+    :func:`check_transform`'s business).
 
     Args:
         flow: the flow; it is deep-copied, warmed up with one training-mode pass on ``x`` (data-dependent
@@ -345,37 +426,52 @@ def check_flow(flow: Flow, x: Tensor, context: Tensor | None = None, *, atol: fl
         num_samples: samples to draw when there is no context.
         allow_zero_grad: names of parameters that may get no or zero gradient.
         perturb: scale of the parameter perturbation before the gradient check (0 to skip it).
+        jacobian_tol: tolerance of the float64 log-det check.
+        jacobian_max_dims: the largest per-sample size of a part whose Jacobian is computed.
         seed: seed of the noise and the perturbation.
     """
+    if not (isinstance(flow, nn.Module) and isinstance(flow, Flow)):
+        missing = [name for name in Flow.__protocol_attrs__ if not hasattr(flow, name)] \
+            if hasattr(Flow, "__protocol_attrs__") else []
+        raise _fail("flow_protocol", f"{type(flow).__name__} is not a torch.nn.Module satisfying nfkit_core.Flow"
+                                     + (f" (missing {missing})" if missing else "")
+                                     + "; build flows as nfkit_core.NormalizingFlow")
     flow = copy.deepcopy(flow)
     errors: dict[str, float] = {}
     flow.train()
-    flow.log_prob(x, context, noise=_seeded(seed))
+    with _checking("log_prob"):
+        flow.log_prob(x, context, noise=_seeded(seed))
     flow.eval()
     batch = x.shape[0]
     with torch.no_grad():
-        log_prob = flow.log_prob(x, context, noise=_seeded(seed))
+        with _checking("log_prob"):
+            log_prob = flow.log_prob(x, context, noise=_seeded(seed))
         if tuple(log_prob.shape) != (batch,) or not torch.isfinite(log_prob).all():
             raise _fail("log_prob", f"expected finite values of shape ({batch},), got shape {tuple(log_prob.shape)} "
                                     f"with {int((~torch.isfinite(log_prob)).sum())} non-finite")
-        terms = flow.log_prob_terms(x, context, noise=_seeded(seed))
+        with _checking("log_prob_terms"):
+            terms = flow.log_prob_terms(x, context, noise=_seeded(seed))
         for name in ("prior", "log_det", "dequantization"):
             if tuple(getattr(terms, name).shape) != (batch,):
                 raise _fail("log_prob_terms", f"term {name} has shape {tuple(getattr(terms, name).shape)}")
         errors["terms"] = _assert_close("log_prob_terms", "prior + log_det + dequantization vs log_prob",
                                         terms.total, log_prob, atol)
         expected_bpd = -log_prob / (flow.num_dims * math.log(2.0))
-        errors["bits_per_dim"] = _assert_close("bits_per_dim", "bits_per_dim vs -log_prob / (D ln 2)",
-                                               flow.bits_per_dim(x, context, noise=_seeded(seed)), expected_bpd, atol)
+        with _checking("bits_per_dim"):
+            errors["bits_per_dim"] = _assert_close("bits_per_dim", "bits_per_dim vs -log_prob / (D ln 2)",
+                                                   flow.bits_per_dim(x, context, noise=_seeded(seed)), expected_bpd,
+                                                   atol)
 
-        z = flow.transform_to_latent(x, context, noise=_seeded(seed))
+        with _checking("transform_to_latent"):
+            z = flow.transform_to_latent(x, context, noise=_seeded(seed))
         if tuple(z.shape) != (batch, *flow.prior.event_shape):
             raise _fail("transform_to_latent", f"latent shape {tuple(z.shape)} is not (batch, *prior.event_shape) = "
                                                f"{(batch, *flow.prior.event_shape)}")
         errors["latent_prior"] = _assert_close("transform_to_latent", "prior.log_prob(latent) vs the prior term",
                                                flow.prior.log_prob(z, context), terms.prior, atol)
         if isinstance(flow.transform, Sequential):
-            outputs = flow.intermediates(x, context, noise=_seeded(seed))
+            with _checking("intermediates"):
+                outputs = flow.intermediates(x, context, noise=_seeded(seed))
             if list(outputs) != flow.transform.names():
                 raise _fail("intermediates", f"got steps {list(outputs)}, expected {flow.transform.names()}")
             for name, value in outputs.items():
@@ -385,21 +481,48 @@ def check_flow(flow: Flow, x: Tensor, context: Tensor | None = None, *, atol: fl
             _assert_close("intermediates", "last step vs transform_to_latent", list(outputs.values())[-1], z, atol)
 
         n = context.shape[0] if context is not None else num_samples
-        samples = flow.sample(n, context, generator=_seeded(seed))
+        with _checking("sample"):
+            samples = flow.sample(n, context, generator=_seeded(seed))
+            again = flow.sample(n, context, generator=_seeded(seed))
+            other = flow.sample(n, context, generator=_seeded(seed + 1))
         if tuple(samples.shape) != (n, *flow.data_shape) or not torch.isfinite(samples).all():
             raise _fail("sample", f"expected finite samples of shape {(n, *flow.data_shape)}, got shape "
                                   f"{tuple(samples.shape)}")
-        again = flow.sample(n, context, generator=_seeded(seed))
         _assert_equal("sample", "samples from the same seeded generator", again, samples)
-        if torch.equal(flow.sample(n, context, generator=_seeded(seed + 1)), samples):
+        if torch.equal(other, samples):
             raise _fail("sample", "two different seeds gave identical samples")
         if flow.dequantizer is None and flow.transform.is_bijective:
+            with _checking("latent_roundtrip"):
+                back = flow.latent_to_data(z, context)
             errors["latent_roundtrip"] = _assert_close("latent_roundtrip", "latent_to_data(transform_to_latent(x)) vs "
-                                                       "x", flow.latent_to_data(z, context), x, atol)
+                                                       "x", back, x, atol)
+        with _checking("transform_inverse"):
+            with noise.use(_seeded(seed)):
+                y = flow.dequantizer(x, context)[0] if flow.dequantizer is not None else x
+    errors.update(_check_flow_transform(flow.transform, y, context, atol, jacobian_tol, jacobian_max_dims))
 
     flow.train()
     if perturb:
         _perturb(flow, perturb, seed)
-    loss = -flow.log_prob(x, context, noise=_seeded(seed)).mean()
-    _check_gradients("gradients", flow, loss, allow_zero_grad, require_nonzero=bool(perturb))
+    with _checking("gradients"):
+        loss = -flow.log_prob(x, context, noise=_seeded(seed)).mean()
+        _check_gradients("gradients", flow, loss, allow_zero_grad, require_nonzero=bool(perturb))
+    return errors
+
+
+def _check_flow_transform(transform: Transform, y: Tensor, context: Tensor | None, atol: float, jacobian_tol: float,
+                          max_dims: int) -> dict[str, float]:
+    """The inverse and the log-det of a flow's transform (in eval mode) on the data ``y`` it receives."""
+    errors = {"transform_inverse": 0.0}
+    with _checking("transform_inverse"):
+        parts = _bijective_parts(transform, y, context)
+    for path, part, inputs in parts:
+        with _checking(f"transform_inverse[{path}]"):
+            error = _check_roundtrip(part, inputs, context, atol, f"transform:{path}", forward_draws=False)
+        errors["transform_inverse"] = max(errors["transform_inverse"], error)
+        if inputs[0].numel() <= max_dims:
+            check = f"log_det_vs_jacobian[{path}]"
+            with _checking(check):
+                error = _check_jacobian(part, inputs, context, 1, jacobian_tol, check)
+            errors["log_det_vs_jacobian"] = max(errors.get("log_det_vs_jacobian", 0.0), error)
     return errors

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from nfkit_core.errors import ConfigError
-from nfkit_core.flow import Flow
+from nfkit_core.flow import NormalizingFlow
 from nfkit_core.layers import ActNorm, AffineCoupling, Squeeze, UniformDequantization
+from nfkit_core.layers.conditioning import zero_init
 from nfkit_core.plugins import ArchitectureSpec, DataInfo, Registrar, hookimpl
 from nfkit_core.priors import ClassConditionalGaussian, StandardNormal
 from nfkit_core.transform import Sequential
@@ -50,9 +51,7 @@ class _Conditioner(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, hidden: int, image: bool) -> None:
         super().__init__()
         layer = (lambda i, o: nn.Conv2d(i, o, 3, padding=1)) if image else nn.Linear
-        self.net = nn.Sequential(layer(in_channels, hidden), nn.ReLU(), layer(hidden, out_channels))
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
+        self.net = nn.Sequential(layer(in_channels, hidden), nn.ReLU(), zero_init(layer(hidden, out_channels)))
 
     def forward(self, h: Tensor, context: Tensor | None = None) -> Tensor:
         return self.net(h)
@@ -66,7 +65,7 @@ class _NullClassGaussian(ClassConditionalGaussian):
         return super().mean_and_log_scale(labels % self.num_classes if labels is not None else None, n)
 
 
-def build_tiny(config: TinyConfig, data: DataInfo) -> Flow:
+def build_tiny(config: TinyConfig, data: DataInfo) -> NormalizingFlow:
     """Build the tiny flow for data of shape ``data.shape`` (``(C, H, W)`` with even ``H, W``, or ``(D,)``)."""
     image = len(data.shape) == 3
     if image:
@@ -88,7 +87,7 @@ def build_tiny(config: TinyConfig, data: DataInfo) -> Flow:
         if data.num_bins is None:
             raise ConfigError("tiny: dequantize=True needs quantized data (num_bins)")
         dequantizer = UniformDequantization(data.num_bins, low=-1.0, high=1.0)
-    return Flow(Sequential(steps), prior, dequantizer=dequantizer, data_shape=tuple(data.shape))
+    return NormalizingFlow(Sequential(steps), prior, dequantizer=dequantizer, data_shape=tuple(data.shape))
 
 
 SPEC = ArchitectureSpec("tiny", TinyConfig, build_tiny, "a small coupling flow for nfkit-core's own tests",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -43,14 +44,14 @@ class TrainConfig:
             CPU has native bf16 arithmetic); evaluation is always fp32.
         compile: run the training step's model through ``torch.compile``.
         device: ``auto``, ``cpu`` or ``cuda`` (a distributed run uses ``cuda:LOCAL_RANK``).
-        cpu_threads: PyTorch's intra-op threads when training on the CPU (unset: PyTorch's default, one per core).
-            The small flows one trains on a CPU gain little from a second thread (at best ~10% for Glow on digits)
-            and slow down many times over when other processes compete for the cores
-            (``benchmarks/results/train_cpu.md``); hence 1.
+        cpu_threads: PyTorch's intra-op threads when training on the CPU. Unset: ``OMP_NUM_THREADS`` if the
+            environment sets it, else the machine's cores shared evenly by the processes running on it. Small flows
+            gain little from more threads and slow down when other programs compete for the cores
+            (``benchmarks/results/train_cpu.md``): on a busy machine set it to 1.
         class_conditional: condition the flow on the class labels (the architecture is told ``num_classes``).
         label_dropout: probability of dropping a label to ``-1`` during training (classifier-free guidance).
-        noise_sigma: Gaussian noise augmentation of this standard deviation instead of uniform dequantization;
-            when unset, the flow's own ``noise_std`` if it declares one (TarFlow does), else 0.
+        noise_std: Gaussian noise augmentation of this standard deviation instead of uniform dequantization;
+            when unset, the ``noise_std`` the flow declares (TarFlow: its config's; 0 for most flows).
         hflip: flip training images horizontally at random.
         log_every: steps between metric lines in ``metrics.jsonl``.
         val_every: steps between validation bits/dim evaluations.
@@ -81,10 +82,10 @@ class TrainConfig:
     precision: str = "auto"
     compile: bool = False
     device: str = "auto"
-    cpu_threads: int | None = 1
+    cpu_threads: int | None = None
     class_conditional: bool = False
     label_dropout: float = 0.0
-    noise_sigma: float | None = None
+    noise_std: float | None = None
     hflip: bool = False
     log_every: int = 10
     val_every: int = 250
@@ -102,9 +103,27 @@ class TrainConfig:
         positive = {name: getattr(self, name) for name in ("steps", "batch_size", "log_every", "val_every",
                                                             "sample_every", "num_samples", "checkpoint_every",
                                                             "eval_samples", "eval_sample_batch_size")}
+        if self.cpu_threads is not None:
+            positive["cpu_threads"] = self.cpu_threads
         bad = {name: value for name, value in positive.items() if value < 1}
         if bad:
             raise ConfigError(f"train options must be positive: {bad}")
+        negative = {name: getattr(self, name) for name in ("warmup_steps", "num_workers", "weight_decay")
+                    if getattr(self, name) < 0}
+        if negative:
+            raise ConfigError(f"train options must not be negative: {negative}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"train.lr must be a positive number, got {self.lr}")
+        if not (math.isfinite(self.sample_temperature) and self.sample_temperature > 0):
+            raise ConfigError(f"train.sample_temperature must be a positive number, got {self.sample_temperature}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ConfigError(f"train.min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ConfigError(f"train.grad_clip must be positive (or none), got {self.grad_clip}")
+        if self.noise_std is not None and not self.noise_std >= 0:
+            raise ConfigError(f"train.noise_std must not be negative, got {self.noise_std}")
+        if not 0 <= self.label_dropout < 1:
+            raise ConfigError(f"train.label_dropout must lie in [0, 1), got {self.label_dropout}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
@@ -195,6 +214,19 @@ class RunConfig:
     data: Any
     train: TrainConfig
     preset: str | None = None
+
+    @classmethod
+    def from_checkpoint(cls, state: Mapping[str, Any], train_overrides: Mapping[str, Any] | None = None,
+                        registry: Registry | None = None) -> RunConfig:
+        """The run a checkpoint continues, with ``train_overrides`` (e.g. ``{"steps": 4000}``) applied."""
+        registry = registry or get_registry()
+        train = {**state["train_config"], **coerce_options(TrainConfig, train_overrides or {}, "train")}
+        arch_spec = registry.architectures.get(state["architecture"])
+        data_spec = registry.datasets.get(state["dataset"])
+        return cls(arch=state["architecture"], dataset=state["dataset"],
+                   model=arch_spec.config_class(**state["model_config"]),
+                   data=data_spec.config_class(**state["data_config"]),
+                   train=TrainConfig(**coerce_options(TrainConfig, train, "train")), preset=state.get("preset"))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values (for checkpoints and ``run.json``)."""

@@ -1,8 +1,9 @@
 """Single-process or DistributedDataParallel runs, as started by ``torchrun``.
 
 ``torchrun --nproc_per_node N`` sets ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``; :func:`setup` then joins the
-process group (``nccl`` on GPUs, ``gloo`` on CPUs). Without them the run is a single process and every collective
-below is a no-op.
+process group (``nccl`` on GPUs, ``gloo`` on CPUs); that is for the entry point that owns the process to do
+(:func:`nfkit_core.train.start_process`). :func:`current` describes the process without changing anything. Without
+those variables the run is a single process and every collective below is a no-op.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch.distributed as dist
 
 from nfkit_core.errors import ConfigError
 
-__all__ = ["Distributed", "setup", "resolve_device"]
+__all__ = ["Distributed", "setup", "current", "resolve_device"]
 
 
 def resolve_device(device: str, local_rank: int = 0) -> torch.device:
@@ -45,6 +46,7 @@ class Distributed:
     rank: int
     world_size: int
     device: torch.device
+    local_world_size: int = 1
 
     @property
     def is_main(self) -> bool:
@@ -81,15 +83,34 @@ class Distributed:
             dist.destroy_process_group()
 
 
+def _from_environment(device: str) -> Distributed:
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    return Distributed(rank=int(os.environ.get("RANK", "0")), world_size=world_size,
+                       device=resolve_device(device, local_rank),
+                       local_world_size=int(os.environ.get("LOCAL_WORLD_SIZE", str(world_size))))
+
+
 def setup(device: str = "auto") -> Distributed:
     """Join the process group when started by ``torchrun`` and pick this process's device."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    resolved = resolve_device(device, local_rank)
-    if world_size > 1 and not dist.is_initialized():
-        if resolved.type == "cuda":
-            torch.cuda.set_device(resolved)
-        dist.init_process_group(backend="nccl" if resolved.type == "cuda" else "gloo",
-                                device_id=resolved if resolved.type == "cuda" else None)
-    return Distributed(rank=rank, world_size=world_size, device=resolved)
+    process = _from_environment(device)
+    if process.enabled and not dist.is_initialized():
+        if process.device.type == "cuda":
+            torch.cuda.set_device(process.device)
+        dist.init_process_group(backend="nccl" if process.device.type == "cuda" else "gloo",
+                                device_id=process.device if process.device.type == "cuda" else None)
+    return process
+
+
+def current(device: str = "auto") -> Distributed:
+    """This process's place in the run, without joining anything.
+
+    Raises:
+        ConfigError: the process was started by ``torchrun`` but has not joined the process group (call
+            :func:`setup`, or :func:`nfkit_core.train.start_process`, first).
+    """
+    process = _from_environment(device)
+    if process.enabled and not dist.is_initialized():
+        raise ConfigError("this process is one of a torchrun run but has not joined the process group: call "
+                           "nfkit_core.train.start_process(run.train) before building the Trainer (nf train does)")
+    return process

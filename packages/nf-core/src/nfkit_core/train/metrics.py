@@ -3,11 +3,41 @@
 from __future__ import annotations
 
 import json
-import os
+import warnings
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MetricsLog"]
+from nfkit_core.errors import NfError
+from nfkit_core.files import append_line, atomic_write, to_json
+
+__all__ = ["MetricsLog", "MetricsFileError", "read_metrics"]
+
+
+class MetricsFileError(NfError, ValueError):
+    """A ``metrics.jsonl`` file is damaged before its last line (a torn last line is repaired instead)."""
+
+
+def read_metrics(path: Path) -> tuple[list[dict[str, Any]], str | None]:
+    """The rows of a ``metrics.jsonl`` file, and the reason its last line was dropped (``None`` if none was).
+
+    Only the last line may be torn: a process killed, or a disk filled, in the middle of an append leaves a partial
+    line, or a line of NUL bytes where the file system had reserved the space. Damage anywhere else is an error.
+    """
+    lines = path.read_bytes().split(b"\n")
+    rows, dropped = [], None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            if b"\x00" in line:
+                raise ValueError("NUL bytes")
+            rows.append(json.loads(line))
+        except ValueError as error:  # also JSONDecodeError and UnicodeDecodeError
+            if any(rest.strip(b"\x00 \t\r") for rest in lines[number:]):
+                raise MetricsFileError(f"{path}, line {number}: not a JSON object ({error}); only a torn last line is "
+                                 f"repaired, this file is damaged elsewhere") from None
+            dropped = f"line {number} is torn ({error})"
+    return rows, dropped
 
 
 class MetricsLog:
@@ -17,7 +47,8 @@ class MetricsLog:
         path: the ``metrics.jsonl`` file.
         write: whether this process writes (only rank 0 of a distributed run does).
         start_step: the step the run starts from (0, or the step of the checkpoint it resumes). Rows of later steps
-            in an existing file, logged after that checkpoint and before an interruption, are dropped.
+            in an existing file, logged after that checkpoint and before an interruption, are dropped, and so is a
+            torn last line (with a warning).
     """
 
     def __init__(self, path: str | Path, write: bool = True, start_step: int = 0) -> None:
@@ -25,16 +56,18 @@ class MetricsLog:
         self.write = write
         self.rows: list[dict[str, Any]] = []
         if self.path.is_file():
-            rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+            rows, dropped = read_metrics(self.path)
+            if dropped and write:
+                warnings.warn(f"{self.path}: {dropped}; dropped it (the run was interrupted while writing it)",
+                              stacklevel=2)
             self.rows = [row for row in rows if row.get("step", 0) <= start_step]
-            if write and len(self.rows) != len(rows):
-                temporary = self.path.with_suffix(".jsonl.tmp")
-                temporary.write_text("".join(json.dumps(row) + "\n" for row in self.rows))
-                os.replace(temporary, self.path)
+            if write and (dropped or len(self.rows) != len(rows)):
+                content = "".join(to_json(row) + "\n" for row in self.rows).encode()
+                atomic_write(self.path, lambda file: file.write(content), needed=len(content))
 
     def append(self, row: dict[str, Any]) -> None:
-        """Keep ``row`` and append it to the file."""
+        """Keep ``row`` and append it to the file (``NaN`` and infinities are refused: they are not JSON)."""
+        line = to_json(row)
         self.rows.append(row)
         if self.write:
-            with open(self.path, "a") as file:
-                file.write(json.dumps(row) + "\n")
+            append_line(self.path, line)

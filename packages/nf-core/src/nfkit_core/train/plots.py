@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from nfkit_core.data.preprocess import Preprocessing
+from nfkit_core.extras import require
 
 __all__ = ["save_samples", "plot_curves", "MIN_IMAGE_SIZE"]
 
@@ -21,11 +22,9 @@ MIN_IMAGE_SIZE = 32
 
 
 def _figure(width: float, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(figure)
+    canvas = require("matplotlib.backends.backend_agg", "drawing figures").FigureCanvasAgg
+    figure = require("matplotlib.figure", "drawing figures").Figure(figsize=(width, height), dpi=100)
+    canvas(figure)
     return figure
 
 
@@ -35,8 +34,7 @@ def save_samples(samples: Tensor, preprocessing: Preprocessing, path: str | Path
     Small images (e.g. the 8x8 digits) are enlarged to at least :data:`MIN_IMAGE_SIZE` pixels, so that the grid can
     be looked at; ``nrow`` images per row (default: a square grid).
     """
-    from torchvision.utils import save_image
-
+    save_image = require("torchvision.utils", "saving image grids").save_image
     samples = samples.detach().cpu()
     if samples.dim() == 4:
         images = preprocessing.to_unit_interval(samples)

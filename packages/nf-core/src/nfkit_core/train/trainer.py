@@ -11,73 +11,64 @@ One optimizer step::
 Every random draw of a step (data order, dequantization, augmentation, the flow's stochastic layers) is a function of
 ``(seed, step)`` and of each example's position in the global batch (:mod:`nfkit_core.train.randomness`), so a run
 resumed from a checkpoint continues exactly, and ``W`` processes with batch ``B / W`` train like one with batch
-``B``. Rank 0 writes everything under the output folder:
+``B``. What else a run needs lives in its own module: the checkpoint format (:mod:`nfkit_core.checkpoint`),
+held-out evaluation (:mod:`.evaluation`), the run folder's files and console output (:mod:`.artifacts`), stopping on
+a signal (:mod:`.interrupt`), and what the process sets up before training (:mod:`.process`).
 
-``checkpoint.pt``         the last checkpoint (:mod:`nfkit_core.checkpoint`)
-``metrics.jsonl``         training and validation metrics, one JSON object per line
-``samples/step_*.png``    sample grids (scatter plots for vector data)
-``curves.png``            loss and bits/dim curves
-``report.json``           the final bits/dim report
-``run.json``              the configuration, as started
+Nothing is lost and nothing broken is kept: checkpoints are written atomically and never with non-finite weights;
+a NaN or infinite loss, gradient or weight stops the run before the bad update is saved; Ctrl-C or ``SIGTERM``
+finishes the step and writes a checkpoint first.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import random
-import sys
+import os
 import time
 import warnings
 from collections.abc import Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 from torch.utils.data.distributed import DistributedSampler
 
 from nfkit_core import noise, version
-from nfkit_core.checkpoint import CHECKPOINT_NAME, read_checkpoint, save_checkpoint
+from nfkit_core.checkpoint import (
+    CHECKPOINT_NAME,
+    NonFiniteStateError,
+    capture_rng,
+    read_checkpoint,
+    restore_rng,
+    restore_training,
+    save_checkpoint,
+    training_checkpoint,
+)
 from nfkit_core.data import Preprocessing, dataset_info
 from nfkit_core.errors import ConfigError, NfError
-from nfkit_core.flow import bits_per_dim, forward_draws_noise, importance_weighted_log_prob
+from nfkit_core.flow import bits_per_dim
 from nfkit_core.plugins import DataInfo, Registry, get_registry
 from nfkit_core.sampling import grid_columns, sample_labels
-from nfkit_core.train.config import RunConfig, TrainConfig, coerce_options
-from nfkit_core.train.distributed import setup
+from nfkit_core.train.artifacts import RunFolder
+from nfkit_core.train.config import RunConfig, TrainConfig
+from nfkit_core.train.distributed import Distributed, current
 from nfkit_core.train.ema import EMA
-from nfkit_core.train.metrics import MetricsLog
-from nfkit_core.train.plots import plot_curves, save_samples
-from nfkit_core.train.randomness import ShardedNoise
+from nfkit_core.train.evaluation import Evaluation, Evaluator
+from nfkit_core.train.interrupt import StopRequests, TrainingInterrupted
+from nfkit_core.train.randomness import ShardedNoise, step_seed
 from nfkit_core.train.schedule import warmup_cosine
 
-__all__ = ["Trainer", "NonFiniteLossError"]
+__all__ = ["Trainer", "NonFiniteLossError", "LAST_SANE_CHECKPOINT"]
+
+LAST_SANE_CHECKPOINT = "checkpoint.sane.pt"
+"""While the checkpoints of a run have diverging losses, the last one whose loss was sane is kept under this name."""
 
 
 class NonFiniteLossError(NfError, RuntimeError):
-    """The training loss or gradient became NaN or infinite; training stopped before applying the update."""
-
-
-def _rng_state() -> dict[str, Any]:
-    numpy_state = np.random.get_state()
-    return {"torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].astype(np.int64)), *numpy_state[2:]],
-            "python": random.getstate()}
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    name, keys, *rest = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
+    """The training loss, gradient or weights became NaN or infinite; training stopped before saving the update."""
 
 
 def _versions(registry: Registry, arch: str) -> dict[str, str]:
@@ -87,63 +78,68 @@ def _versions(registry: Registry, arch: str) -> dict[str, str]:
     return versions
 
 
+def _number(value: float) -> float | str:
+    """``value``, or its text when it is not finite (JSON has no NaN)."""
+    return value if math.isfinite(value) else str(value)
+
+
 class Trainer:
     """Trains the flow of a :class:`RunConfig`, writing into ``out_dir``.
 
     Start a run with ``Trainer(run, out_dir).fit()``, continue one with ``Trainer.resume(out_dir).fit()``. Under
-    ``torchrun`` every process builds a Trainer and calls :meth:`fit`; they train one model with
-    DistributedDataParallel.
+    ``torchrun`` every process calls :func:`~nfkit_core.train.start_process`, builds a Trainer and calls
+    :meth:`fit`; they train one model with DistributedDataParallel. Building a Trainer changes nothing
+    process-wide; :meth:`fit` runs with its own stream of PyTorch's global random numbers (for layers such as
+    dropout that draw from it) and leaves the caller's untouched.
 
     Args:
         run: what to train.
         out_dir: the run folder.
         registry: where architectures and datasets are looked up (the process-wide registry by default).
         checkpoint: a checkpoint of this run to continue from (see :meth:`resume`).
+        dist: this process's place in a distributed run (by default read from the environment; a ``torchrun``
+            worker must have joined the process group, see :func:`~nfkit_core.train.start_process`).
     """
 
     def __init__(self, run: RunConfig, out_dir: str | Path, registry: Registry | None = None,
-                 checkpoint: dict[str, Any] | None = None) -> None:
+                 checkpoint: dict[str, Any] | None = None, dist: Distributed | None = None) -> None:
         self.run = run
         self.config: TrainConfig = run.train
-        self.out_dir = Path(out_dir)
         self.registry = registry or get_registry()
-        self.dist = setup(self.config.device)
+        self.dist = dist or current(self.config.device)
         self.device = self.dist.device
-        if self.device.type == "cpu" and self.config.cpu_threads is not None:
-            torch.set_num_threads(self.config.cpu_threads)
         if self.config.batch_size % self.dist.world_size:
             raise ConfigError(f"train.batch_size={self.config.batch_size} must be divisible by the number of "
-                             f"processes ({self.dist.world_size})")
+                              f"processes ({self.dist.world_size})")
         self.local_batch_size = self.config.batch_size // self.dist.world_size
 
         self.train_set = self.load_split("train")
         self.val_set = self.load_split("val")
         self.info = self._data_info(dataset_info(self.train_set))
-
-        torch.manual_seed(self.config.seed)
-        self.flow: nn.Module = self.registry.build_flow(run.arch, run.model, self.info).to(self.device)
+        self.steps_per_epoch = len(self.train_set) // self.config.batch_size
+        if self.steps_per_epoch == 0:
+            raise ConfigError(f"the {run.dataset!r} training split has {len(self.train_set)} examples, fewer than "
+                              f"one batch of train.batch_size={self.config.batch_size}")
         self.num_dims = math.prod(self.info.shape)
-        noise_sigma = self.config.noise_sigma
-        if noise_sigma is None:  # a flow trained on noisy data (TarFlow) declares the noise it expects
-            noise_sigma = float(getattr(self.flow, "noise_std", 0.0) or 0.0)
-        self.preprocessing = Preprocessing.choose(self.info, getattr(self.flow, "dequantizer", None) is not None,
-                                                  noise_sigma, self.config.hflip, self.config.label_dropout)
+        self.flow = self._build_flow()
+        self.preprocessing = self._preprocessing()
         # The fused kernel updates all parameters in one call: a flow has thousands of small parameter tensors, and
         # the per-tensor loop of the default implementation costs several percent of a step.
         self.optimizer = torch.optim.AdamW(self.flow.parameters(), lr=self.config.lr, betas=self.config.betas,
                                            weight_decay=self.config.weight_decay,
                                            fused=self.device.type in ("cpu", "cuda"))
-        self.sampler = DistributedSampler(self.train_set, num_replicas=self.dist.world_size, rank=self.dist.rank,
-                                          shuffle=True, seed=self.config.seed, drop_last=True)
-        self.steps_per_epoch = len(self.sampler) // self.local_batch_size
-        if self.steps_per_epoch == 0:
-            raise ConfigError(f"the {run.dataset!r} training split has {len(self.train_set)} examples, fewer than one "
-                             f"batch of train.batch_size={self.config.batch_size}")
-        self.autocast = self._autocast()
+        self.evaluator = Evaluator(self.preprocessing, self.num_dims, self.info.num_classes > 0, self.dist,
+                                   self.config.seed, self.local_batch_size, self.config.num_workers,
+                                   self.config.eval_sample_batch_size)
 
         self.step = 0
         self.saved_step: int | None = None
         self.ema: EMA | None = None
+        self.initial_loss: float | None = None  # the loss of step 1: the reference a diverging loss is judged by
+        self.saved_loss_sane = True
+        self._rng: dict[str, Any] | None = None  # this run's stream of the global generators, between fit() calls
+        self._rng_live = False
+        self._last_loss = math.nan
         if checkpoint is not None:
             self._restore(checkpoint)
         else:
@@ -156,26 +152,22 @@ class Trainer:
             # Training batches all have one shape (drop_last); static shapes also avoid symbolic-shape failures
             # that some architectures (DenseFlow) hit under automatic dynamic shapes.
             self.model = torch.compile(self.model, dynamic=False)
-        self.metrics = MetricsLog(self.out_dir / "metrics.jsonl", write=self.dist.is_main, start_step=self.step)
+        self.folder = RunFolder(out_dir, write=self.dist.is_main, start_step=self.step)
+        self.out_dir = self.folder.path
+        self.metrics = self.folder.metrics
 
     @classmethod
     def resume(cls, out_dir: str | Path, train_overrides: dict[str, Any] | None = None,
-               registry: Registry | None = None) -> Trainer:
+               registry: Registry | None = None, dist: Distributed | None = None) -> Trainer:
         """Continue the run in ``out_dir`` from its checkpoint.
 
         ``train_overrides`` change training options, e.g. ``{"steps": 4000}`` to train for longer (which also
         stretches the learning-rate schedule, so the continuation is no longer the run that was planned).
         """
         state = read_checkpoint(Path(out_dir) / CHECKPOINT_NAME)
-        train = {**state["train_config"], **coerce_options(TrainConfig, train_overrides or {}, "train")}
         registry = registry or get_registry()
-        arch_spec = registry.architectures.get(state["architecture"])
-        data_spec = registry.datasets.get(state["dataset"])
-        run = RunConfig(arch=state["architecture"], dataset=state["dataset"],
-                        model=arch_spec.config_class(**state["model_config"]),
-                        data=data_spec.config_class(**state["data_config"]),
-                        train=TrainConfig(**coerce_options(TrainConfig, train, "train")), preset=state.get("preset"))
-        return cls(run, out_dir, registry=registry, checkpoint=state)
+        run = RunConfig.from_checkpoint(state, train_overrides, registry)
+        return cls(run, out_dir, registry=registry, checkpoint=state, dist=dist)
 
     # ----------------------------------------------------------------------------------------------- set-up
 
@@ -190,19 +182,45 @@ class Trainer:
         return DataInfo(shape=tuple(info.shape), num_classes=info.num_classes if self.config.class_conditional else 0,
                         num_bins=info.num_bins)
 
+    def _build_flow(self) -> nn.Module:
+        """The architecture's flow, initialised from ``train.seed`` without touching the global generators."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config.seed)
+            return self.registry.build_flow(self.run.arch, self.run.model, self.info).to(self.device)
+
+    def _preprocessing(self) -> Preprocessing:
+        # What the flow needs from the pipeline is declared on it (the nfkit_core.Flow contract).
+        noise_std = self.flow.noise_std if self.config.noise_std is None else self.config.noise_std
+        return Preprocessing.choose(self.info, self.flow.dequantizes, noise_std, self.config.hflip,
+                                    self.config.label_dropout)
+
     def _autocast(self):
         bf16 = self.config.precision == "bf16" or (self.config.precision == "auto" and self.device.type == "cuda")
-        if not bf16:
-            return nullcontext
-        return lambda: torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
 
-    def _first_global_batch(self) -> tuple[Tensor, Tensor]:
-        order = DistributedSampler(self.train_set, num_replicas=1, rank=0, shuffle=True, seed=self.config.seed,
-                                   drop_last=True)
-        order.set_epoch(0)
-        indices = list(order)[:self.config.batch_size]
-        loader = DataLoader(self.train_set, batch_size=len(indices), sampler=indices)
-        return next(iter(loader))
+    def _sampler(self, world_size: int, rank: int) -> DistributedSampler:
+        return DistributedSampler(self.train_set, num_replicas=world_size, rank=rank, shuffle=True,
+                                  seed=self.config.seed, drop_last=True)
+
+    def train_batches(self) -> Iterator[tuple[Tensor, Tensor]]:
+        """This process's training batches from the current step on: where training data is loaded.
+
+        Epoch ``e`` is the distributed sampler's shuffle with seed ``seed + e``; process ``r`` of ``W`` gets the
+        global batch positions ``r, r + W, ...``. Feeding the loop another way (a streaming dataset, another sampler)
+        means changing this method only: it must yield, for step ``s``, this process's rows of global batch ``s``.
+        """
+        sampler = self._sampler(self.dist.world_size, self.dist.rank)
+        size, steps_per_epoch = self.local_batch_size, self.steps_per_epoch
+        while True:
+            epoch, offset = divmod(self.step, steps_per_epoch)
+            sampler.set_epoch(epoch)
+            indices = list(sampler)
+            batches = [indices[i * size:(i + 1) * size] for i in range(offset, steps_per_epoch)]
+            # The loader's own generator seeds its workers, so that resuming mid-epoch draws nothing extra from the
+            # global generators (which layers such as dropout use).
+            generator = torch.Generator().manual_seed(step_seed(self.config.seed, epoch))
+            yield from DataLoader(self.train_set, batch_sampler=batches, num_workers=self.config.num_workers,
+                                  pin_memory=self.device.type == "cuda", generator=generator)
 
     @torch.no_grad()
     def _initialize(self) -> None:
@@ -211,27 +229,29 @@ class Trainer:
         Layers with data-dependent initialisation (ActNorm) are thus initialised from the same data with the same
         noise as the first training step sees, on every process. The weight average starts afterwards.
         """
-        x, labels = self._first_global_batch()
+        order = self._sampler(1, 0)
+        order.set_epoch(0)
+        indices = list(order)[:self.config.batch_size]
+        x, labels = default_collate([self.train_set[i] for i in indices])
         self.flow.train()
         with noise.use(ShardedNoise(self.config.seed, 0, device=self.device)):
             x, labels = self.preprocessing(x.to(self.device), labels.to(self.device), train=True)
-            self.flow(x, self._context(labels))
+            self.flow(x, self.evaluator.context(labels))
         if self.config.ema_decay is not None:
             self.ema = EMA(self.flow, self.config.ema_decay)
 
     def _restore(self, state: dict[str, Any]) -> None:
-        self.flow.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        for group in self.optimizer.param_groups:  # options changed on resume (e.g. a longer run) take effect
-            group.update(betas=self.config.betas, weight_decay=self.config.weight_decay)
         if self.config.ema_decay is not None:
             self.ema = EMA(self.flow, self.config.ema_decay)
-            if state.get("ema") is not None:
-                self.ema.load_state_dict(state["ema"])
-        self.step = self.saved_step = int(state["step"])
+        self.step = self.saved_step = restore_training(state, self.flow, self.optimizer,
+                                                       self.ema.model if self.ema is not None else None)
+        for group in self.optimizer.param_groups:  # options changed on resume (e.g. a longer run) take effect
+            group.update(betas=self.config.betas, weight_decay=self.config.weight_decay)
+        self.initial_loss = state.get("initial_loss")
+        self.saved_loss_sane = self._loss_is_sane(state.get("train_loss"))
         rng = state.get("rng") or []
         if len(rng) == self.dist.world_size:
-            _set_rng_state(rng[self.dist.rank])
+            self._rng = rng[self.dist.rank]
         elif self.dist.is_main:
             warnings.warn(f"the checkpoint holds the RNG states of {len(rng)} processes, this run has "
                           f"{self.dist.world_size}; the global RNGs are not restored (data order and noise still are)",
@@ -239,28 +259,18 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ one step
 
-    def _context(self, labels: Tensor) -> Tensor | None:
-        return labels if self.info.num_classes > 0 else None
-
-    def _batches(self) -> Iterator[tuple[Tensor, Tensor]]:
-        """Training batches from the current step on: epoch ``e`` is the sampler's shuffle with seed ``seed + e``."""
-        while True:
-            epoch, offset = divmod(self.step, self.steps_per_epoch)
-            self.sampler.set_epoch(epoch)
-            indices = list(self.sampler)
-            size = self.local_batch_size
-            batches = [indices[i * size:(i + 1) * size] for i in range(offset, self.steps_per_epoch)]
-            yield from DataLoader(self.train_set, batch_sampler=batches, num_workers=self.config.num_workers,
-                                  pin_memory=self.device.type == "cuda")
-
     def learning_rate(self, step: int) -> float:
         """The learning rate of optimizer step ``step``."""
         c = self.config
         return warmup_cosine(step, c.lr, c.warmup_steps_for(self.steps_per_epoch), c.steps, c.min_lr_ratio,
                              c.warmup_start_ratio)
 
-    def _train_step(self, x: Tensor, labels: Tensor) -> Tensor:
-        """One optimizer step; returns ``[loss (nats), bits/dim, gradient norm]`` averaged over all processes."""
+    def train_step(self, x: Tensor, labels: Tensor, stop_requested: bool = False) -> Tensor:
+        """One optimizer step.
+
+        Returns ``[loss (nats), bits/dim, gradient norm, stop]`` averaged over all processes, where ``stop`` is
+        positive when any process was asked to stop (so that all of them stop after the same step).
+        """
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate(self.step)
         x = x.to(self.device, non_blocking=True)
@@ -268,19 +278,28 @@ class Trainer:
         self.model.train()
         with noise.use(ShardedNoise(self.config.seed, self.step, self.dist.rank, self.dist.world_size, self.device)):
             x, labels = self.preprocessing(x, labels, train=True)
-            loss, log_prob = self.objective(x, self._context(labels))
+            loss, log_prob = self.objective(x, self.evaluator.context(labels))
         bpd = bits_per_dim(log_prob.detach(), self.num_dims, self.preprocessing.log_bin_width).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         max_norm = self.config.grad_clip if self.config.grad_clip is not None else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.flow.parameters(), max_norm)
-        stats = torch.stack([-log_prob.detach().mean(), bpd, grad_norm.detach().float()])
+        stats = torch.stack([-log_prob.detach().mean(), bpd, grad_norm.detach().float(),
+                             torch.tensor(float(stop_requested), device=loss.device)])
         stats = self.dist.all_reduce_sum(stats) / self.dist.world_size
         if not torch.isfinite(stats).all():
-            self._stop_non_finite(stats)
+            self._stop_non_finite(f"non-finite training loss at step {self.step + 1}: loss {stats[0].item()}, "
+                                  f"bits/dim {stats[1].item()}, gradient norm {stats[2].item()}", stats)
         self.optimizer.step()
+        # The largest magnitude is finite exactly when every weight is (a norm of finite weights can overflow).
+        if not torch.isfinite(torch.nn.utils.get_total_norm(list(self.flow.parameters()), math.inf)):
+            self._stop_non_finite(f"the update of step {self.step + 1} made the weights non-finite (learning rate "
+                                  f"{self.learning_rate(self.step):.3g})", stats)
         if self.ema is not None:
             self.ema.update(self.flow, num_updates=self.step)
+        if self.initial_loss is None:
+            self.initial_loss = stats[0].item()
+        self._last_loss = stats[0].item()
         return stats
 
     def objective(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -290,20 +309,168 @@ class Trainer:
         log-likelihood is what the metrics report. This is the seam for other objectives: a subclass that returns
         another loss (nfkit-distill adds knowledge-distillation terms) keeps everything else of the trainer.
         """
-        with self.autocast():
+        with self._autocast():
             log_prob = self.model(x, context).float()
         return bits_per_dim(log_prob, self.num_dims, self.preprocessing.log_bin_width).mean(), log_prob
 
-    def _stop_non_finite(self, stats: Tensor) -> None:
-        loss, bpd, grad_norm = stats.tolist()
-        checkpoint = self.out_dir / CHECKPOINT_NAME
-        kept = (f"the last good checkpoint, {checkpoint} (step {self.saved_step}), is kept"
-                if self.saved_step is not None else "no checkpoint had been written yet")
-        message = (f"non-finite training loss at step {self.step + 1}: loss {loss}, bits/dim {bpd}, gradient norm "
-                   f"{grad_norm}. Training stopped without applying this update; {kept}. Try a lower train.lr, "
-                   f"train.grad_clip, or a longer train.warmup_steps.")
-        self.metrics.append({"step": self.step + 1, "event": "non-finite loss", "loss": loss, "bpd": bpd})
-        raise NonFiniteLossError(message)
+    # ----------------------------------------------------------------------------------------- the loop
+
+    def fit(self, until: int | None = None) -> dict[str, Any] | None:
+        """Train up to step ``until`` (default: ``train.steps``) and write a checkpoint there.
+
+        Returns the final report (also written to ``report.json`` and printed) when the run reaches
+        ``train.steps``, else ``None``.
+
+        Raises:
+            NonFiniteLossError: the loss, gradient or weights became NaN or infinite; the last checkpoint with a
+                sane loss is left in place.
+            TrainingInterrupted: ``SIGINT`` or ``SIGTERM`` stopped the run after a checkpoint of the current step.
+        """
+        c = self.config
+        end = c.steps if until is None else min(until, c.steps)
+        self._announce()
+        interval = torch.zeros(3, dtype=torch.float64)  # sums of loss, bits/dim, gradient norm since the last log
+        interval_steps, interval_time, train_time, trained_steps = 0, 0.0, 0.0, 0
+        with self._own_rng(), StopRequests() as stop, self.folder.progress(c.steps, self.step, c.progress,
+                                                                           f"{self.run.arch} on {self.run.dataset}") \
+                as bar:
+            batches = self.train_batches()
+            while self.step < end:
+                started = time.perf_counter()
+                x, labels = next(batches)
+                stats = self.train_step(x, labels, stop.requested)
+                self.step += 1
+                elapsed = time.perf_counter() - started
+                interval += stats[:3].double().cpu()
+                interval_steps, interval_time = interval_steps + 1, interval_time + elapsed
+                train_time, trained_steps = train_time + elapsed, trained_steps + 1
+                bar.update(1)
+                if self.step % c.log_every == 0 or self.step == end:
+                    loss, bpd, grad_norm = (interval / interval_steps).tolist()
+                    speed = interval_steps * c.batch_size / interval_time
+                    self.metrics.append({"step": self.step, "loss": loss, "bpd": bpd, "grad_norm": grad_norm,
+                                         "lr": self.learning_rate(self.step - 1), "samples_per_s": speed})
+                    bar.set_postfix(loss=f"{loss:.3f}", bpd=f"{bpd:.3f}", samples_per_s=f"{speed:.0f}")
+                    interval.zero_()
+                    interval_steps, interval_time = 0, 0.0
+                if self.step % c.val_every == 0 or self.step == c.steps:
+                    val = self.evaluator(self.eval_flow, self.val_set, "val", c.val_max_examples)
+                    self.metrics.append({"step": self.step, "val_bpd": val.bits_per_dim, "val_nats": val.nats})
+                    self.say(f"step {self.step}: validation bits/dim {val.bits_per_dim:.4f}")
+                if self.step % c.sample_every == 0 or self.step == c.steps:
+                    self._write_figures()
+                stopping = stats[3].item() > 0
+                if self.step % c.checkpoint_every == 0 or self.step == end or stopping:
+                    self.save()
+                if stopping:
+                    self._stop_on_signal(stop.signal_number)
+        if self.step < c.steps:
+            return None
+        return self.report(trained_steps * c.batch_size / train_time if train_time > 0 else None)
+
+    @contextmanager
+    def _own_rng(self):
+        """Run the block with this run's stream of the global generators; the caller's stream is restored after."""
+        if self._rng_live:
+            yield
+            return
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            if self._rng is None:
+                torch.manual_seed(self.config.seed)
+            else:
+                restore_rng(self._rng, self.device)
+            self._rng_live = True
+            try:
+                yield
+            finally:
+                self._rng, self._rng_live = capture_rng(self.device), False
+
+    def _announce(self) -> None:
+        c = self.config
+        preset = f" (preset {self.run.preset!r})" if self.run.preset else ""
+        what = f"{self.run.arch}{preset} on {self.run.dataset}"
+        plan = (f"resuming {what} at step {self.step} of {c.steps}" if self.step
+                else f"training {what} for {c.steps} steps")
+        self.say(f"{plan} on {self.dist.world_size} x {self.device}, writing to {self.out_dir}")
+        if self.step == 0:
+            self.folder.write_run({**self.run.to_dict(), "versions": _versions(self.registry, self.run.arch)})
+
+    def say(self, message: str) -> None:
+        """Print a line on the console (rank 0 only), above the progress bar."""
+        self.folder.say(message)
+
+    # ------------------------------------------------------------------------------ stopping and saving
+
+    def _loss_is_sane(self, loss: float | None) -> bool:
+        """Whether ``loss`` (nats) is within ``D`` nats (1 nat per dimension) of the loss at the first step: a run
+        whose loss rose far above that of its untrained flow has diverged, even while it is finite."""
+        if loss is None or self.initial_loss is None:
+            return loss is None or math.isfinite(loss)
+        return math.isfinite(loss) and loss <= self.initial_loss + self.num_dims
+
+    def save(self) -> Path:
+        """Write the checkpoint (rank 0, atomically; every process must call this).
+
+        While the losses of a run diverge, the last checkpoint whose loss was sane is kept as
+        :data:`LAST_SANE_CHECKPOINT` (it is put back in place if the run then stops on a non-finite loss).
+        """
+        rng = self.dist.all_gather(capture_rng(self.device) if self._rng_live or self._rng is None else self._rng)
+        path = self.folder.checkpoint
+        sane = self._loss_is_sane(self._last_loss if math.isfinite(self._last_loss) else None)
+        if self.dist.is_main:
+            kept = path.with_name(LAST_SANE_CHECKPOINT)
+            if not sane and self.saved_loss_sane and path.is_file():
+                kept.unlink(missing_ok=True)
+                os.link(path, kept)
+            state = training_checkpoint(
+                self.run.to_dict(), self.info, self.preprocessing.to_dict(), self.flow, self.optimizer,
+                self.ema.model if self.ema is not None else None,
+                {"name": "warmup_cosine", "lr": self.config.lr, "warmup_steps": self.config.warmup_steps,
+                 "total_steps": self.config.steps, "min_lr_ratio": self.config.min_lr_ratio},
+                self.step, rng, _versions(self.registry, self.run.arch),
+                self._last_loss if math.isfinite(self._last_loss) else None)
+            state["initial_loss"] = self.initial_loss
+            try:
+                save_checkpoint(state, path)
+            except NonFiniteStateError as error:
+                self._stop_non_finite(str(error), None)
+            if sane:
+                kept.unlink(missing_ok=True)
+        self.dist.barrier()
+        self.saved_step, self.saved_loss_sane = self.step, sane
+        return path
+
+    def _stop_non_finite(self, what: str, stats: Tensor | None) -> None:
+        checkpoint, kept = self.folder.checkpoint, self.folder.checkpoint.with_name(LAST_SANE_CHECKPOINT)
+        if self.saved_step is None:
+            where = "no checkpoint had been written yet"
+        elif self.saved_loss_sane:
+            where = f"the last good checkpoint, {checkpoint} (step {self.saved_step}), is kept"
+        elif kept.is_file():
+            sane_step = read_checkpoint(kept)["step"]
+            if self.dist.is_main:
+                os.replace(kept, checkpoint)
+            where = (f"the checkpoints after step {sane_step} had diverging losses (far above the "
+                     f"{self.initial_loss:.4g} nats of the first step), so {checkpoint} is back at step {sane_step}, "
+                     f"the last with a sane loss")
+        else:
+            where = (f"no checkpoint had a sane loss: the last, {checkpoint} (step {self.saved_step}), was written "
+                     f"while the loss diverged; start a new run")
+        self.say(f"stopped: {what}")
+        if stats is not None:
+            self.metrics.append({"step": self.step + 1, "event": "non-finite loss", "loss": _number(stats[0].item()),
+                                 "bpd": _number(stats[1].item())})
+        raise NonFiniteLossError(f"{what}. Training stopped without saving this update; {where}. Try a lower "
+                                 f"train.lr, train.grad_clip, or a longer train.warmup_steps.")
+
+    def _stop_on_signal(self, signal_number: int) -> None:
+        import signal
+
+        number = signal_number or signal.SIGTERM  # a process that was not signalled itself stops with the others
+        name = signal.Signals(number).name
+        message = (f"{name}: stopped after step {self.step}; checkpoint written to {self.folder.checkpoint}; "
+                   f"continue with: nf train --resume {self.out_dir}")
+        raise TrainingInterrupted(message, number)
 
     # ------------------------------------------------------------------------------------- evaluation
 
@@ -312,41 +479,11 @@ class Trainer:
         """The weights validation, samples and reports use: the moving average when there is one."""
         return self.ema.model if self.ema is not None else self.flow
 
-    @torch.no_grad()
-    def evaluate(self, dataset: Dataset, max_examples: int | None = None, num_samples: int = 1) -> float:
-        """Mean bits/dim of :attr:`eval_flow` over ``dataset`` (in fp32, with fixed noise), over all processes.
-
-        With ``num_samples`` K > 1 each example gets the importance-weighted bound over K draws of the flow's noise
-        (:func:`nfkit_core.flow.importance_weighted_log_prob`) instead of the single-sample bound.
-
-        Examples are dealt out to the processes in the same interleaved order as training batches, and evaluation
-        batch ``b`` draws its noise as step ``-(b + 1)`` would, so the result does not depend on the process count.
-        """
-        flow = self.eval_flow.eval()
-        count = len(dataset) if max_examples is None else min(len(dataset), max_examples)
-        mine = list(range(self.dist.rank, count, self.dist.world_size))
-        loader = DataLoader(dataset, batch_size=self.local_batch_size, sampler=mine,
-                            num_workers=self.config.num_workers)
-        totals = torch.zeros(2, dtype=torch.float64, device=self.device)
-        for batch, (x, labels) in enumerate(loader):
-            source = ShardedNoise(self.config.seed, -(batch + 1), self.dist.rank, self.dist.world_size, self.device)
-            with noise.use(source):
-                x, labels = self.preprocessing(x.to(self.device), labels.to(self.device), train=False)
-                if num_samples > 1:
-                    log_prob = importance_weighted_log_prob(flow, x, self._context(labels), num_samples,
-                                                            self.config.eval_sample_batch_size)
-                else:
-                    log_prob = flow.log_prob(x, self._context(labels))
-            totals[0] += bits_per_dim(log_prob, self.num_dims, self.preprocessing.log_bin_width).double().sum()
-            totals[1] += len(x)
-        totals = self.dist.all_reduce_sum(totals)
-        return (totals[0] / totals[1]).item()
-
-    def _likelihood_draws_noise(self) -> bool:
-        """Whether the flow's likelihood is stochastic (then the importance-weighted bound is worth reporting)."""
-        x, labels = next(iter(DataLoader(self.val_set, batch_size=2)))
-        x, labels = self.preprocessing(x.to(self.device), labels.to(self.device), train=False)
-        return forward_draws_noise(self.eval_flow.eval(), x, self._context(labels))
+    def evaluate(self, dataset: Dataset, max_examples: int | None = None, num_samples: int = 1,
+                 split: str = "val") -> float:
+        """Mean bits/dim of :attr:`eval_flow` over ``dataset`` (see :class:`~nfkit_core.train.evaluation.Evaluator`
+        for the full result)."""
+        return self.evaluator(self.eval_flow, dataset, split, max_examples, num_samples).bits_per_dim
 
     @torch.no_grad()
     def sample(self, n: int) -> Tensor:
@@ -357,151 +494,72 @@ class Trainer:
         generator = torch.Generator().manual_seed(self.config.seed)
         return flow.sample(n, context, temperature=self.config.sample_temperature, generator=generator)
 
-    def _write_figures(self) -> Path:
-        samples_dir = self.out_dir / "samples"
-        samples_dir.mkdir(parents=True, exist_ok=True)
-        path = samples_dir / f"step_{self.step:06d}.png"
-        save_samples(self.sample(self.config.num_samples), self.preprocessing, path,
-                     nrow=grid_columns(self.info.num_classes))
-        plot_curves(self.metrics.rows, self.out_dir / "curves.png")
-        return path
-
-    # ----------------------------------------------------------------------------------------- saving
-
-    def state_dict(self, rng: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-        """The checkpoint of the current step (see :mod:`nfkit_core.checkpoint` for the keys)."""
-        c = self.config
-        return {**self.run.to_dict(),
-                "data_info": {"shape": list(self.info.shape), "num_classes": self.info.num_classes,
-                              "num_bins": self.info.num_bins},
-                "preprocessing": self.preprocessing.to_dict(),
-                "model": self.flow.state_dict(),
-                "ema": self.ema.state_dict() if self.ema is not None else None,
-                "optimizer": self.optimizer.state_dict(),
-                "schedule": {"name": "warmup_cosine", "lr": c.lr, "warmup_steps": c.warmup_steps,
-                             "total_steps": c.steps, "min_lr_ratio": c.min_lr_ratio},
-                "step": self.step,
-                "rng": rng if rng is not None else [_rng_state()],
-                "versions": _versions(self.registry, self.run.arch)}
-
-    def save(self) -> Path:
-        """Write the checkpoint (rank 0, atomically; every process must call this)."""
-        rng = self.dist.all_gather(_rng_state())
-        path = self.out_dir / CHECKPOINT_NAME
+    def _write_figures(self) -> None:
         if self.dist.is_main:
-            save_checkpoint(self.state_dict(rng), path)
-        self.dist.barrier()
-        self.saved_step = self.step
-        return path
-
-    # ----------------------------------------------------------------------------------------- the loop
-
-    def _print(self, message: str) -> None:
-        if self.dist.is_main:
-            from tqdm import tqdm
-
-            tqdm.write(message, file=sys.stdout)
-
-    def fit(self, until: int | None = None) -> dict[str, Any] | None:
-        """Train up to step ``until`` (default: ``train.steps``) and write a checkpoint there.
-
-        Returns the final report (also written to ``report.json`` and printed) when the run reaches
-        ``train.steps``, else ``None``.
-
-        Raises:
-            NonFiniteLossError: the loss became NaN or infinite; the last good checkpoint is left in place.
-        """
-        from tqdm import tqdm
-
-        c = self.config
-        end = c.steps if until is None else min(until, c.steps)
-        preset = f" (preset {self.run.preset!r})" if self.run.preset else ""
-        what = f"{self.run.arch}{preset} on {self.run.dataset}"
-        plan = (f"resuming {what} at step {self.step} of {c.steps}" if self.step
-                else f"training {what} for {c.steps} steps")
-        self._print(f"{plan} on {self.dist.world_size} x {self.device}, writing to {self.out_dir}")
-        if self.dist.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            if self.step == 0:
-                run = {**self.run.to_dict(), "versions": _versions(self.registry, self.run.arch)}
-                (self.out_dir / "run.json").write_text(json.dumps(run, indent=2) + "\n")
-        bar = tqdm(total=c.steps, initial=self.step, disable=not (c.progress and self.dist.is_main),
-                   dynamic_ncols=True, desc=f"{self.run.arch} on {self.run.dataset}")
-        window = torch.zeros(3, dtype=torch.float64)
-        window_steps, window_time = 0, 0.0
-        train_time, trained_steps = 0.0, 0
-        batches = self._batches()
-        try:
-            while self.step < end:
-                started = time.perf_counter()
-                x, labels = next(batches)
-                stats = self._train_step(x, labels)
-                self.step += 1
-                elapsed = time.perf_counter() - started
-                window += stats.double().cpu()
-                window_steps += 1
-                window_time += elapsed
-                train_time += elapsed
-                trained_steps += 1
-                if self.step % c.log_every == 0 or self.step == end:
-                    loss, bpd, grad_norm = (window / window_steps).tolist()
-                    speed = window_steps * c.batch_size / window_time
-                    self.metrics.append({"step": self.step, "loss": loss, "bpd": bpd, "grad_norm": grad_norm,
-                                         "lr": self.learning_rate(self.step - 1), "samples_per_s": speed})
-                    bar.set_postfix(loss=f"{loss:.3f}", bpd=f"{bpd:.3f}", samples_per_s=f"{speed:.0f}")
-                    window.zero_()
-                    window_steps, window_time = 0, 0.0
-                bar.update(1)
-                if self.step % c.val_every == 0 or self.step == c.steps:
-                    val_bpd = self.evaluate(self.val_set, c.val_max_examples)
-                    self.metrics.append({"step": self.step, "val_bpd": val_bpd})
-                    self._print(f"step {self.step}: validation bits/dim {val_bpd:.4f}")
-                if self.dist.is_main and (self.step % c.sample_every == 0 or self.step == c.steps):
-                    self._write_figures()
-                if self.step % c.checkpoint_every == 0 or self.step == end:
-                    self.save()
-        finally:
-            bar.close()
-        if self.step < c.steps:
-            return None
-        throughput = trained_steps * c.batch_size / train_time if train_time > 0 else None
-        return self.report(throughput)
+            self.folder.write_figures(self.step, self.sample(self.config.num_samples), self.preprocessing,
+                                      grid_columns(self.info.num_classes))
 
     def report(self, samples_per_s: float | None = None) -> dict[str, Any]:
         """Evaluate the final weights on the full validation and test splits; write ``report.json`` and print it."""
+        with self._own_rng():
+            return self._report(samples_per_s)
+
+    def _report(self, samples_per_s: float | None) -> dict[str, Any]:
         test_set = self.load_split("test")
-        val_bpd = self.evaluate(self.val_set)
-        test_bpd = self.evaluate(test_set)
-        k = self.config.eval_samples
-        weighted = k > 1 and self._likelihood_draws_noise()
-        val_bpd_iw = self.evaluate(self.val_set, num_samples=k) if weighted else None
-        test_bpd_iw = self.evaluate(test_set, num_samples=k) if weighted else None
+        flow, k = self.eval_flow, self.config.eval_samples
+        results: dict[str, Evaluation] = {"val": self.evaluator(flow, self.val_set, "val"),
+                                          "test": self.evaluator(flow, test_set, "test")}
+        weighted = k > 1 and self.evaluator.likelihood_draws_noise(flow, self.val_set)
+        if weighted:
+            results["val_iw"] = self.evaluator(flow, self.val_set, "val", num_samples=k)
+            results["test_iw"] = self.evaluator(flow, test_set, "test", num_samples=k)
         train_rows = [row for row in self.metrics.rows if "bpd" in row and "event" not in row]
+        log_abs_det = float(getattr(self.train_set, "log_abs_det", 0.0))
         report = {
             "architecture": self.run.arch, "preset": self.run.preset, "dataset": self.run.dataset,
+            "data_dimension": self.num_dims, "data_shape": list(self.info.shape),
             "steps": self.step, "batch_size": self.config.batch_size, "processes": self.dist.world_size,
             "device": str(self.device), "parameters": sum(p.numel() for p in self.flow.parameters()),
             "weights": "ema" if self.ema is not None else "model",
             "preprocessing": self.preprocessing.mode, "log_bin_width": self.preprocessing.log_bin_width,
             "train_bpd": train_rows[-1]["bpd"] if train_rows else None,
-            "val_bpd": val_bpd, "test_bpd": test_bpd,
-            "eval_samples": k if weighted else None, "val_bpd_iw": val_bpd_iw, "test_bpd_iw": test_bpd_iw,
+            "val_bpd": results["val"].bits_per_dim, "test_bpd": results["test"].bits_per_dim,
+            "val_nats": results["val"].nats, "test_nats": results["test"].nats,
+            # A dataset that standardised its values (tabular) says by how much: -log p(x) in the file's units.
+            **({"data_log_abs_det": log_abs_det, "val_nats_file_units": results["val"].nats - log_abs_det,
+                "test_nats_file_units": results["test"].nats - log_abs_det} if log_abs_det else {}),
+            "eval_samples": k if weighted else None,
+            "val_bpd_iw": results["val_iw"].bits_per_dim if weighted else None,
+            "test_bpd_iw": results["test_iw"].bits_per_dim if weighted else None,
             "train_samples_per_s": samples_per_s,
-            "checkpoint": str(self.out_dir / CHECKPOINT_NAME),
-            "samples": str(self.out_dir / "samples" / f"step_{self.step:06d}.png"),
+            "checkpoint": str(self.folder.checkpoint),
+            "samples": str(self.folder.sample_grid_path(self.step)),
             "curves": str(self.out_dir / "curves.png"),
         }
-        if self.dist.is_main:
-            (self.out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-            train_bpd = f"{report['train_bpd']:.4f}" if report["train_bpd"] is not None else "n/a"
-            self._print(f"\n{self.run.arch} on {self.run.dataset}, {self.step} steps: bits/dim "
-                        f"train {train_bpd} (last log interval), validation {val_bpd:.4f}, "
-                        f"test {test_bpd:.4f} ({report['weights']} weights, {self.preprocessing.mode})\n"
-                        + (f"importance-weighted bound over {k} noise draws: validation {val_bpd_iw:.4f}, "
-                           f"test {test_bpd_iw:.4f} bits/dim\n" if weighted else "")
-                        + f"report: {self.out_dir / 'report.json'}\nsamples: {report['samples']}\n"
-                        f"curves: {report['curves']}\ncheckpoint: {report['checkpoint']}")
+        self.folder.write_report(report)
+        self.say(self._summary(report))
         return report
+
+    def _summary(self, report: dict[str, Any]) -> str:
+        """The report as the console shows it; held-out nats next to bits/dim for continuous data, whose bits/dim
+        can be negative and hide the data's dimension."""
+        train = f"{report['train_bpd']:.4f}" if report["train_bpd"] is not None else "n/a"
+        lines = [f"\n{self.run.arch} on {self.run.dataset}, {self.step} steps: bits/dim train {train} (last log "
+                 f"interval), validation {report['val_bpd']:.4f}, test {report['test_bpd']:.4f} "
+                 f"({report['weights']} weights, {self.preprocessing.mode})"]
+        if self.info.num_bins is None:
+            lines.append(f"negative log-likelihood per example ({self.num_dims} dimensions): validation "
+                         f"{report['val_nats']:.4f} nats, test {report['test_nats']:.4f} nats")
+            if "test_nats_file_units" in report:
+                lines.append(f"of the standardised data; in the data file's units: validation "
+                             f"{report['val_nats_file_units']:.4f} nats, test {report['test_nats_file_units']:.4f}"
+                             f" nats")
+        if report["eval_samples"]:
+            lines.append(f"importance-weighted bound over {report['eval_samples']} noise draws: validation "
+                         f"{report['val_bpd_iw']:.4f}, test {report['test_bpd_iw']:.4f} bits/dim")
+        lines += [f"report: {self.out_dir / 'report.json'}", f"samples: {report['samples']}",
+                  f"curves: {report['curves']}", f"checkpoint: {report['checkpoint']}"]
+        return "\n".join(lines)
 
     def close(self) -> None:
         """Leave the process group of a distributed run."""
