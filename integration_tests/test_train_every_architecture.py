@@ -81,3 +81,21 @@ def test_nf_sample_writes_a_grid(trained, tmp_path):
 
     with Image.open(target) as image:
         assert image.size[0] >= 3 * 8 and image.size[1] >= 3 * 8
+
+
+def test_nf_eval_measures_the_run(trained, tmp_path):
+    arch, *_, report, out = trained
+    target = tmp_path / "eval"
+    code = main(["eval", str(out), "--metrics", "bpd,iwbo,fid,kid,prc,interp,speed", "-K", "4", "--num-samples", "32",
+                 "--max-examples", "64", "--speed-repeats", "2", "--no-progress", "--out", str(target)])
+    assert code == 0, arch
+    result = json.loads((target / "eval.json").read_text())
+    metrics = result["metrics"]
+    assert result["architecture"] == arch and result["step"] == STEPS
+    assert abs(metrics["bpd"]["value"] - report["test_bpd"]) < 0.5, arch  # 64 of the test examples, other noise
+    assert metrics["bpd_iw"]["value"] <= metrics["bpd"]["value"] + 1e-9, arch
+    assert metrics["FD-digits"]["value"] > 0 and metrics["FD-digits"]["protocol"]["generated"] == 32
+    assert metrics["FD-digits interpolation T=0.7"]["protocol"]["pairs"] == 32
+    assert metrics["parameters"]["value"] == report["parameters"]
+    assert metrics["sampling latency"]["value"] > 0 and metrics["peak sampling memory"]["value"] is not None, arch
+    assert (target / "interpolation_T1.png").stat().st_size > 200

@@ -73,14 +73,14 @@ def test_every_command_has_help(nf, capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert all(name in out for name in ("train", "sample", "plugins"))
-    for command in ("sample", "plugins"):
+    for command in ("sample", "plugins", "data"):
         with pytest.raises(SystemExit):
             main([command, "--help"])
         assert "usage: nf " + command in capsys.readouterr().out
     code, out, _ = nf("train", "--help")
     assert code == 0 and "usage: nf train" in out
     assert "architectures: guided, tiny" in out
-    assert "datasets: cifar10, digits, image-folder, imagenet-npz, tabular, toy2d" in out
+    assert "datasets: cifar10, converted, digits, image-folder, imagenet-npz, tabular, toy2d" in out
     assert "train.steps: int = 1000" in out and "train.grad_clip: float | None = None" in out
     assert "data options of dataset 'digits'" in out
 
@@ -99,8 +99,8 @@ def test_unknown_names_list_the_available_ones(nf):
     code, _, err = nf("train", "--arch", "glow", "--out", "x")
     assert code == 2 and "nf train: error: unknown architecture 'glow'; available: guided, tiny" in err
     code, _, err = nf("train", "--arch", "tiny", "--data", "mnist", "--out", "x")
-    assert code == 2 and ("unknown dataset 'mnist'; available: cifar10, digits, image-folder, imagenet-npz, "
-                          "tabular, toy2d") in err
+    assert code == 2 and ("unknown dataset 'mnist'; available: cifar10, converted, digits, image-folder, "
+                          "imagenet-npz, tabular, toy2d") in err
     code, _, err = nf("train", "--out", "x")
     assert code == 2 and "choose an architecture with --arch NAME; available: guided, tiny" in err
     code, _, err = nf("train", "--arch", "tiny")

@@ -22,12 +22,13 @@ from nfkit_core.plugins import UnknownNameError
 
 def test_every_builtin_dataset_is_registered_by_nf_core(registry):
     assert registry.datasets.names() == sorted(spec.name for spec in BUILTIN_DATASETS)
-    assert set(registry.datasets.names()) == {"digits", "image-folder", "cifar10", "imagenet-npz", "tabular", "toy2d"}
+    assert set(registry.datasets.names()) == {"digits", "image-folder", "cifar10", "imagenet-npz", "converted",
+                                              "tabular", "toy2d"}
     assert {e.distribution for e in registry.datasets.entries()} == {"nfkit-core"}
 
 
 def test_unknown_dataset_lists_the_available_ones(registry):
-    with pytest.raises(UnknownNameError, match="unknown dataset 'mnist'; available: cifar10, digits, image-folder"):
+    with pytest.raises(UnknownNameError, match="unknown dataset 'mnist'; available: cifar10, converted, digits"):
         registry.load_dataset("mnist")
 
 
@@ -251,7 +252,7 @@ def write_imagenet(folder, batches=2, per_file=4, side=8):
 
 def test_imagenet_npz_batches(registry, tmp_path):
     folder = write_imagenet(tmp_path / "Imagenet8_train_npz")
-    config = ImagenetNpzConfig(str(tmp_path))
+    config = ImagenetNpzConfig(str(tmp_path), in_memory=True)
     train = registry.load_dataset("imagenet-npz", config, "train")
     val = registry.load_dataset("imagenet-npz", config, "val")
     assert len(train) == 8 and len(val) == 4
@@ -262,7 +263,8 @@ def test_imagenet_npz_batches(registry, tmp_path):
     # Red plane first: value (r, c) of channel k is data[k * 64 + r * 8 + c].
     assert x[1, 3, 4].item() == raw["data"][1][64 + 3 * 8 + 4]
     assert torch.equal(registry.load_dataset("imagenet-npz", config, "test").data, val.data)
-    assert len(registry.load_dataset("imagenet-npz", ImagenetNpzConfig(str(tmp_path), train_files=1), "train")) == 4
+    first = ImagenetNpzConfig(str(tmp_path), train_files=1, in_memory=True)
+    assert len(registry.load_dataset("imagenet-npz", first, "train")) == 4
 
 
 def test_imagenet_npz_errors_name_the_file(registry, tmp_path):

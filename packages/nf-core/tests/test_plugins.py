@@ -92,7 +92,7 @@ def test_builtins_register_through_the_hooks_with_their_distribution():
     assert registry.commands.names() == []  # nf's own commands belong to the command line
     entry = registry.attention_backends.entry("sdpa")
     assert (entry.plugin, entry.distribution) == ("nfkit-core", "nfkit-core")
-    assert with_commands(manager).registry.commands.names() == ["plugins", "sample", "train"]
+    assert with_commands(manager).registry.commands.names() == ["data", "plugins", "sample", "train"]
     assert manager.info(COMMANDS_PLUGIN).distribution == "nfkit-core"
 
 

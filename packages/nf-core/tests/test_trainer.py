@@ -203,7 +203,7 @@ def test_class_conditional_runs_pass_labels_and_tell_the_architecture(registry, 
 def test_options_that_cannot_work_are_errors(registry, tmp_path):
     with pytest.raises(UnknownNameError, match="unknown architecture 'glowy'; available: tiny"):
         make_run_config("glowy", "digits", registry=registry)
-    with pytest.raises(UnknownNameError, match="unknown dataset 'mnist'; available: cifar10, digits"):
+    with pytest.raises(UnknownNameError, match="unknown dataset 'mnist'; available: cifar10, converted, digits"):
         make_run_config("tiny", "mnist", registry=registry)
     with pytest.raises(ValueError, match=r"unknown model option\(s\) \['width'\]; known: dequantize, hidden"):
         make_run_config("tiny", "digits", model={"width": 3}, registry=registry)

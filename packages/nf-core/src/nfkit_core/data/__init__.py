@@ -9,17 +9,25 @@ levels as floats, continuous datasets floats, unlabelled datasets the label ``-1
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from torch.utils.data import Dataset
 
-from nfkit_core.data import cifar10, digits, image_folder, imagenet_npz, tabular, toy2d
+from nfkit_core.data import cifar10, digits, image_folder, imagenet_npz, shards, tabular, toy2d
 from nfkit_core.data.base import SPLITS, ArrayDataset, DataError
+from nfkit_core.data.convert import Source
 from nfkit_core.data.preprocess import Preprocessing
 from nfkit_core.specs import DataInfo, DatasetSpec
 
-__all__ = ["BUILTIN_DATASETS", "SPLITS", "ArrayDataset", "DataError", "Preprocessing", "dataset_info"]
+__all__ = ["BUILTIN_DATASETS", "CONVERTIBLE", "SPLITS", "ArrayDataset", "DataError", "Preprocessing", "dataset_info"]
 
 BUILTIN_DATASETS: tuple[DatasetSpec, ...] = (digits.SPEC, image_folder.SPEC, cifar10.SPEC, imagenet_npz.SPEC,
-                                             tabular.SPEC, toy2d.SPEC)
+                                             shards.SPEC, tabular.SPEC, toy2d.SPEC)
+
+# The datasets ``nf data convert`` reads: name -> conversion_source(config, images_per_shard).
+CONVERTIBLE: dict[str, Callable[..., Source]] = {"imagenet-npz": imagenet_npz.conversion_source,
+                                                 "cifar10": cifar10.conversion_source,
+                                                 "image-folder": image_folder.conversion_source}
 
 
 def dataset_info(dataset: Dataset) -> DataInfo:

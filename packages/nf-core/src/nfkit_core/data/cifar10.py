@@ -17,10 +17,11 @@ import numpy as np
 import torch
 
 from nfkit_core.data.base import ArrayDataset, DataError, check_split, require_path
+from nfkit_core.data.convert import Part, Source, file_identity, source_options
 from nfkit_core.extras import require
 from nfkit_core.specs import DataInfo, DatasetSpec
 
-__all__ = ["Cifar10Config", "load_cifar10", "SPEC"]
+__all__ = ["Cifar10Config", "load_cifar10", "read_batch", "conversion_source", "SPEC"]
 
 LAYOUT = ("cifar-10-batches-py/ with data_batch_1..5 and test_batch (pickled dicts with 'data' (N, 3072) uint8 "
           "and 'labels'), as extracted from cifar-10-python.tar.gz")
@@ -55,7 +56,8 @@ class _ArrayUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def _read_batch(path: Path, checksum: str, verify: bool) -> tuple[np.ndarray, np.ndarray]:
+def read_batch(path: Path, checksum: str, verify: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The ``data`` (N, 3072) ``uint8`` and ``labels`` of one batch file, checked against ``checksum`` if ``verify``."""
     check_integrity = require("torchvision.datasets.utils", "the cifar10 dataset").check_integrity
 
     if not path.is_file():
@@ -83,12 +85,36 @@ def load_cifar10(config: Cifar10Config, split: str) -> ArrayDataset:
     check_split("cifar10", split)
     root = require_path("cifar10", "root", config.root, LAYOUT) / CIFAR10.base_folder
     files = CIFAR10.train_list if split == "train" else CIFAR10.test_list
-    parts = [_read_batch(root / name, checksum, config.verify) for name, checksum in files]
+    parts = [read_batch(root / name, checksum, config.verify) for name, checksum in files]
     data = torch.from_numpy(np.concatenate([d for d, _ in parts])).reshape(-1, 3, 32, 32)
     labels = torch.from_numpy(np.concatenate([lab for _, lab in parts]))
     if labels.min() < 0 or labels.max() > 9:
         raise DataError(f"labels in {root} must lie in 0..9")
     return ArrayDataset(data, labels, DataInfo(shape=(3, 32, 32), num_classes=10, num_bins=256))
+
+
+def conversion_source(config: Cifar10Config, images_per_shard: int | None = None) -> Source:
+    """The batch files as :func:`nfkit_core.data.convert.convert` reads them: one file per shard (so
+    ``images_per_shard`` does not apply)."""
+    CIFAR10 = require("torchvision.datasets", "the cifar10 dataset").CIFAR10
+
+    root = require_path("cifar10", "root", config.root, LAYOUT) / CIFAR10.base_folder
+
+    def reader(path: Path, checksum: str):
+        def read() -> tuple[np.ndarray, np.ndarray]:
+            data, labels = read_batch(path, checksum, config.verify)
+            return data.reshape(-1, 3, 32, 32), labels
+        return read
+
+    def parts(split: str) -> list[Part]:
+        found = []
+        for name, checksum in CIFAR10.train_list if split == "train" else CIFAR10.test_list:
+            if not (root / name).is_file():
+                raise DataError(f"{root / name} not found (dataset 'cifar10' expects {LAYOUT})")
+            found.append(Part(name, file_identity(root / name), reader(root / name, checksum)))
+        return found
+
+    return Source("cifar10", source_options(config), 10, parts)
 
 
 SPEC = DatasetSpec("cifar10", Cifar10Config, load_cifar10, "CIFAR-10 (32x32 RGB, 10 classes) from a local copy")

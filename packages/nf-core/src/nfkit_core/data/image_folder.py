@@ -7,6 +7,7 @@ to ``image_size`` (see :func:`nfkit_core.data.preprocess.center_crop_resize`), a
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
@@ -17,11 +18,12 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from nfkit_core.data.base import DataError, check_split, require_path
+from nfkit_core.data.convert import IMAGES_PER_SHARD, Part, Source, source_options
 from nfkit_core.data.preprocess import center_crop_resize
 from nfkit_core.extras import require
 from nfkit_core.specs import DataInfo, DatasetSpec
 
-__all__ = ["ImageFolderConfig", "ImageFolderDataset", "load_image_folder", "SPEC"]
+__all__ = ["ImageFolderConfig", "ImageFolderDataset", "load_image_folder", "conversion_source", "SPEC"]
 
 LAYOUT = "<root>/{train,val,test}/<class name>/<image files>"
 
@@ -107,6 +109,35 @@ def load_image_folder(config: ImageFolderConfig, split: str) -> ImageFolderDatas
             raise DataError(f"{needed} is not a folder (dataset 'image-folder' expects {LAYOUT})")
     classes = sorted(entry.name for entry in train.iterdir() if entry.is_dir())
     return ImageFolderDataset(folder, classes, config)
+
+
+def conversion_source(config: ImageFolderConfig, images_per_shard: int | None = None) -> Source:
+    """The folder as :func:`nfkit_core.data.convert.convert` reads it: runs of ``images_per_shard`` images (50,000
+    by default), decoded, cropped and resized as training would."""
+    from torch.utils.data import DataLoader, Subset
+
+    root = require_path("image-folder", "root", config.root, LAYOUT)
+    per_shard = images_per_shard or IMAGES_PER_SHARD
+    num_classes = sum(1 for entry in (root / "train").iterdir() if entry.is_dir())  # without listing every image
+
+    def reader(dataset: ImageFolderDataset, indices: range):
+        def read():
+            images, labels = zip(*DataLoader(Subset(dataset, indices), batch_size=256), strict=True)
+            return torch.cat(images).to(torch.uint8).numpy(), torch.cat(labels).long().numpy()
+        return read
+
+    def parts(split: str) -> list[Part]:
+        dataset = load_image_folder(config, split)
+        paths = [path for path, _ in dataset.folder.samples]
+        found = []
+        for start in range(0, len(paths), per_shard):
+            indices = range(start, min(start + per_shard, len(paths)))
+            identity = {"folder": str(Path(dataset.folder.root).resolve()), "first": start, "count": len(indices),
+                        "paths_sha256": hashlib.sha256("\n".join(paths[i] for i in indices).encode()).hexdigest()}
+            found.append(Part(f"{split} images {start}..{indices[-1]}", identity, reader(dataset, indices)))
+        return found
+
+    return Source("image-folder", {**source_options(config), "images_per_shard": per_shard}, num_classes, parts)
 
 
 SPEC = DatasetSpec("image-folder", ImageFolderConfig, load_image_folder,

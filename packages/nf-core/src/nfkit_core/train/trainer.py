@@ -34,7 +34,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, default_collate
-from torch.utils.data.distributed import DistributedSampler
 
 from nfkit_core import noise, version
 from nfkit_core.checkpoint import (
@@ -48,6 +47,7 @@ from nfkit_core.checkpoint import (
     training_checkpoint,
 )
 from nfkit_core.data import Preprocessing, dataset_info
+from nfkit_core.data.sampler import EpochSampler
 from nfkit_core.errors import ConfigError, NfError
 from nfkit_core.flow import bits_per_dim
 from nfkit_core.plugins import DataInfo, Registry, get_registry
@@ -116,7 +116,7 @@ class Trainer:
         self.train_set = self.load_split("train")
         self.val_set = self.load_split("val")
         self.info = self._data_info(dataset_info(self.train_set))
-        self.steps_per_epoch = len(self.train_set) // self.config.batch_size
+        self.steps_per_epoch = len(self.train_set) // self.dist.world_size // self.local_batch_size
         if self.steps_per_epoch == 0:
             raise ConfigError(f"the {run.dataset!r} training split has {len(self.train_set)} examples, fewer than "
                               f"one batch of train.batch_size={self.config.batch_size}")
@@ -131,6 +131,8 @@ class Trainer:
         self.evaluator = Evaluator(self.preprocessing, self.num_dims, self.info.num_classes > 0, self.dist,
                                    self.config.seed, self.local_batch_size, self.config.num_workers,
                                    self.config.eval_sample_batch_size)
+        self.sampler = EpochSampler(len(self.train_set), self.local_batch_size, self.config.seed, self.dist.rank,
+                                    self.dist.world_size)
 
         self.step = 0
         self.saved_step: int | None = None
@@ -198,29 +200,22 @@ class Trainer:
         bf16 = self.config.precision == "bf16" or (self.config.precision == "auto" and self.device.type == "cuda")
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
 
-    def _sampler(self, world_size: int, rank: int) -> DistributedSampler:
-        return DistributedSampler(self.train_set, num_replicas=world_size, rank=rank, shuffle=True,
-                                  seed=self.config.seed, drop_last=True)
-
     def train_batches(self) -> Iterator[tuple[Tensor, Tensor]]:
         """This process's training batches from the current step on: where training data is loaded.
 
-        Epoch ``e`` is the distributed sampler's shuffle with seed ``seed + e``; process ``r`` of ``W`` gets the
-        global batch positions ``r, r + W, ...``. Feeding the loop another way (a streaming dataset, another sampler)
-        means changing this method only: it must yield, for step ``s``, this process's rows of global batch ``s``.
+        The data position is ``divmod(step, steps_per_epoch)``; :class:`~nfkit_core.data.sampler.EpochSampler` gives
+        epoch ``e``'s seeded shuffle and this process's share of every global batch. Feeding the loop another way (a
+        streaming dataset, another sampler) means changing this method only: it must yield, for step ``s``, this
+        process's rows of global batch ``s``.
         """
-        sampler = self._sampler(self.dist.world_size, self.dist.rank)
-        size, steps_per_epoch = self.local_batch_size, self.steps_per_epoch
         while True:
-            epoch, offset = divmod(self.step, steps_per_epoch)
-            sampler.set_epoch(epoch)
-            indices = list(sampler)
-            batches = [indices[i * size:(i + 1) * size] for i in range(offset, steps_per_epoch)]
+            epoch, offset = divmod(self.step, self.steps_per_epoch)
             # The loader's own generator seeds its workers, so that resuming mid-epoch draws nothing extra from the
             # global generators (which layers such as dropout use).
             generator = torch.Generator().manual_seed(step_seed(self.config.seed, epoch))
-            yield from DataLoader(self.train_set, batch_sampler=batches, num_workers=self.config.num_workers,
-                                  pin_memory=self.device.type == "cuda", generator=generator)
+            yield from DataLoader(self.train_set, batch_sampler=self.sampler.epoch(epoch, start=offset),
+                                  num_workers=self.config.num_workers, pin_memory=self.device.type == "cuda",
+                                  generator=generator)
 
     @torch.no_grad()
     def _initialize(self) -> None:
@@ -229,10 +224,8 @@ class Trainer:
         Layers with data-dependent initialisation (ActNorm) are thus initialised from the same data with the same
         noise as the first training step sees, on every process. The weight average starts afterwards.
         """
-        order = self._sampler(1, 0)
-        order.set_epoch(0)
-        indices = list(order)[:self.config.batch_size]
-        x, labels = default_collate([self.train_set[i] for i in indices])
+        first = EpochSampler(len(self.train_set), self.config.batch_size, self.config.seed).epoch(0)
+        x, labels = default_collate([self.train_set[i] for i in next(iter(first))])
         self.flow.train()
         with noise.use(ShardedNoise(self.config.seed, 0, device=self.device)):
             x, labels = self.preprocessing(x.to(self.device), labels.to(self.device), train=True)
@@ -249,6 +242,11 @@ class Trainer:
             group.update(betas=self.config.betas, weight_decay=self.config.weight_decay)
         self.initial_loss = state.get("initial_loss")
         self.saved_loss_sane = self._loss_is_sane(state.get("train_loss"))
+        saved = state.get("data_position")
+        if saved is not None and saved["train_examples"] != len(self.train_set):
+            raise ConfigError(f"the checkpoint was trained on {saved['train_examples']} training examples, the dataset "
+                              f"now has {len(self.train_set)}; the data order cannot continue where it stopped "
+                              f"(point data.root at the data the run started with)")
         rng = state.get("rng") or []
         if len(rng) == self.dist.world_size:
             self._rng = rng[self.dist.rank]
@@ -430,6 +428,7 @@ class Trainer:
                 self.step, rng, _versions(self.registry, self.run.arch),
                 self._last_loss if math.isfinite(self._last_loss) else None)
             state["initial_loss"] = self.initial_loss
+            state["data_position"] = self._data_position()
             try:
                 save_checkpoint(state, path)
             except NonFiniteStateError as error:
@@ -498,6 +497,11 @@ class Trainer:
         if self.dist.is_main:
             self.folder.write_figures(self.step, self.sample(self.config.num_samples), self.preprocessing,
                                       grid_columns(self.info.num_classes))
+
+    def _data_position(self) -> dict[str, int]:
+        """Where the data order stands: epoch and batch follow from the step; the example count pins the order."""
+        epoch, batch = divmod(self.step, self.steps_per_epoch)
+        return {"epoch": epoch, "batch": batch, "train_examples": len(self.train_set)}
 
     def report(self, samples_per_s: float | None = None) -> dict[str, Any]:
         """Evaluate the final weights on the full validation and test splits; write ``report.json`` and print it."""
