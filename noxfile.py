@@ -22,10 +22,11 @@ import tomllib
 ROOT = Path(__file__).parent
 CONSTRAINTS = ("-c", str(ROOT / "constraints.txt"))
 PACKAGES = ["packages/nf-core", "packages/nf-arch-glow-maf", "packages/nf-arch-tarflow", "packages/nf-arch-denseflow",
-            "packages/nf-eval"]
+            "packages/nf-eval", "packages/nf-distill"]
 PLUGINS = sorted(str(p.parent.relative_to(ROOT)) for p in ROOT.glob("plugins/*/pyproject.toml"))
 ARCHITECTURES = {"nfkit-core": [], "nfkit-glow-maf": ["glow", "maf"], "nfkit-tarflow": ["tarflow"],
-                 "nfkit-denseflow": ["denseflow"], "nfkit-plugin-realnvp": ["realnvp"], "nfkit-eval": []}
+                 "nfkit-denseflow": ["denseflow"], "nfkit-plugin-realnvp": ["realnvp"], "nfkit-eval": [],
+                 "nfkit-distill": []}
 # The `train` extra of nfkit-core: installing the core, an architecture or a plugin must not pull any of them.
 TRAIN_EXTRA = ["matplotlib", "sklearn", "tqdm", "torchvision"]
 # Distributions that depend on nfkit-core[train] (nfkit-eval evaluates on the trainer's datasets and draws figures).

@@ -135,12 +135,12 @@ def test_metric_and_distiller_plugins_register_through_their_hooks(site):
 
         @hookimpl
         def nf_register_distillers(distillers):
-            distillers.add(DistillerSpec("lkd", dict, lambda config, teacher, student: None))
+            distillers.add(DistillerSpec("fake-lkd", dict, lambda config, teacher, student: None))
     """)
     manager = PluginManager()
     assert manager.registry.metrics.get("nll").compute(None, None) == 1.5
-    assert manager.registry.distillers.entry("lkd").distribution == "nf-fake-eval"
-    assert manager.info("fake-eval").registered == ["metric nll", "distiller lkd"]
+    assert manager.registry.distillers.entry("fake-lkd").distribution == "nf-fake-eval"
+    assert manager.info("fake-eval").registered == ["metric nll", "distiller fake-lkd"]
 
 
 def test_a_name_registered_twice_is_shown_and_its_use_names_both_plugins(site, capsys):

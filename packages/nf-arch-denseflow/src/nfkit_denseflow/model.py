@@ -85,6 +85,14 @@ class DenseFlow(NormalizingFlow):
         self.config = config
         self.num_bins = int(num_bins)
 
+    @property
+    def matchable_intermediates(self) -> list[list[str]]:
+        """What knowledge distillation (nfkit-distill) may match: every unit's output, one level per block; a block
+        that is followed by a split ends at the split (its kept half)."""
+        last = len(self.config.units_per_block) - 1
+        return [[f"block{b}.units.{i}" for i in range(units - 1)] + [f"split{b}" if b < last else f"block{b}"]
+                for b, units in enumerate(self.config.units_per_block)]
+
     @torch.no_grad()
     def evaluate_bits_per_dim(self, x: Tensor, context: Tensor | None = None, num_samples: int | None = None,
                               sample_batch_size: int | None = None, *,

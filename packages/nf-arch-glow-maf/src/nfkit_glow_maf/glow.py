@@ -149,4 +149,8 @@ def build_glow(config: GlowConfig, data: DataInfo) -> NormalizingFlow:
         prior = LearnedTopPrior(top_shape, edge_bias=config.edge_bias)
     else:
         prior = StandardNormal(top_shape)
-    return NormalizingFlow(Sequential(levels), prior, data_shape=tuple(data.shape))
+    flow = NormalizingFlow(Sequential(levels), prior, data_shape=tuple(data.shape))
+    # Knowledge distillation matches the latent each level passes on (nfkit-distill's level boundaries).
+    flow.matchable_intermediates = [[f"level{level}.split"] for level in range(config.num_levels - 1)] + [
+        [f"level{config.num_levels - 1}"]]
+    return flow

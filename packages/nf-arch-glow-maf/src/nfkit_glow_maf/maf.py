@@ -176,4 +176,7 @@ def build_maf(config: MAFConfig, data: DataInfo) -> NormalizingFlow:
             layer["batch_norm"] = BatchNorm(features, momentum=config.batch_norm_momentum)
         steps[f"layer{index}"] = Sequential(layer)
         order = input_degrees(features, "random", generator) if config.input_order == "random" else order.flip(0)
-    return NormalizingFlow(Sequential(steps), StandardNormal((features,)), data_shape=data.shape)
+    flow = NormalizingFlow(Sequential(steps), StandardNormal((features,)), data_shape=data.shape)
+    # Knowledge distillation matches the output of every MADE block (one level; nfkit-distill).
+    flow.matchable_intermediates = [[f"layer{index}" for index in range(config.num_layers)]]
+    return flow

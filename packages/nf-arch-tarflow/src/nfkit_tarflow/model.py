@@ -71,6 +71,11 @@ class TarFlow(NormalizingFlow):
         """Jacobi iterations of each block in the most recent inversion, in sampling order (0: sequential)."""
         return [block.last_iterations for block in reversed(self.blocks)]
 
+    @property
+    def matchable_intermediates(self) -> list[list[str]]:
+        """What knowledge distillation (nfkit-distill) may match: the output of every block, as one level."""
+        return [[f"block{i}" for i in range(self.config.num_blocks)]]
+
     def set_attention_backend(self, name: str) -> None:
         """Use the :mod:`nfkit_core.attention` backend ``name`` (``"auto"``, ``"sdpa"``, ``"flash"``, ...)."""
         for block in self.blocks:

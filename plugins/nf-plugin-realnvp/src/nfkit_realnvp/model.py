@@ -75,7 +75,11 @@ def build_realnvp(config: RealNVPConfig, data: DataInfo) -> NormalizingFlow:
             scales[f"scale{s}"], channels = image_scale(channels, config, last=s == config.scales - 1)
         side = 2 ** (config.scales - 1)
         latent_shape = (channels, height // side, width // side)
-        return NormalizingFlow(Sequential(scales), StandardNormal(latent_shape), data_shape=data.shape)
+        flow = NormalizingFlow(Sequential(scales), StandardNormal(latent_shape), data_shape=data.shape)
+        # Knowledge distillation (nfkit-distill) matches the latent each scale passes on.
+        flow.matchable_intermediates = [[f"scale{s}.split"] for s in range(config.scales - 1)] + [
+            [f"scale{config.scales - 1}"]]
+        return flow
     if len(data.shape) != 1 or data.shape[0] < 2:
         raise ValueError(f"realnvp models (C, H, W) images or vectors of 2 or more features, got shape {data.shape}")
     features = data.shape[0]
@@ -86,5 +90,7 @@ def build_realnvp(config: RealNVPConfig, data: DataInfo) -> NormalizingFlow:
         steps[f"coupling{i}"] = AffineCoupling(mlp(half, 2 * (features - half), config.hidden), mask="channel",
                                                log_scale="tanh", reverse_mask=i % 2 == 1)
         steps[f"actnorm{i}"] = ActNorm(features)
-    return NormalizingFlow(Sequential(steps), StandardNormal((features,)), data_shape=data.shape)
+    flow = NormalizingFlow(Sequential(steps), StandardNormal((features,)), data_shape=data.shape)
+    flow.matchable_intermediates = [[f"actnorm{i}" for i in range(2 * config.couplings)]]
+    return flow
 

@@ -276,14 +276,13 @@ class Trainer:
         self.model.train()
         with noise.use(ShardedNoise(self.config.seed, self.step, self.dist.rank, self.dist.world_size, self.device)):
             x, labels = self.preprocessing(x, labels, train=True)
-            with self._autocast():
-                log_prob = self.model(x, self.evaluator.context(labels)).float()
-        loss = bits_per_dim(log_prob, self.num_dims, self.preprocessing.log_bin_width).mean()
+            loss, log_prob = self.objective(x, self.evaluator.context(labels))
+        bpd = bits_per_dim(log_prob.detach(), self.num_dims, self.preprocessing.log_bin_width).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         max_norm = self.config.grad_clip if self.config.grad_clip is not None else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.flow.parameters(), max_norm)
-        stats = torch.stack([-log_prob.detach().mean(), loss.detach(), grad_norm.detach().float(),
+        stats = torch.stack([-log_prob.detach().mean(), bpd, grad_norm.detach().float(),
                              torch.tensor(float(stop_requested), device=loss.device)])
         stats = self.dist.all_reduce_sum(stats) / self.dist.world_size
         if not torch.isfinite(stats).all():
@@ -300,6 +299,17 @@ class Trainer:
             self.initial_loss = stats[0].item()
         self._last_loss = stats[0].item()
         return stats
+
+    def objective(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The loss to minimise on one preprocessed batch, and the batch's ``log p(x)`` in nats, shape ``(batch,)``.
+
+        Maximum likelihood: the mean bits/dim. It runs inside the step's noise source, in training mode; the
+        log-likelihood is what the metrics report. This is the seam for other objectives: a subclass that returns
+        another loss (nfkit-distill adds knowledge-distillation terms) keeps everything else of the trainer.
+        """
+        with self._autocast():
+            log_prob = self.model(x, context).float()
+        return bits_per_dim(log_prob, self.num_dims, self.preprocessing.log_bin_width).mean(), log_prob
 
     # ----------------------------------------------------------------------------------------- the loop
 

@@ -1,0 +1,3 @@
+"""Fixtures shared by nfkit-distill's tests."""
+
+pytest_plugins = ["nfkit_core.testing.pytest_plugin"]
