@@ -38,3 +38,5 @@ def test_the_readme_commands_run_as_written(tmp_path):
     run = json.loads((tmp_path / "runs" / "moons" / "run.json").read_text())
     assert (run["architecture"], run["model_config"]["hidden"]) == ("realnvp", 64)
     assert (tmp_path / "runs" / "moons" / "checkpoint.pt").is_file()
+    report = json.loads((tmp_path / "runs" / "moons" / "report.json").read_text())
+    assert (report["data_dimension"], report["test_nats"] < 2.6) == (2, True)  # the README's claim
