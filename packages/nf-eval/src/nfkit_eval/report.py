@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from nfkit_core.files import atomic_write
 
 __all__ = ["Measurement", "Report", "write_atomically", "side_by_side"]
 
@@ -120,19 +121,12 @@ def _plain(value: Any) -> str:
 
 
 def write_atomically(path: str | Path, text: str) -> Path:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``: never a half-written file."""
+    """Write ``text`` to ``path`` (creating its folder) through :func:`nfkit_core.files.atomic_write`: never a
+    half-written file, and a full disk is a one-line error naming the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "w") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path
+    data = text.encode()
+    return atomic_write(path, lambda file: file.write(data), len(data))
 
 
 def side_by_side(reports: Sequence[Report], labels: Sequence[str] | None = None) -> str:
