@@ -87,8 +87,8 @@ class DenseFlow(NormalizingFlow):
 
     @property
     def matchable_intermediates(self) -> list[list[str]]:
-        """What knowledge distillation (nfkit-distill) may match: every unit's output, one level per block; a block
-        that is followed by a split ends at the split (its kept half)."""
+        """The intermediates that knowledge distillation (nfkit-distill) may match, one level per block (every unit's
+        output; a block that is followed by a split ends at the split, its kept half)."""
         last = len(self.config.units_per_block) - 1
         return [[f"block{b}.units.{i}" for i in range(units - 1)] + [f"split{b}" if b < last else f"block{b}"]
                 for b, units in enumerate(self.config.units_per_block)]

@@ -35,6 +35,7 @@ __all__ = ["official_config", "from_official_state_dict", "convert_official_stat
 OFFICIAL_LANDMARKS = 4
 OFFICIAL_SIZES = dict(dense_depth=7, dense_growth=64, dequantization_steps=4, dequantization_context_channels=64,
                       dequantization_mid_channels=64, dequantization_depth=4, dequantization_growth=64)
+"""The sizes that the official DenseFlow constructors fix (not among their command-line arguments)."""
 
 
 def official_config(config: Mapping[str, Any]) -> tuple[DenseFlowConfig, tuple[int, int, int], int]:

@@ -40,7 +40,7 @@ __all__ = ["Flatten", "MAFConfig", "MaskedAutoregressiveTransform", "build_maf",
 
 
 LOG_PRECISION_BOUND = 10.0
-"""Largest magnitude of a MAF layer's log-precision: conditional standard deviations from ``exp(-5)`` to ``exp(5)``."""
+"""Largest magnitude of a MAF layer's log-precision, so conditional standard deviations lie in ``[exp(-5), exp(5)]``."""
 
 class Flatten(Transform):
     """``(batch, *shape) -> (batch, prod(shape))`` (row-major), so that a MAF can model images; log-det 0."""
@@ -147,6 +147,17 @@ PRESETS: dict[str, dict] = {
     "cifar10": dict(hidden_features=2048, activation="relu", hidden_degrees="random"),
     "tabular-small": dict(num_layers=5, hidden_features=64, hidden_layers=2),
     "digits": dict(num_layers=5, hidden_features=256, hidden_layers=2),
+}
+
+#: Where each preset comes from (the API reference and the architectures guide list them).
+PRESET_SOURCES: dict[str, str] = {
+    **{name: f"Papamakarios et al. 2017, MAF (5) on {label}; MADE sizes and activation of gpapamak/maf "
+             "run_experiments.py" for name, label in [("power", "POWER"), ("gas", "GAS"), ("hepmass", "HEPMASS"),
+                                                     ("miniboone", "MINIBOONE"), ("bsds300", "BSDS300"),
+                                                     ("mnist", "MNIST")]},
+    "cifar10": "Papamakarios et al. 2017, MAF (5) on CIFAR-10: one point of gpapamak/maf run_experiments.py's grid",
+    "tabular-small": "nf: a small model for CPU runs on tabular data",
+    "digits": "nf: a CPU-sized model of the 8x8 digits",
 }
 
 

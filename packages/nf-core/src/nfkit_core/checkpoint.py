@@ -50,6 +50,7 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "CHECKPOINT_NAME", "CheckpointError", "No
 
 FORMAT = "nf-checkpoint"
 FORMAT_VERSION = 1
+"""The checkpoint format this nfkit-core writes; it reads this one and older ones."""
 CHECKPOINT_NAME = "checkpoint.pt"
 PLAIN_TYPES = (type(None), bool, int, float, str, torch.dtype, torch.device)
 REQUIRED = ("architecture", "model_config", "data_info", "model", "step")

@@ -57,7 +57,7 @@ class GeneratorNoise(NoiseSource):
 
 
 class Record(NoiseSource):
-    """Draws from ``source`` (the global RNG by default) and keeps every draw, in order, in :attr:`draws`."""
+    """Draws from ``source`` (the global RNG by default) and keeps every draw, in order, in its list ``draws``."""
 
     def __init__(self, source: NoiseSource | None = None) -> None:
         self.source = source if source is not None else GlobalRNG()

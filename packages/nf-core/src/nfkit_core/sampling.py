@@ -13,6 +13,7 @@ from torch import Tensor
 __all__ = ["MAX_CLASSES_PER_ROW", "sample_labels", "grid_columns"]
 
 MAX_CLASSES_PER_ROW = 16
+"""Up to this many classes, a sample grid shows one class per column."""
 
 
 def sample_labels(n: int, num_classes: int, label: int | None = None,

@@ -91,6 +91,9 @@ class EvalContext:
     lazily computed :meth:`reference`, :meth:`samples`, :meth:`extractor` and :meth:`features`.
 
     Attributes:
+        flow: the flow under evaluation (in eval mode, on ``options.device``).
+        data: the evaluation data: its held-out split, preprocessing and discrete likelihood.
+        options: the options of this evaluation.
         cache_dir: where trained feature classifiers are kept (the run folder's ``eval_cache``).
         out_dir: where figures go (``None``: no figures).
         figures: name -> path of the figures written so far.

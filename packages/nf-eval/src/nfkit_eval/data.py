@@ -30,7 +30,7 @@ class EvalData:
     Attributes:
         name: the dataset's registered name (``"digits"``), for reports and cache keys.
         config: the dataset's options (a dataclass of its spec), for cache keys.
-        split: the name of the held-out split in :attr:`held_out`.
+        split: the name of the held-out split in ``held_out``.
         held_out: the split that likelihoods and sample metrics are measured on.
         train: the training split (dataset classifiers are trained on it; nearest neighbours come from it).
         preprocessing: how dataset values become flow inputs (dequantization, noise, continuous).
@@ -83,7 +83,8 @@ class DiscreteLikelihood(nn.Module):
     """``log P(x)`` of dataset values ``x`` in nats: preprocessing, then the flow, then the bin width.
 
     ``log P(x) >= log p(y) + D log Δ`` with ``y = preprocess(x)`` (Theis et al. 2016, eq. 12; ``Δ`` is the bin width of
-    :attr:`Preprocessing.log_bin_width`, 1 for flows that dequantize themselves and for continuous data). Every noise
+    :attr:`Preprocessing.log_bin_width <nfkit_core.data.preprocess.Preprocessing.log_bin_width>`, 1 for flows that
+    dequantize themselves and for continuous data). Every noise
     draw (uniform dequantization, Gaussian noise augmentation, the flow's own stochastic layers) comes from
     :mod:`nfkit_core.noise`, so :func:`nfkit_core.flow.log_prob_draws` can redraw all of it for the importance-weighted
     bound.

@@ -11,10 +11,10 @@ typical latents instead of shrinking towards the mode as the straight line does 
 The latents are taken in the prior's standardized coordinates ``eps = (z - mean) / scale`` (the identity for a
 standard normal prior), interpolated, multiplied by the temperature ``T``, and mapped back to
 ``z = mean + scale * eps``.
-For a multi-scale flow, :meth:`Flow.transform_to_latent` returns the top latent only: that one is interpolated, and
-the factored-out latents are *resampled* from their conditional priors at temperature ``T`` while decoding (likewise
-any noise-augmentation channels are dropped by the generative direction). A single-scale flow (TarFlow, MAF) has
-only the one latent, so the interpolant is decoded deterministically.
+For a multi-scale flow, :meth:`nfkit_core.Flow.transform_to_latent` returns the top latent only: that one is
+interpolated, and the factored-out latents are *resampled* from their conditional priors at temperature ``T`` while
+decoding (likewise any noise-augmentation channels are dropped by the generative direction). A single-scale flow
+(TarFlow, MAF) has only the one latent, so the interpolant is decoded deterministically.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from nfkit_core.specs import DataInfo
 __all__ = ["SPLITS", "DataError", "ArrayDataset", "check_split", "split_indices", "require_path", "read_npz"]
 
 SPLITS = ("train", "val", "test")
+"""The names of the data splits a dataset serves."""
 
 
 class DataError(NfError, ValueError):

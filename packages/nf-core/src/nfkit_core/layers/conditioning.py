@@ -22,6 +22,8 @@ __all__ = ["PARAM_LAYOUTS", "at_least_float32", "check_choice", "gaussian_params
 PARAM_LAYOUTS = ("halves", "interleaved")
 
 M = TypeVar("M", bound=nn.Module)
+"""Any :class:`torch.nn.Module` type (:func:`zero_init` returns the layer it is given)."""
+"""Any :class:`torch.nn.Module` type (:func:`zero_init` returns the layer it is given)."""
 
 
 def at_least_float32(x: Tensor) -> Tensor:

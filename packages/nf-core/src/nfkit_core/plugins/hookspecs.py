@@ -37,7 +37,7 @@ hookspec = pluggy.HookspecMarker(PROJECT)
 """Marks the hook specifications below."""
 
 hookimpl = pluggy.HookimplMarker(PROJECT)
-"""Marks a plugin's hook implementations: ``@hookimpl def nf_register_architectures(architectures): ...``."""
+"""Marks a plugin's hook implementations, e.g. ``@hookimpl def nf_register_architectures(architectures): ...``."""
 
 
 @hookspec

@@ -235,5 +235,18 @@ def get_plugin_manager() -> PluginManager:
 
 
 def get_registry() -> Registry:
-    """The process-wide registry filled by every plugin."""
+    """The process-wide registry filled by every plugin.
+
+    Example:
+        >>> from nfkit_core.plugins import get_registry
+        >>> registry = get_registry()
+        >>> "toy2d" in registry.datasets.names()  # nfkit-core's own datasets
+        True
+        >>> registry.datasets.get("toy2d").name
+        'toy2d'
+        >>> registry.datasets.get("toy3d")
+        Traceback (most recent call last):
+        ...
+        nfkit_core.errors.UnknownNameError: unknown dataset 'toy3d'; available: ...
+    """
     return get_plugin_manager().registry

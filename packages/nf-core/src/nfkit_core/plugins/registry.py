@@ -33,6 +33,8 @@ from nfkit_core.specs import (
 __all__ = ["Registrar", "Registry", "is_flow"]
 
 SpecT = TypeVar("SpecT", ArchitectureSpec, DatasetSpec, MetricSpec, DistillerSpec, AttentionBackend, CommandSpec)
+"""The kind of spec a :class:`Registrar` holds."""
+"""The kind of spec a :class:`Registrar` holds."""
 
 DIRECT = ("<direct>", "<direct>", "")
 """The source of registrations made outside any plugin (tests, scripts)."""

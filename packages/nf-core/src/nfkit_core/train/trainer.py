@@ -475,7 +475,7 @@ class Trainer:
 
     @property
     def eval_flow(self) -> nn.Module:
-        """The weights validation, samples and reports use: the moving average when there is one."""
+        """The weights that validation, samples and reports use (the moving average when there is one)."""
         return self.ema.model if self.ema is not None else self.flow
 
     def evaluate(self, dataset: Dataset, max_examples: int | None = None, num_samples: int = 1,
