@@ -9,6 +9,8 @@
 * **Dataclass fields are parameters.** A dataclass documents its fields under ``Attributes:``; they are also its
   constructor's parameters, so that section is rendered as the class's parameters (one list, with types and
   descriptions, instead of an attribute list beside an undescribed parameter list).
+* **No borrowed constructor.** A layer without an ``__init__`` of its own (``Reverse()``) shows the signature ``()``,
+  not ``nn.Module``'s ``(*args, **kwargs)``.
 * **Public bases.** "Bases:" lines name the public classes a class derives from, not a private helper base.
 * ``.. nf-presets:: ARCH`` renders the presets an architecture registers (``ArchitectureSpec.presets``, straight from
   its ``PRESETS`` dict), with each one's settings, its training defaults and its source: the ``PRESET_SOURCES`` dict
@@ -27,6 +29,7 @@ from docutils import nodes
 from sphinx.application import Sphinx
 from sphinx.ext import intersphinx
 from sphinx.util.docutils import SphinxDirective
+from torch import nn
 
 
 def _lookup(namespace: dict[str, Any], dotted: str) -> Any:
@@ -115,6 +118,15 @@ def dataclass_fields_as_parameters(app: Sphinx, what: str, name: str, obj: Any, 
         return
 
 
+def no_borrowed_module_signature(app: Sphinx, what: str, name: str, obj: Any, options: dict, signature: str | None,
+                                 return_annotation: str | None) -> tuple[str, str | None] | None:
+    """Show ``()`` for a module class that inherits ``torch.nn.Module.__init__(*args, **kwargs)`` unchanged."""
+    if what == "class" and isinstance(obj, type) and issubclass(obj, nn.Module) and obj.__init__ is nn.Module.__init__:
+        app.env.temp_data.get("annotations", {}).pop(name, None)  # the parameters autodoc recorded from it
+        return "()", return_annotation
+    return None
+
+
 def public_bases(app: Sphinx, name: str, obj: Any, options: dict, bases: list[type]) -> None:
     """Replace a private base class (``_Dequantization``) by its own bases in the "Bases:" line."""
     expanded: list[type] = []
@@ -178,6 +190,8 @@ class NfPresets(SphinxDirective):
 def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("missing-reference", resolve_in_namespace)
     app.connect("autodoc-process-bases", public_bases)
+    # after sphinx.ext.autodoc.typehints (priority 500) recorded the parameters it would list
+    app.connect("autodoc-process-signature", no_borrowed_module_signature, priority=600)
     # before napoleon (priority 500) turns the Google sections into fields
     app.connect("autodoc-process-docstring", dataclass_fields_as_parameters, priority=400)
     app.add_directive("nf-presets", NfPresets)

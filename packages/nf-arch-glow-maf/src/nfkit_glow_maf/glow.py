@@ -107,7 +107,13 @@ PRESET_SOURCES: dict[str, str] = {
 def glow_step(channels: int, config: GlowConfig, index: int = 0) -> Sequential:
     """One flow step on ``channels`` channels: ActNorm -> permutation -> coupling (openai/glow ``revnet2d_step``).
 
-    ``index`` seeds the ``"shuffle"`` permutation.
+    Args:
+        channels: the number of channels ``C`` of the step's input ``(B, C, H, W)``.
+        config: the Glow options (permutation, coupling, width, LU, edge bias).
+        index: the step's index; it seeds the ``"shuffle"`` permutation.
+
+    Returns:
+        a :class:`nfkit_core.Sequential` of the steps ``"actnorm"``, ``"permutation"`` and ``"coupling"``.
     """
     if config.permutation == "conv1x1":
         permutation: Transform = InvertibleConv1x1(channels, lu=config.lu)

@@ -65,7 +65,11 @@ class NonFiniteStateError(NfError, ValueError):
 
 
 def checkpoint_path(path: str | Path) -> Path:
-    """``path`` itself, or ``path/checkpoint.pt`` when ``path`` is a run folder."""
+    """``path`` itself, or ``path/checkpoint.pt`` when ``path`` is a run folder.
+
+    Args:
+        path: a checkpoint file or a run folder.
+    """
     path = Path(path)
     return path / CHECKPOINT_NAME if path.is_dir() else path
 
@@ -99,13 +103,25 @@ def _tensors(value: Any, where: str) -> Iterator[tuple[str, Tensor]]:
 
 
 def non_finite_tensors(value: Any, where: str) -> list[str]:
-    """The names of the floating-point tensors in ``value`` (nested dicts, lists) that hold a NaN or infinity."""
+    """The names of the floating-point tensors in ``value`` (nested dicts, lists) that hold a NaN or infinity.
+
+    Args:
+        value: a tensor, or dicts, lists and tuples of them (e.g. a ``state_dict``).
+        where: the name of ``value``, the prefix of the returned names.
+    """
     return [name for name, tensor in _tensors(value, where)
             if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
 
 
 def save_checkpoint(state: Mapping[str, Any], path: str | Path) -> Path:
-    """Write ``state`` (with the format keys added) atomically to ``path``; returns the path.
+    """Write ``state`` (with the format keys added) atomically to ``path``.
+
+    Args:
+        state: the checkpoint's keys (see the module docstring): tensors and plain values only.
+        path: the file to write; its folder is created.
+
+    Returns:
+        the path written.
 
     Raises:
         NonFiniteStateError: ``model``, ``ema`` or ``optimizer`` hold a NaN or infinity (nothing is written).
@@ -125,6 +141,13 @@ def save_checkpoint(state: Mapping[str, Any], path: str | Path) -> Path:
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load and check a checkpoint file (or the checkpoint of a run folder) without building anything.
+
+    Args:
+        path: a checkpoint file or a run folder.
+        map_location: where the tensors are loaded (``"cpu"``, ``"cuda"``, ...).
+
+    Returns:
+        the checkpoint's keys (see the module docstring).
 
     Raises:
         MissingFileError: nothing at ``path`` (a FileNotFoundError).
@@ -241,6 +264,9 @@ def build_flow(state: Mapping[str, Any], registry: Registry | None = None, ema: 
         registry: where to look the architecture up (the process-wide registry by default).
         ema: load the moving-average weights (``True``), the trained weights (``False``), or the average when the
             checkpoint has one (``None``).
+
+    Returns:
+        the flow, with the checkpoint's weights.
     """
     registry = registry or get_registry()
     try:
@@ -272,6 +298,19 @@ def load_checkpoint(path: str | Path, *, ema: bool | None = None, map_location: 
 
     The flow is returned in eval mode, on ``map_location``, with the moving-average weights when the checkpoint has
     them (see ``ema`` of :func:`build_flow`).
+
+    Args:
+        path: a checkpoint file or a run folder (``runs/NAME``).
+        ema: the weights to load, as for :func:`build_flow`.
+        map_location: the device of the flow.
+        registry: where to look the architecture up (the process-wide registry by default).
+
+    Returns:
+        the flow in eval mode: ``flow.sample(n)``, ``flow.log_prob(x)``.
+
+    Raises:
+        MissingFileError, CheckpointError, ConfigError: as :func:`read_checkpoint`.
+        UnknownNameError: the checkpoint's architecture is not installed.
     """
     state = read_checkpoint(path, map_location=map_location)
     return build_flow(state, registry=registry, ema=ema).to(map_location)

@@ -169,7 +169,15 @@ class ConvertedConfig:
 
 
 def load_converted(config: ConvertedConfig, split: str) -> ShardedImages:
-    """The ``split`` part of a converted folder."""
+    """The ``split`` part of a converted folder.
+
+    Args:
+        config: the dataset's options.
+        split: ``"train"``, ``"val"`` or ``"test"``.
+
+    Raises:
+        DataError: an unknown split, or data that are missing or malformed (the message says what to fetch or fix).
+    """
     if not config.root:
         raise DataError("dataset 'converted' needs a path: set data.root=PATH (a folder written by nf data convert)")
     return ShardedImages(config.root, split)

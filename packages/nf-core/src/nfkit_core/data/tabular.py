@@ -86,7 +86,15 @@ def _as_rows(array: np.ndarray, where: str) -> torch.Tensor:
 
 
 def load_tabular(config: TabularConfig, split: str) -> TabularDataset:
-    """The ``split`` array as unlabelled float vectors, standardised with the training statistics by default."""
+    """The ``split`` array as unlabelled float vectors, standardised with the training statistics by default.
+
+    Args:
+        config: the dataset's options.
+        split: ``"train"``, ``"val"`` or ``"test"``.
+
+    Raises:
+        DataError: an unknown split, or data that are missing or malformed (the message says what to fetch or fix).
+    """
     check_split("tabular", split)
     path = require_path("tabular", "root", config.root, LAYOUT)
     arrays = _read_arrays(path)
