@@ -10,7 +10,7 @@
   constructor's parameters, so that section is rendered as the class's parameters (one list, with types and
   descriptions, instead of an attribute list beside an undescribed parameter list).
 * **No borrowed constructor.** A layer without an ``__init__`` of its own (``Reverse()``) shows the signature ``()``,
-  not ``nn.Module``'s ``(*args, **kwargs)``.
+  not ``nn.Module``'s ``(*args, **kwargs)``; a protocol (``Bijector``, ``Flow``, ``Prior``) shows none.
 * **Public bases.** "Bases:" lines name the public classes a class derives from, not a private helper base.
 * ``.. nf-presets:: ARCH`` renders the presets an architecture registers (``ArchitectureSpec.presets``, straight from
   its ``PRESETS`` dict), with each one's settings, its training defaults and its source: the ``PRESET_SOURCES`` dict
@@ -118,10 +118,16 @@ def dataclass_fields_as_parameters(app: Sphinx, what: str, name: str, obj: Any, 
         return
 
 
-def no_borrowed_module_signature(app: Sphinx, what: str, name: str, obj: Any, options: dict, signature: str | None,
+def no_borrowed_signature(app: Sphinx, what: str, name: str, obj: Any, options: dict, signature: str | None,
                                  return_annotation: str | None) -> tuple[str, str | None] | None:
-    """Show ``()`` for a module class that inherits ``torch.nn.Module.__init__(*args, **kwargs)`` unchanged."""
-    if what == "class" and isinstance(obj, type) and issubclass(obj, nn.Module) and obj.__init__ is nn.Module.__init__:
+    """Show ``()`` for a module class that inherits ``torch.nn.Module.__init__(*args, **kwargs)`` unchanged, and no
+    signature for a protocol (it is not instantiated)."""
+    if what != "class" or not isinstance(obj, type):
+        return None
+    if getattr(obj, "_is_protocol", False):
+        app.env.temp_data.get("annotations", {}).pop(name, None)
+        return "", return_annotation
+    if issubclass(obj, nn.Module) and obj.__init__ is nn.Module.__init__:
         app.env.temp_data.get("annotations", {}).pop(name, None)  # the parameters autodoc recorded from it
         return "()", return_annotation
     return None
@@ -191,7 +197,7 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("missing-reference", resolve_in_namespace)
     app.connect("autodoc-process-bases", public_bases)
     # after sphinx.ext.autodoc.typehints (priority 500) recorded the parameters it would list
-    app.connect("autodoc-process-signature", no_borrowed_module_signature, priority=600)
+    app.connect("autodoc-process-signature", no_borrowed_signature, priority=600)
     # before napoleon (priority 500) turns the Google sections into fields
     app.connect("autodoc-process-docstring", dataclass_fields_as_parameters, priority=400)
     app.add_directive("nf-presets", NfPresets)

@@ -306,7 +306,7 @@ def load_checkpoint(path: str | Path, *, ema: bool | None = None, map_location: 
         registry: where to look the architecture up (the process-wide registry by default).
 
     Returns:
-        the flow in eval mode: ``flow.sample(n)``, ``flow.log_prob(x)``.
+        the flow in eval mode, ready for ``flow.sample(n)`` and ``flow.log_prob(x)``.
 
     Raises:
         MissingFileError, CheckpointError, ConfigError: as :func:`read_checkpoint`.

@@ -128,7 +128,7 @@ class Flow(Protocol):
             noise: seeds or replays the stochastic layers' draws.
 
         Returns:
-            the log-likelihood of each data point, shape ``(B,)``, in nats (bits/dim:
+            the log-likelihood of each data point, shape ``(B,)``, in nats (for bits/dim see
             :func:`nfkit_core.bits_per_dim`).
         """
         ...
@@ -390,7 +390,7 @@ class NormalizingFlow(nn.Module):
                 ``guidance=2.0``; they reach every layer through :meth:`nfkit_core.Sequential.inverse`.
 
         Returns:
-            samples of shape ``(n, *data_shape)``: integer levels for a flow with a dequantizer, else continuous
+            samples of shape ``(n, *data_shape)``, integer levels for a flow with a dequantizer, else continuous
             values in the units the flow was trained on.
 
         Raises:

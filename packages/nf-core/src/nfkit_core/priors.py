@@ -135,7 +135,18 @@ class GaussianPrior(nn.Module):
 
 
 class StandardNormal(GaussianPrior):
-    """``N(0, I)`` over ``event_shape``."""
+    """``N(0, I)`` over ``event_shape``; it scores and samples as :meth:`GaussianPrior.log_prob` and
+    :meth:`GaussianPrior.sample`.
+
+    Args:
+        event_shape: the shape of one latent, e.g. ``(C, H, W)``.
+
+    Example:
+        >>> import torch
+        >>> prior = StandardNormal((3,))
+        >>> prior.sample(2).shape, prior.log_prob(torch.zeros(2, 3)).shape
+        (torch.Size([2, 3]), torch.Size([2]))
+    """
 
     def __init__(self, event_shape: Sequence[int]) -> None:
         super().__init__(event_shape)
@@ -146,7 +157,11 @@ class StandardNormal(GaussianPrior):
 
 
 class DiagonalGaussian(GaussianPrior):
-    """``N(mean, diag(exp(log_scale))^2)`` with learned ``mean`` and ``log_scale`` (initialised to N(0, I))."""
+    """``N(mean, diag(exp(log_scale))^2)`` with learned ``mean`` and ``log_scale`` (initialised to N(0, I)).
+
+    Args:
+        event_shape: the shape of one latent; ``mean`` and ``log_scale`` have this shape.
+    """
 
     def __init__(self, event_shape: Sequence[int]) -> None:
         super().__init__(event_shape)
@@ -162,6 +177,10 @@ class ClassConditionalGaussian(GaussianPrior):
 
     ``context`` holds integer labels of shape ``(batch,)`` in ``[0, num_classes)``; the embeddings start at zero, so
     the untrained prior is ``N(0, I)`` for every class.
+
+    Args:
+        event_shape: the shape of one latent.
+        num_classes: the number of classes.
     """
 
     def __init__(self, event_shape: Sequence[int], num_classes: int) -> None:

@@ -68,7 +68,7 @@ class Bijector(Protocol):
             context: the conditioning of each input (e.g. class labels of shape ``(B,)``), or ``None``.
 
         Returns:
-            ``(z, log_det)``: the outputs (batch first) and ``log |det dz/dx|`` of each input, shape ``(B,)``, in
+            ``(z, log_det)``, the outputs (batch first) and ``log |det dz/dx|`` of each input, shape ``(B,)``, in
             nats (for a stochastic layer, its term of the lower bound).
         """
         ...
@@ -83,7 +83,7 @@ class Bijector(Protocol):
                 the others.
 
         Returns:
-            ``(x, log_det)``: the outputs and ``log |det dx/dz|`` of each latent, shape ``(B,)``, in nats.
+            ``(x, log_det)``, the outputs and ``log |det dx/dz|`` of each latent, shape ``(B,)``, in nats.
         """
         ...
 

@@ -27,5 +27,10 @@ ANY_DATA = "any"
 
 
 def applies_to(metric: MetricSpec, data: EvalData) -> bool:
-    """Whether ``metric`` can run on ``data``."""
+    """Whether ``metric`` can run on ``data``.
+
+    Args:
+        metric: the registered metric.
+        data: the evaluation data.
+    """
     return metric.data == ANY_DATA or (metric.data == IMAGES) == data.is_image

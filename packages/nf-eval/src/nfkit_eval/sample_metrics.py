@@ -118,7 +118,7 @@ def real_vs_generated_auc(generated: Tensor, reference: Tensor, seed: int = 0, f
         folds: the number of cross-validation folds.
 
     Returns:
-        ``{"auc": ..., "protocol": {...}}``: the ROC-AUC (0.5: indistinguishable) and how it was computed.
+        ``{"auc": ..., "protocol": {...}}``, the ROC-AUC (0.5 for indistinguishable sets) and how it was computed.
     """
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.metrics import roc_auc_score

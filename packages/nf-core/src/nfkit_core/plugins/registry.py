@@ -96,7 +96,7 @@ class Registrar(Generic[SpecT]):
             name: the registered name.
 
         Returns:
-            the entry: the spec and the plugin and distribution that registered it.
+            the entry, with the spec and the plugin and distribution that registered it.
 
         Raises:
             UnknownNameError: nothing of that name; the message lists the available names.
