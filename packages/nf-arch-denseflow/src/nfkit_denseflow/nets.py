@@ -30,7 +30,11 @@ class GatedConv2d(nn.Module):
         self.conv = nn.Conv2d(in_channels, 3 * out_channels, kernel_size=1)
 
     def forward(self, x: Tensor) -> Tensor:
-        """The gated output, ``(B, out_channels, H, W)``, of ``x`` ``(B, in_channels, H, W)``."""
+        """The gated output, ``(B, out_channels, H, W)``.
+
+        Args:
+            x: the input, ``(B, in_channels, H, W)``.
+        """
         a, b, c = self.conv(x).chunk(3, dim=1)
         return a + b * torch.sigmoid(c)
 
@@ -49,7 +53,11 @@ class DenseLayer(nn.Module):
         self.conv = nn.Conv2d(in_channels, growth, kernel_size=3, padding=1)
 
     def forward(self, x: Tensor) -> Tensor:
-        """``x`` ``(B, C, H, W)`` with ``growth`` new maps appended: ``(B, C + growth, H, W)``."""
+        """``x`` with ``growth`` new maps appended, ``(B, C + growth, H, W)``.
+
+        Args:
+            x: the input, ``(B, C, H, W)``.
+        """
         new = F.relu(self.conv(F.relu(self.bottleneck(x))))
         return torch.cat([x, new], dim=1)
 
@@ -80,7 +88,11 @@ class DenseBlock(nn.Module):
         return self.output(x)
 
     def forward(self, x: Tensor) -> Tensor:
-        """The block's output ``(B, out_channels, H, W)`` for ``x`` ``(B, in_channels, H, W)``."""
+        """The block's output, ``(B, out_channels, H, W)``.
+
+        Args:
+            x: the input, ``(B, in_channels, H, W)``.
+        """
         if self.checkpointing and self.training and torch.is_grad_enabled():
             return checkpoint(self._run, x, use_reentrant=False)
         return self._run(x)
@@ -106,6 +118,10 @@ class ResidualDenseNet(nn.Module):
         self.output = zero_init(nn.Conv2d(mid_channels, out_channels, kernel_size=1))
 
     def forward(self, x: Tensor) -> Tensor:
-        """The network's output ``(B, out_channels, H, W)`` for ``x`` ``(B, in_channels, H, W)``."""
+        """The network's output, ``(B, out_channels, H, W)``.
+
+        Args:
+            x: the input, ``(B, in_channels, H, W)``.
+        """
         h = self.project(x)
         return self.output(h + self.dense(h))

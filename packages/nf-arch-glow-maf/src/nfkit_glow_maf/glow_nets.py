@@ -71,7 +71,12 @@ class ZeroConv2d(GlowConv2d):
         zero_init(self)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
-        """The scaled convolution of ``x`` ``(B, in_channels, H, W)``; ``context`` is ignored."""
+        """The scaled convolution of ``x``.
+
+        Args:
+            x: the input, ``(B, in_channels, H, W)``.
+            context: ignored.
+        """
         return super().forward(x) * torch.exp(self.logscale_factor * self.logs).view(1, -1, 1, 1)
 
 
@@ -101,7 +106,12 @@ class GlowConditioner(nn.Module):
                 nn.init.normal_(conv.edge_weight, 0.0, 0.05)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
-        """The coupling parameters for the kept half ``x`` ``(B, C_in, H, W)``; ``context`` is ignored."""
+        """The coupling parameters for the kept half ``x``.
+
+        Args:
+            x: the kept half, ``(B, in_channels, H, W)``.
+            context: ignored (only Glow's top prior sees the class label).
+        """
         # in place: ActNorm's backward does not need its output, so it need not be kept beside the ReLU's
         h = F.relu(self.norm1(self.conv1(x))[0], inplace=True)
         h = F.relu(self.norm2(self.conv2(h))[0], inplace=True)

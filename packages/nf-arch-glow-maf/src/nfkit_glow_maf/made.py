@@ -90,7 +90,11 @@ class MaskedLinear(nn.Linear):
             self.bias.zero_()
 
     def forward(self, x: Tensor) -> Tensor:
-        """``x (weight * mask)^T + bias`` for ``x`` of shape ``(B, in_features)``."""
+        """``x (weight * mask)^T + bias``.
+
+        Args:
+            x: the input, ``(B, in_features)``.
+        """
         return F.linear(x, self.weight * self.mask, self.bias)
 
 

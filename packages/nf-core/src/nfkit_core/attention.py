@@ -197,7 +197,11 @@ _in_scope: contextvars.ContextVar[Mapping[str, AttentionBackend] | None] = conte
 @contextlib.contextmanager
 def backends_in_scope(backends: Mapping[str, AttentionBackend]) -> Iterator[None]:
     """Let :func:`resolve_backend` find ``backends`` by name inside this block (the registry uses it around an
-    architecture's ``build``, so that a plugin's backend can be named in a config)."""
+    architecture's ``build``, so that a plugin's backend can be named in a config).
+
+    Args:
+        backends: the backends by name.
+    """
     token = _in_scope.set({**(_in_scope.get() or {}), **backends})
     try:
         yield
@@ -210,6 +214,12 @@ def resolve_backend(backend: str | AttentionBackend) -> AttentionBackend:
 
     Names are looked up among the built-ins (``auto``, ``sdpa``, ``flash``, ``flash3``, ``reference``), then among the
     backends in scope (:func:`backends_in_scope`).
+
+    Args:
+        backend: a backend, or its name.
+
+    Returns:
+        the backend, its libraries installed.
 
     Raises:
         UnknownNameError: no backend of that name; the message lists the available ones.

@@ -194,24 +194,41 @@ def _renamed_options(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def data_info_from_dict(values: Mapping[str, Any]) -> DataInfo:
-    """The :class:`DataInfo` stored in a checkpoint."""
+    """The :class:`DataInfo` stored in a checkpoint.
+
+    Args:
+        values: the checkpoint's ``data_info`` entry.
+    """
     return DataInfo(shape=tuple(values["shape"]), num_classes=int(values["num_classes"]),
                     num_bins=None if values["num_bins"] is None else int(values["num_bins"]))
 
 
 def data_info_to_dict(info: DataInfo) -> dict[str, Any]:
-    """The plain values of a :class:`DataInfo`, as a checkpoint stores them."""
+    """The plain values of a :class:`DataInfo`, as a checkpoint stores them.
+
+    Args:
+        info: what the architecture was told about the data.
+    """
     return {"shape": list(info.shape), "num_classes": info.num_classes, "num_bins": info.num_bins}
 
 
 def capture_rng(device: torch.device) -> dict[str, Any]:
-    """The state of PyTorch's global generators: the CPU's, and the CUDA device's when training on one."""
+    """The state of PyTorch's global generators: the CPU's, and the CUDA device's when training on one.
+
+    Args:
+        device: the training device (its CUDA generator is captured when it is a CUDA device).
+    """
     return {"torch": torch.get_rng_state(),
             "cuda": [torch.cuda.get_rng_state(device)] if device.type == "cuda" else []}
 
 
 def restore_rng(state: Mapping[str, Any], device: torch.device) -> None:
-    """Set PyTorch's global generators to a state of :func:`capture_rng`."""
+    """Set PyTorch's global generators to a state of :func:`capture_rng`.
+
+    Args:
+        state: what :func:`capture_rng` returned.
+        device: the training device.
+    """
     torch.set_rng_state(state["torch"])
     if device.type == "cuda" and state.get("cuda"):
         torch.cuda.set_rng_state(state["cuda"][0], device)

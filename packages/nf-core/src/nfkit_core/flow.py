@@ -325,7 +325,12 @@ class NormalizingFlow(nn.Module):
         return self.log_prob_terms(x, context, noise=noise).total
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
-        """Same as :meth:`log_prob` (so that wrappers such as DistributedDataParallel see the training objective)."""
+        """Same as :meth:`log_prob` (so that wrappers such as DistributedDataParallel see the training objective).
+
+        Args:
+            x: a batch of data of shape ``(B, *data_shape)``.
+            context: the conditioning of each data point, or ``None``.
+        """
         return self.log_prob(x, context)
 
     def bits_per_dim(self, x: Tensor, context: Tensor | None = None, *, noise: Noise = None) -> Tensor:

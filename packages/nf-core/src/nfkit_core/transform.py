@@ -133,6 +133,20 @@ class Sequential(Transform):
     Give the transforms positionally (named ``"0"``, ``"1"``, ...) or as a mapping from name to transform; the names
     are how :meth:`nfkit_core.NormalizingFlow.intermediates` refers to the output of each step. Sampling options
     given to :meth:`inverse` reach every step.
+
+    Args:
+        transforms: the steps in forward order, or one mapping from step name to step.
+
+    Example:
+        >>> import torch
+        >>> from nfkit_core.layers import ActNorm, Reverse
+        >>> steps = Sequential({"norm": ActNorm(2), "flip": Reverse()})
+        >>> steps.names()
+        ['norm', 'flip']
+        >>> z, log_det = steps(torch.randn(4, 2))
+        >>> x, inverse_log_det = steps.inverse(z)
+        >>> torch.allclose(log_det, -inverse_log_det)
+        True
     """
 
     def __init__(self, *transforms: Transform | Mapping[str, Transform]) -> None:
@@ -160,7 +174,18 @@ class Sequential(Transform):
         return list(self.transforms.keys())
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Apply the steps in order; return the last output and the sum of the steps' log-dets, shape ``(B,)``."""
+        """Apply the steps in order.
+
+        Args:
+            x: a batch of inputs, batch first.
+            context: the conditioning, handed to every step, or ``None``.
+
+        Returns:
+            the last step's output and the sum of the steps' log-dets, shape ``(B,)``, in nats.
+
+        Raises:
+            ValueError: a step returned a log-det of another shape (the message names the step).
+        """
         total = x.new_zeros(x.shape[0])
         for name, transform in self.transforms.items():
             x, log_det = transform(x, context)
@@ -169,7 +194,19 @@ class Sequential(Transform):
         return x, total
 
     def inverse(self, z: Tensor, context: Tensor | None = None, **options: Any) -> tuple[Tensor, Tensor]:
-        """Invert the steps in reverse order, handing ``options`` to each; return the data and the summed log-det."""
+        """Invert the steps in reverse order.
+
+        Args:
+            z: a batch of latents, batch first.
+            context: the conditioning, handed to every step, or ``None``.
+            options: sampling options, handed to every step.
+
+        Returns:
+            the first step's inverse output and the sum of the steps' inverse log-dets, shape ``(B,)``, in nats.
+
+        Raises:
+            ValueError: a step returned a log-det of another shape (the message names the step).
+        """
         total = z.new_zeros(z.shape[0])
         for name, transform in reversed(self.transforms.items()):
             z, log_det = transform.inverse(z, context, **options)

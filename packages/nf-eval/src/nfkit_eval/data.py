@@ -112,7 +112,12 @@ class DiscreteLikelihood(nn.Module):
         self.preprocessing = preprocessing
 
     def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
-        """``log P(x | context)`` in nats, shape ``(B,)``, of dataset values ``x`` ``(B, *shape)``."""
+        """``log P(x | context)`` of dataset values, in nats, shape ``(B,)``.
+
+        Args:
+            x: dataset values, ``(B, *shape)`` (levels for images).
+            context: the flow's conditioning, or ``None``.
+        """
         labels = context if context is not None else torch.full((x.shape[0],), -1, device=x.device)
         y, _ = self.preprocessing(x, labels, train=False)
         num_dims = math.prod(x.shape[1:])

@@ -70,7 +70,17 @@ def _check_headers(paths: Iterable[str]) -> None:
 
 
 class ImageFolderDataset(Dataset):
-    """One split of an image folder; items are ``(levels (C, S, S) float, label)``."""
+    """One split of an image folder; items are ``(levels (C, S, S) float, label)``.
+
+    Args:
+        folder: the split's folder, one sub-folder per class.
+        classes: the class names (sub-folders of the training split), in label order.
+        config: the dataset's options (image size, channels).
+
+    Raises:
+        DataError: ``channels`` other than 1 or 3, ``image_size < 1``, a folder without images, or class folders
+            other than the training split's.
+    """
 
     def __init__(self, folder: Path, classes: list[str], config: ImageFolderConfig) -> None:
         ImageFolder = require("torchvision.datasets", "the image-folder dataset").ImageFolder

@@ -43,9 +43,13 @@ class TabularConfig:
 class TabularDataset(ArrayDataset):
     """Rows of a tabular split, with the standardisation they went through.
 
-    Attributes:
-        mean, std: the training split's column statistics that were applied, in float64 (``None`` without
+    Args:
+        data: the rows, ``(N, D)``, after standardisation.
+        mean: the training split's column means that were subtracted, in float64 (``None`` without
             standardisation).
+        std: the training split's column standard deviations that were divided by (``None`` likewise).
+
+    Attributes:
         log_abs_det: ``-sum(log std)``, the log-determinant of the standardisation, per example (0 without).
     """
 
