@@ -87,11 +87,6 @@ def resolve_reexport(app, env, node, contnode):
 # the presets tables (docs/_ext/nf_api_reference.py). ---
 extensions.append("nf_api_reference")
 nitpicky = True
-nitpick_ignore = [
-    # pluggy's HookspecMarker/HookimplMarker.__call__ are typed with pluggy's private TypeVar ``_F``, which pluggy
-    # does not document: the signatures of nfkit_core.plugins.hookspec/hookimpl show it and nothing can link it.
-    ("py:class", "_F"),
-]
 # --- end of the API reference block ---
 
 

@@ -10,8 +10,8 @@
   constructor's parameters, so that section is rendered as the class's parameters (one list, with types and
   descriptions, instead of an attribute list beside an undescribed parameter list).
 * **No borrowed constructor.** A layer without an ``__init__`` of its own (``Reverse()``) shows the signature ``()``,
-  not ``nn.Module``'s ``(*args, **kwargs)``; a protocol (``Bijector``, ``Flow``, ``Prior``) and a callable instance
-  (pluggy's ``hookimpl`` marker) show none.
+  not ``nn.Module``'s ``(*args, **kwargs)``; a protocol (``Bijector``, ``Flow``, ``Prior``) shows none, and a
+  callable instance of another library's class (pluggy's ``hookimpl`` marker) no parameter list of its own.
 * **Public bases.** "Bases:" lines name the public classes a class derives from, not a private helper base.
 * ``.. nf-presets:: ARCH`` renders the presets an architecture registers (``ArchitectureSpec.presets``, straight from
   its ``PRESETS`` dict), with each one's settings, its training defaults and its source: the ``PRESET_SOURCES`` dict
@@ -121,13 +121,14 @@ def dataclass_fields_as_parameters(app: Sphinx, what: str, name: str, obj: Any, 
 
 def no_borrowed_signature(app: Sphinx, what: str, name: str, obj: Any, options: dict, signature: str | None,
                                  return_annotation: str | None) -> tuple[str, str | None] | None:
-    """Show ``()`` for a module class that inherits ``torch.nn.Module.__init__(*args, **kwargs)`` unchanged, and no
-    signature for a protocol (it is not instantiated) or for a callable instance of a class (a pluggy marker)."""
+    """Show ``()`` for a module class that inherits ``torch.nn.Module.__init__(*args, **kwargs)`` unchanged, no
+    signature for a protocol (it is not instantiated), and no parameter list for a callable instance of another
+    library's class (a pluggy marker: pluggy documents it)."""
     if what in ("function", "data") and callable(obj) and not inspect.isroutine(obj) and not isinstance(obj, type):
-        # an instance of another library's callable class (pluggy's hookspec and hookimpl markers): its __call__
-        # signature belongs to that library's documentation
+        # an instance of another library's callable class (pluggy's hookspec and hookimpl markers): the parameters
+        # of its __call__ are described in that library's documentation, not listed here
         app.env.temp_data.get("annotations", {}).pop(name, None)
-        return "", None
+        return None
     if what != "class" or not isinstance(obj, type):
         return None
     if getattr(obj, "_is_protocol", False):
