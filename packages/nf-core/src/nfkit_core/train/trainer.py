@@ -467,9 +467,8 @@ class Trainer:
 
         number = signal_number or signal.SIGTERM  # a process that was not signalled itself stops with the others
         name = signal.Signals(number).name
-        message = (f"{name}: stopped after step {self.step}; checkpoint written to {self.folder.checkpoint}; "
-                   f"continue with: nf train --resume {self.out_dir}")
-        raise TrainingInterrupted(message, number)
+        message = f"{name}: stopped after step {self.step}; checkpoint written to {self.folder.checkpoint}"
+        raise TrainingInterrupted(message, number, str(self.out_dir))
 
     # ------------------------------------------------------------------------------------- evaluation
 
