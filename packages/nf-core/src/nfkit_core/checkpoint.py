@@ -267,6 +267,15 @@ def restore_training(state: Mapping[str, Any], model: nn.Module, optimizer: torc
     returns the step to continue from.
 
     An ``ema`` given for a checkpoint without one starts from the restored weights.
+
+    Args:
+        state: the checkpoint, as read by :func:`read_checkpoint`.
+        model: the flow, built from the checkpoint's configuration; its weights are replaced.
+        optimizer: the optimizer over ``model``'s parameters; its state (moments, step counts) is replaced.
+        ema: the moving average of the weights, or ``None`` when the run keeps none.
+
+    Returns:
+        the optimizer step the checkpoint was written at.
     """
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])

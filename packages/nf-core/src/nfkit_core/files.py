@@ -33,7 +33,14 @@ class DiskFullError(NfError, OSError):
 
 
 def human_bytes(size: float) -> str:
-    """``1536`` -> ``"1.5 KiB"``."""
+    """``1536`` -> ``"1.5 KiB"``.
+
+    Args:
+        size: a size in bytes.
+
+    Returns:
+        the size in bytes, KiB, MiB or GiB (powers of 1024), with one decimal above bytes.
+    """
     for unit in ("bytes", "KiB", "MiB", "GiB"):
         if size < 1024 or unit == "GiB":
             return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
@@ -70,7 +77,15 @@ def explain_full_disk(path: Path, needed: int) -> Iterator[None]:
 
 
 def temporary_path(path: Path, pid: int | None = None) -> Path:
-    """Where :func:`atomic_write` stages ``path`` in process ``pid`` (this process by default)."""
+    """Where :func:`atomic_write` stages ``path`` in process ``pid`` (this process by default).
+
+    Args:
+        path: the file being written.
+        pid: the id of the process that writes it; ``None`` for this process.
+
+    Returns:
+        ``.NAME.PID.tmp`` next to ``path``.
+    """
     return path.with_name(f".{path.name}.{os.getpid() if pid is None else pid}.tmp")
 
 
@@ -100,7 +115,19 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None], needed: i
 
 
 def to_json(value: Any, indent: int | None = None) -> str:
-    """``value`` as strict JSON; a ``ValueError`` naming the problem for ``NaN`` or infinite numbers."""
+    """``value`` as strict JSON; a ``ValueError`` naming the problem for ``NaN`` or infinite numbers.
+
+    Args:
+        value: what :func:`json.dumps` accepts: dicts, lists, strings, numbers, booleans and ``None``.
+        indent: spaces per nesting level; ``None`` writes one line.
+
+    Returns:
+        the JSON text.
+
+    Raises:
+        ValueError: ``value`` holds a NaN or an infinity.
+        TypeError: ``value`` holds something JSON cannot represent (e.g. a tensor).
+    """
     try:
         return json.dumps(value, indent=indent, allow_nan=False)
     except ValueError as error:
@@ -112,6 +139,13 @@ def append_line(path: str | Path, line: str) -> None:
 
     A write that fails part way may leave a torn last line; readers of append-only files (``metrics.jsonl``) drop
     one.
+
+    Args:
+        path: the text file; it is created if missing.
+        line: the text to append, without a newline.
+
+    Raises:
+        DiskFullError: the file system is full.
     """
     path = Path(path)
     data = (line + "\n").encode()
@@ -134,7 +168,11 @@ def _process_alive(pid: int) -> bool:
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     """Delete the ``.NAME.PID.tmp`` files that :func:`atomic_write` left behind in processes that have died.
 
-    Returns the deleted paths.
+    Args:
+        folder: the folder to clean (not its subfolders).
+
+    Returns:
+        the deleted paths.
     """
     removed = []
     for candidate in Path(folder).glob(".*.*.tmp"):

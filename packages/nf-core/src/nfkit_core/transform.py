@@ -108,7 +108,7 @@ class Transform(nn.Module):
     """The names of the sampling options that :meth:`inverse` reads."""
     internal_inputs: tuple[str, ...] = ()
     """The names of the internal inputs (e.g. a dequantizer's features) that :meth:`forward` and :meth:`inverse` take
-    as keywords; a :class:`Sequential` hands each one only to the steps that name it."""
+    as keywords; a :class:`~nfkit_core.transform.Sequential` hands each one only to the steps that name it."""
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Map data towards the latent.

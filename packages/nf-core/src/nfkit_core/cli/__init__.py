@@ -24,7 +24,14 @@ COMMANDS_PLUGIN = "nfkit-core-commands"
 
 
 def build_parser(registry: Registry) -> argparse.ArgumentParser:
-    """The ``nf`` parser with one sub-parser per registered command."""
+    """The ``nf`` parser with one sub-parser per registered command.
+
+    Args:
+        registry: the registry whose commands become sub-commands (see :func:`with_commands`).
+
+    Returns:
+        the parser; each sub-command's parsed arguments carry the function that runs it.
+    """
     parser = argparse.ArgumentParser(
         prog="nf",
         description="nf: train, sample and evaluate normalizing flows. Architectures, datasets and extra commands "
@@ -41,14 +48,29 @@ def build_parser(registry: Registry) -> argparse.ArgumentParser:
 
 
 def with_commands(manager: PluginManager) -> PluginManager:
-    """``manager`` with nf's own sub-commands registered (once)."""
+    """``manager`` with nf's own sub-commands registered (once).
+
+    Args:
+        manager: the plugin manager, usually the process-wide one.
+
+    Returns:
+        ``manager`` itself, for chaining.
+    """
     if not manager.has_plugin(COMMANDS_PLUGIN):
         manager.register(commands, COMMANDS_PLUGIN, "nfkit-core", version())
     return manager
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``nf`` script."""
+    """Entry point of the ``nf`` script.
+
+    Args:
+        argv: the arguments after ``nf``; ``None`` reads :data:`sys.argv`.
+
+    Returns:
+        the exit status: the command's (0 when it returns nothing), or 2 after printing an
+        :class:`~nfkit_core.errors.NfError` as one line. Other exceptions propagate with their traceback.
+    """
     parser = build_parser(with_commands(get_plugin_manager()).registry)
     args = parser.parse_args(argv)
     try:

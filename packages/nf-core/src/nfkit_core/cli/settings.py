@@ -44,7 +44,14 @@ TOP_LEVEL = ("arch", "dataset", "preset")
 
 
 def parse_value(text: str) -> Any:
-    """A TOML literal (number, boolean, array, quoted string), else the text itself."""
+    """A TOML literal (number, boolean, array, quoted string), else the text itself.
+
+    Args:
+        text: the value as typed, e.g. ``3``, ``1e-3``, ``true``, ``[0.9, 0.99]`` or ``cosine``.
+
+    Returns:
+        the parsed value, or ``text`` unchanged when it is no TOML literal.
+    """
     try:
         return tomllib.loads(f"value = {text}")["value"]
     except tomllib.TOMLDecodeError:
@@ -52,7 +59,17 @@ def parse_value(text: str) -> Any:
 
 
 def parse_assignment(assignment: str) -> tuple[str, Any]:
-    """Split one ``--set`` argument, ``key=value``, into the key and the parsed value (:func:`parse_value`)."""
+    """Split one ``--set`` argument, ``key=value``, into the key and the parsed value (:func:`parse_value`).
+
+    Args:
+        assignment: one ``--set`` argument, e.g. ``train.lr=1e-3``.
+
+    Returns:
+        ``(key, value)``; the key keeps its ``section.`` prefix if it has one.
+
+    Raises:
+        ConfigError: no ``=``, or nothing before it.
+    """
     key, separator, text = assignment.partition("=")
     key = key.strip()
     if not separator or not key:
@@ -69,6 +86,10 @@ def parse_assignments(assignments: Iterable[str], sections: Mapping[str, type]) 
 
     Returns:
         for every section name, the ``{key: parsed value}`` of its options.
+
+    Raises:
+        ConfigError: a malformed assignment, an unknown section, or a bare key that no section or more than one
+            has (the message lists the options).
     """
     result: dict[str, dict[str, Any]] = {name: {} for name in sections}
     for assignment in assignments:
@@ -91,7 +112,19 @@ def parse_assignments(assignments: Iterable[str], sections: Mapping[str, type]) 
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
-    """Read a run configuration file; a clear error for a missing file, bad TOML or unknown tables."""
+    """Read a run configuration file; a clear error for a missing file, bad TOML or unknown tables.
+
+    Args:
+        path: the ``--config`` file.
+
+    Returns:
+        the file's values: the top-level keys ``arch``, ``dataset``, ``preset`` and the tables ``model``,
+        ``data``, ``train`` that it has.
+
+    Raises:
+        MissingFileError: nothing at ``path``.
+        ConfigError: the file is not valid TOML, has other entries, or a section is not a table.
+    """
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"config file {path} not found")
@@ -110,7 +143,14 @@ def load_toml(path: str | Path) -> dict[str, Any]:
 
 
 def field_docs(config_class: type) -> dict[str, str]:
-    """Field descriptions from the ``Attributes:`` section of a dataclass's (Google-style) docstring."""
+    """Field descriptions from the ``Attributes:`` section of a dataclass's (Google-style) docstring.
+
+    Args:
+        config_class: a config dataclass, e.g. :class:`~nfkit_core.train.TrainConfig`.
+
+    Returns:
+        field name -> its description on one line; empty when the docstring has no ``Attributes:`` section.
+    """
     doc = textwrap.dedent("\n".join((config_class.__doc__ or "").splitlines()[1:]))
     match = re.search(r"^Attributes:\n((?:[ \t]+.*\n?|\n)*)", doc, flags=re.MULTILINE)
     if not match:
@@ -138,6 +178,16 @@ def describe_fields(config_class: type, section: str, presets: Mapping[str, Mapp
     """A listing of a config dataclass's options (name, type, default, description) for ``--help``.
 
     ``presets`` are listed after the options, each with the training defaults it brings (``train_defaults``).
+
+    Args:
+        config_class: the config dataclass to list.
+        section: the section name the options are shown under, e.g. ``"model"`` (``model.depth: int = 4``).
+        presets: preset name -> the options it sets; ``None`` lists no presets.
+        width: the width the descriptions are wrapped to, in characters.
+        train_defaults: preset name -> the training options it sets; ``None`` for none.
+
+    Returns:
+        the listing, one option per line followed by its indented description.
     """
     docs = field_docs(config_class)
     hints = typing.get_type_hints(config_class)
@@ -167,6 +217,15 @@ def describe_fields(config_class: type, section: str, presets: Mapping[str, Mapp
 
 def section_values(file_values: Mapping[str, Any], assignments: Mapping[str, Mapping[str, Any]],
                    section: str) -> dict[str, Any]:
-    """A section's options: the file's table, overridden by ``--set``."""
+    """A section's options: the file's table, overridden by ``--set``.
+
+    Args:
+        file_values: the ``--config`` file's values (:func:`load_toml`); empty without a file.
+        assignments: the ``--set`` options by section (:func:`parse_assignments`).
+        section: ``"model"``, ``"data"`` or ``"train"``.
+
+    Returns:
+        option name -> value.
+    """
     return {**file_values.get(section, {}), **assignments.get(section, {})}
 

@@ -54,6 +54,18 @@ class Augment(Transform):
 
     def forward(self, x: Tensor, context: Tensor | None = None, *,
                 features: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Append noise channels drawn from ``q(e | h)``.
+
+        Args:
+            x: inputs of shape ``(B, C, ...)``.
+            context: the conditioning of each input, or ``None``.
+            features: what the conditioner sees instead of ``x``, shape ``(B, F, ...)`` with ``x``'s spatial shape;
+                ``None`` conditions on ``x``.
+
+        Returns:
+            ``(z, log_det)``: ``z`` of shape ``(B, C + noise_channels, ...)`` and ``log_det = -log q(e | h)`` of
+            shape ``(B,)`` in nats.
+        """
         mean, log_scale = self._mean_and_log_scale(x, context, features)
         e = mean + torch.exp(log_scale) * noise.randn(mean.shape, device=x.device, dtype=x.dtype)
         log_q = sum_except_batch(normal_log_prob(e, mean, log_scale))
@@ -61,6 +73,21 @@ class Augment(Transform):
 
     def inverse(self, z: Tensor, context: Tensor | None = None, *, features: Tensor | None = None,
                 **options: Any) -> tuple[Tensor, Tensor]:
+        """Drop the appended channels.
+
+        Args:
+            z: outputs of shape ``(B, C + noise_channels, ...)``.
+            context: the conditioning of each input, or ``None``.
+            features: as for :meth:`forward`, computed from the returned ``x``; ``None`` conditions on ``x``.
+            **options: sampling options; none are read.
+
+        Returns:
+            ``(x, log_det)``: ``x`` of shape ``(B, C, ...)`` and ``log_det = +log q(e | h)`` of shape ``(B,)`` in
+            nats.
+
+        Raises:
+            ValueError: ``z`` has no more than ``noise_channels`` channels.
+        """
         if z.dim() < 2 or z.shape[1] <= self.noise_channels:
             raise ValueError(f"Augment.inverse expects more than {self.noise_channels} channels, got shape "
                              f"{tuple(z.shape)}")

@@ -130,6 +130,20 @@ class AffineCoupling(Transform):
 
     def forward(self, x: Tensor, context: Tensor | None = None, *,
                 features: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Transform ``x_b`` given ``x_a``.
+
+        Args:
+            x: inputs of shape ``(B, C, H, W)`` (or ``(B, D)`` for the channel mask).
+            context: the conditioning of each input, or ``None``.
+            features: extra conditioner input joined to ``x_a`` along the channels, shape ``(B, F, ...)`` with
+                ``x_a``'s spatial shape; ``None`` for none.
+
+        Returns:
+            ``(z, log_det)``: ``z`` of ``x``'s shape and ``log_det = sum(log_s)`` of shape ``(B,)`` in nats.
+
+        Raises:
+            ValueError: the conditioner returns the wrong shape.
+        """
         x_a, x_b = self.mask.split(x)
         log_s, shift = self._log_scale_and_shift(x_a, x_b, context, features)
         z_b = (x_b + shift) * log_s.exp() if self.shift_first else x_b * log_s.exp() + shift
@@ -137,6 +151,20 @@ class AffineCoupling(Transform):
 
     def inverse(self, z: Tensor, context: Tensor | None = None, *, features: Tensor | None = None,
                 **options: Any) -> tuple[Tensor, Tensor]:
+        """Undo :meth:`forward`.
+
+        Args:
+            z: outputs of shape ``(B, C, H, W)`` (or ``(B, D)`` for the channel mask).
+            context: the conditioning of each input, or ``None``.
+            features: as for :meth:`forward`; ``None`` for none.
+            **options: sampling options; none are read.
+
+        Returns:
+            ``(x, log_det)``: ``x`` of ``z``'s shape and ``log_det = -sum(log_s)`` of shape ``(B,)`` in nats.
+
+        Raises:
+            ValueError: the conditioner returns the wrong shape.
+        """
         z_a, z_b = self.mask.split(z)
         log_s, shift = self._log_scale_and_shift(z_a, z_b, context, features)
         x_b = z_b * torch.exp(-log_s) - shift if self.shift_first else (z_b - shift) * torch.exp(-log_s)
@@ -168,12 +196,39 @@ class AdditiveCoupling(Transform):
 
     def forward(self, x: Tensor, context: Tensor | None = None, *,
                 features: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Shift ``x_b`` given ``x_a``.
+
+        Args:
+            x: inputs of shape ``(B, C, H, W)`` (or ``(B, D)`` for the channel mask).
+            context: the conditioning of each input, or ``None``.
+            features: extra conditioner input joined to ``x_a`` along the channels; ``None`` for none.
+
+        Returns:
+            ``(z, log_det)``: ``z`` of ``x``'s shape and zeros of shape ``(B,)``.
+
+        Raises:
+            ValueError: the conditioner returns the wrong shape.
+        """
         x_a, x_b = self.mask.split(x)
         z = self.mask.merge(x_a, x_b + self._shift(x_a, x_b, context, features))
         return z, x.new_zeros(x.shape[0])
 
     def inverse(self, z: Tensor, context: Tensor | None = None, *, features: Tensor | None = None,
                 **options: Any) -> tuple[Tensor, Tensor]:
+        """Undo :meth:`forward`.
+
+        Args:
+            z: outputs of shape ``(B, C, H, W)`` (or ``(B, D)`` for the channel mask).
+            context: the conditioning of each input, or ``None``.
+            features: as for :meth:`forward`; ``None`` for none.
+            **options: sampling options; none are read.
+
+        Returns:
+            ``(x, log_det)``: ``x`` of ``z``'s shape and zeros of shape ``(B,)``.
+
+        Raises:
+            ValueError: the conditioner returns the wrong shape.
+        """
         z_a, z_b = self.mask.split(z)
         x = self.mask.merge(z_a, z_b - self._shift(z_a, z_b, context, features))
         return x, z.new_zeros(z.shape[0])

@@ -111,6 +111,13 @@ def hook_names() -> list[str]:
 
 
 def hook_parameter(name: str) -> str:
-    """The one parameter of hook ``name``: the attribute of :class:`~nfkit_core.plugins.registry.Registry` it gets."""
+    """The one parameter of hook ``name``: the attribute of :class:`~nfkit_core.plugins.registry.Registry` it gets.
+
+    Args:
+        name: a hook of this module, e.g. ``"nf_register_architectures"``.
+
+    Returns:
+        its parameter's name, e.g. ``"architectures"``.
+    """
     (parameter,) = inspect.signature(globals()[name]).parameters
     return parameter

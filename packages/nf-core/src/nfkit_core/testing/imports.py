@@ -44,7 +44,14 @@ class ImportGraph:
 
 
 def is_standard_library(name: str) -> bool:
-    """Whether the top-level module ``name`` belongs to Python's standard library."""
+    """Whether the top-level module ``name`` belongs to Python's standard library.
+
+    Args:
+        name: a module name, dotted or not (only its first part is looked at).
+
+    Returns:
+        ``True`` for the standard library and ``__future__``.
+    """
     return name.split(".")[0] in sys.stdlib_module_names or name == "__future__"
 
 
@@ -83,7 +90,16 @@ def _imports(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
 
 
 def import_graph(packages: list[str]) -> ImportGraph:
-    """The import graph of every module of the installed ``packages`` (import names, e.g. ``["nfkit_core"]``)."""
+    """The import graph of every module of the installed ``packages`` (import names, e.g. ``["nfkit_core"]``).
+
+    Imports under ``if TYPE_CHECKING:`` are left out; relative imports are resolved.
+
+    Args:
+        packages: the import names of the packages to analyse; imports between them are ``internal``.
+
+    Returns:
+        the graph of every module of those packages.
+    """
     files = {module: path for package in packages for module, path in _package_files(package).items()}
     graph = ImportGraph()
     for module, path in files.items():
@@ -112,7 +128,14 @@ def import_graph(packages: list[str]) -> ImportGraph:
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
-    """One import cycle of ``graph`` as ``[a, b, ..., a]``, or ``None`` when it is acyclic."""
+    """One import cycle of ``graph`` as ``[a, b, ..., a]``, or ``None`` when it is acyclic.
+
+    Args:
+        graph: module -> the modules it imports (e.g. :attr:`ImportGraph.internal`).
+
+    Returns:
+        the first cycle found, in a deterministic (sorted) order of visits, or ``None``.
+    """
     state: dict[str, int] = {}  # 1: on the current path, 2: done
     path: list[str] = []
 
@@ -140,7 +163,17 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def contract_modules(graph: ImportGraph) -> set[str]:
     """The modules of nfkit-core's contract layer in ``graph`` (which must cover ``nfkit_core``): the core's value
-    types, errors, noise, transforms, priors, flows, attention, validation and every module of its layers."""
+    types, errors, noise, transforms, priors, flows, attention, validation and every module of its layers.
+
+    Args:
+        graph: an import graph that covers ``nfkit_core`` (:func:`import_graph`).
+
+    Returns:
+        the names of the contract modules.
+
+    Raises:
+        ValueError: ``graph`` does not cover ``nfkit_core``.
+    """
     if "nfkit_core" not in graph.internal:
         raise ValueError("the import graph does not cover nfkit_core: build it with "
                          "import_graph(['nfkit_core', ...])")

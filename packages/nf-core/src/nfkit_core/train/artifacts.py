@@ -48,6 +48,13 @@ def check_run_folder(path: str | Path, force: bool = False) -> Path:
     A folder that does not exist yet, an empty one, or one that holds an nf run without a checkpoint (a run that
     stopped before its first checkpoint) are fine. A folder with other files is refused unless ``force``.
 
+    Args:
+        path: the run folder (``nf train --out``); it need not exist yet.
+        force: accept a non-empty folder that is not an nf run (``--force``); its files are left in place.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
     Raises:
         RunFolderError: ``path`` is a file, is not writable, or is a non-empty folder that is not an nf run.
     """
@@ -89,13 +96,27 @@ class RunFolder:
         return self.path / CHECKPOINT_NAME
 
     def say(self, message: str) -> None:
-        """Print a line on the console, above the progress bar."""
+        """Print a line on the console, above the progress bar (rank 0 only).
+
+        Args:
+            message: the line, without a trailing newline.
+        """
         if self.write:
             require("tqdm", "training's console output").tqdm.write(message, file=sys.stdout)
 
     @contextmanager
     def progress(self, total: int, initial: int, enabled: bool, description: str):
-        """A progress bar over the steps (disabled on ranks other than 0 and when not ``enabled``)."""
+        """A progress bar over the steps (disabled on ranks other than 0 and when not ``enabled``).
+
+        Args:
+            total: the step the bar ends at (``train.steps``).
+            initial: the step the bar starts from (the resumed checkpoint's step, else 0).
+            enabled: show the bar (``train.progress``).
+            description: the label shown left of the bar.
+
+        Yields:
+            the ``tqdm`` bar, closed on exit; call its ``update`` once per step.
+        """
         bar = require("tqdm", "training's progress bar").tqdm(
             total=total, initial=initial, disable=not (enabled and self.write), dynamic_ncols=True, desc=description)
         try:
@@ -108,21 +129,47 @@ class RunFolder:
         return atomic_write(self.path / name, lambda file: file.write(content), needed=len(content))
 
     def write_run(self, run: Mapping[str, Any]) -> None:
-        """Write ``run.json``: the configuration as started."""
+        """Write ``run.json``: the configuration as started (atomically; rank 0 only).
+
+        Args:
+            run: JSON-serialisable values (:meth:`~nfkit_core.train.RunConfig.to_dict` and the package versions);
+                tensors and paths are converted by :func:`~nfkit_core.files.to_json`.
+        """
         if self.write:
             self._write_json("run.json", run)
 
     def write_report(self, report: Mapping[str, Any]) -> None:
-        """Write ``report.json``."""
+        """Write ``report.json`` (atomically; rank 0 only).
+
+        Args:
+            report: the final report, e.g. held-out bits/dim and nats per example.
+        """
         if self.write:
             self._write_json("report.json", report)
 
     def sample_grid_path(self, step: int) -> Path:
-        """Where the sample grid of ``step`` goes."""
+        """Where the sample grid of ``step`` goes.
+
+        Args:
+            step: the optimizer step the samples were drawn at.
+
+        Returns:
+            ``samples/step_NNNNNN.png`` in the run folder (the step zero-padded to six digits).
+        """
         return self.path / "samples" / f"step_{step:06d}.png"
 
     def write_figures(self, step: int, samples: Tensor, preprocessing: Preprocessing, nrow: int | None) -> None:
-        """Write the sample grid of ``step`` and redraw the curves from the metrics so far."""
+        """Write the sample grid of ``step`` and redraw the curves from the metrics so far (rank 0 only).
+
+        Args:
+            step: the optimizer step the samples were drawn at (names the file, see :meth:`sample_grid_path`).
+            samples: samples of shape ``(N, *data_shape)`` in the flow's units.
+            preprocessing: the dataset's preprocessing, which maps ``samples`` back to pixel values.
+            nrow: images per row of the grid; ``None`` picks a near-square grid.
+
+        Raises:
+            nfkit_core.files.DiskFullError: the disk is full.
+        """
         if not self.write:
             return
         path = self.sample_grid_path(step)

@@ -137,7 +137,14 @@ class TrainConfig:
         self.betas = tuple(self.betas)
 
     def warmup_steps_for(self, steps_per_epoch: int) -> int:
-        """The warm-up in optimizer steps: ``warmup_epochs`` epochs of ``steps_per_epoch`` steps, if set."""
+        """The warm-up in optimizer steps: ``warmup_epochs`` epochs of ``steps_per_epoch`` steps, if set.
+
+        Args:
+            steps_per_epoch: optimizer steps in one pass over the training set.
+
+        Returns:
+            ``round(warmup_epochs * steps_per_epoch)``, or ``warmup_steps`` when ``warmup_epochs`` is ``None``.
+        """
         if self.warmup_epochs is None:
             return self.warmup_steps
         return round(self.warmup_epochs * steps_per_epoch)
@@ -151,6 +158,18 @@ def coerce_value(value: Any, annotation: Any, where: str) -> Any:
     """Check ``value`` against a field's type annotation, converting lists to tuples and ints to floats.
 
     ``None`` (or the strings ``"none"`` / ``"null"``) is accepted for optional fields.
+
+    Args:
+        value: the value as parsed (from TOML, ``--set`` or a checkpoint).
+        annotation: the field's type annotation, e.g. ``int``, ``float | None`` or ``tuple[float, float]``.
+        where: the option's name for error messages, e.g. ``"train.lr"``.
+
+    Returns:
+        ``value``, with lists turned into tuples where the field is a tuple and ints into floats where it is a float.
+
+    Raises:
+        ConfigError: ``value`` does not fit ``annotation`` (or a tuple has the wrong length); the message names
+            ``where``.
     """
     origin, arguments = typing.get_origin(annotation), typing.get_args(annotation)
     if origin in (types.UnionType, typing.Union):
@@ -186,6 +205,12 @@ def coerce_options(config_class: type, values: Mapping[str, Any], what: str) -> 
         config_class: the dataclass.
         values: option name -> value (e.g. from a TOML file or ``--set``).
         what: how the options are addressed, for messages (e.g. ``"train"`` or ``"model"``).
+
+    Returns:
+        option name -> coerced value, ready for ``config_class(**options)``.
+
+    Raises:
+        ConfigError: an unknown option name (the message lists the known ones) or a value of the wrong type.
     """
     fields = {f.name: f for f in dataclasses.fields(config_class)}
     unknown = sorted(set(values) - set(fields))
@@ -218,7 +243,20 @@ class RunConfig:
     @classmethod
     def from_checkpoint(cls, state: Mapping[str, Any], train_overrides: Mapping[str, Any] | None = None,
                         registry: Registry | None = None) -> RunConfig:
-        """The run a checkpoint continues, with ``train_overrides`` (e.g. ``{"steps": 4000}``) applied."""
+        """The run a checkpoint continues, with ``train_overrides`` (e.g. ``{"steps": 4000}``) applied.
+
+        Args:
+            state: a checkpoint as read by :func:`~nfkit_core.checkpoint.read_checkpoint`.
+            train_overrides: training options that replace the checkpoint's (name -> value); ``None`` keeps them all.
+            registry: where to look up the architecture and dataset; ``None`` uses the installed plugins'.
+
+        Returns:
+            the run's configuration.
+
+        Raises:
+            UnknownNameError: the checkpoint's architecture or dataset is not installed.
+            ConfigError: an override names an unknown option or has a value of the wrong type.
+        """
         registry = registry or get_registry()
         train = {**state["train_config"], **coerce_options(TrainConfig, train_overrides or {}, "train")}
         arch_spec = registry.architectures.get(state["architecture"])
@@ -245,6 +283,23 @@ def make_run_config(arch: str, dataset: str, model: Mapping[str, Any] | None = N
     training options start from :class:`TrainConfig`'s defaults, then the preset's training defaults (the
     architecture's ``train_defaults``, e.g. the paper's optimizer and schedule), then ``train``.
     Unknown architecture or dataset names raise an error that lists the available ones.
+
+    Args:
+        arch: a registered architecture name (``nf train --arch``).
+        dataset: a registered dataset name (``nf train --data``).
+        model: options of the architecture's config dataclass; ``None`` for none.
+        data: options of the dataset's config dataclass; ``None`` for none.
+        train: options of :class:`TrainConfig`; ``None`` for none.
+        preset: the architecture preset to start the model config from; ``None`` picks the one named after
+            ``dataset`` if there is one.
+        registry: where to look up names; ``None`` uses the installed plugins'.
+
+    Returns:
+        the checked run configuration.
+
+    Raises:
+        UnknownNameError: no architecture, dataset or preset of that name; the message lists the available ones.
+        ConfigError: an unknown option or a value of the wrong type.
     """
     registry = registry or get_registry()
     arch_spec = registry.architectures.get(arch)

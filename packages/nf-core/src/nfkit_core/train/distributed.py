@@ -21,7 +21,18 @@ __all__ = ["Distributed", "setup", "current", "resolve_device"]
 
 
 def resolve_device(device: str, local_rank: int = 0) -> torch.device:
-    """``"auto"`` is CUDA when available, else CPU; a CUDA device of a distributed run is ``cuda:LOCAL_RANK``."""
+    """``"auto"`` is CUDA when available, else CPU; a CUDA device of a distributed run is ``cuda:LOCAL_RANK``.
+
+    Args:
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or an indexed device such as ``"cuda:1"`` (``train.device``).
+        local_rank: this process's rank on its machine; picks the GPU when ``device`` names CUDA without an index.
+
+    Returns:
+        the device to train on.
+
+    Raises:
+        ConfigError: ``device`` names CUDA, but no CUDA device is available.
+    """
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     resolved = torch.device(device)
@@ -41,6 +52,7 @@ class Distributed:
         rank: this process's rank (0 in a single-process run).
         world_size: number of processes.
         device: the device this process trains on.
+        local_world_size: number of processes on this machine (``LOCAL_WORLD_SIZE``); they share its CPU cores.
     """
 
     rank: int
@@ -59,13 +71,27 @@ class Distributed:
         return self.world_size > 1
 
     def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Sum a tensor over all processes (in place; returned for convenience)."""
+        """Sum a tensor over all processes (in place; returned for convenience).
+
+        Args:
+            tensor: a tensor of the same shape and dtype on every process, on this process's device.
+
+        Returns:
+            ``tensor``, now holding the sum.
+        """
         if self.enabled:
             dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor
 
     def all_gather(self, obj: Any) -> list[Any]:
-        """One picklable object from every process, in rank order."""
+        """One picklable object from every process, in rank order.
+
+        Args:
+            obj: this process's object; it must be picklable.
+
+        Returns:
+            a list of ``world_size`` objects, the one of rank ``r`` at index ``r`` (``[obj]`` in a single process).
+        """
         if not self.enabled:
             return [obj]
         gathered: list[Any] = [None] * self.world_size
@@ -92,7 +118,17 @@ def _from_environment(device: str) -> Distributed:
 
 
 def setup(device: str = "auto") -> Distributed:
-    """Join the process group when started by ``torchrun`` and pick this process's device."""
+    """Join the process group when started by ``torchrun`` and pick this process's device.
+
+    Args:
+        device: ``train.device`` (see :func:`resolve_device`).
+
+    Returns:
+        this process's place in the run.
+
+    Raises:
+        ConfigError: ``device`` names CUDA, but no CUDA device is available.
+    """
     process = _from_environment(device)
     if process.enabled and not dist.is_initialized():
         if process.device.type == "cuda":
@@ -104,6 +140,12 @@ def setup(device: str = "auto") -> Distributed:
 
 def current(device: str = "auto") -> Distributed:
     """This process's place in the run, without joining anything.
+
+    Args:
+        device: ``train.device`` (see :func:`resolve_device`).
+
+    Returns:
+        the rank, world size and device read from ``torchrun``'s environment variables.
 
     Raises:
         ConfigError: the process was started by ``torchrun`` but has not joined the process group (call

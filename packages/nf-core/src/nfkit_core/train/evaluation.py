@@ -81,7 +81,14 @@ class Evaluator:
         return torch.Generator().manual_seed(self.seed)
 
     def context(self, labels: Tensor) -> Tensor | None:
-        """What the flow is conditioned on: the labels of a class-conditional run, else nothing."""
+        """What the flow is conditioned on: the labels of a class-conditional run, else nothing.
+
+        Args:
+            labels: class labels of the batch, shape ``(B,)``.
+
+        Returns:
+            ``labels`` when the run is class-conditional, else ``None``.
+        """
         return labels if self.conditional else None
 
     @torch.no_grad()
@@ -128,7 +135,15 @@ class Evaluator:
 
     @torch.no_grad()
     def likelihood_draws_noise(self, flow: nn.Module, dataset: Dataset) -> bool:
-        """Whether ``flow``'s likelihood is stochastic (then an importance-weighted bound is worth reporting)."""
+        """Whether ``flow``'s likelihood is stochastic (then an importance-weighted bound is worth reporting).
+
+        Args:
+            flow: the flow, put in eval mode.
+            dataset: a split; ``flow.log_prob`` runs once on its first two examples while its noise draws are recorded.
+
+        Returns:
+            ``True`` when that pass drew any noise (a dequantizer, noise augmentation).
+        """
         x, labels = next(iter(DataLoader(dataset, batch_size=2, generator=self._generator())))
         x, labels = self.preprocessing(x.to(self.dist.device), labels.to(self.dist.device), train=False)
         return forward_draws_noise(flow.eval(), x, self.context(labels))

@@ -20,9 +20,15 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 class TrainingInterrupted(Exception):
     """Training stopped on a signal after writing a checkpoint.
 
+    Args:
+        message: what happened and how to resume, for the user.
+        signal_number: the signal that stopped it.
+        out_dir: the run folder that holds the checkpoint to resume from.
+
     Attributes:
         signal_number: the signal that stopped it.
         exit_code: what a command should exit with (``128 + signal``: 130 for ``SIGINT``, 143 for ``SIGTERM``).
+        out_dir: the run folder that holds the checkpoint.
     """
 
     def __init__(self, message: str, signal_number: int, out_dir: str) -> None:
@@ -34,6 +40,9 @@ class TrainingInterrupted(Exception):
 
 class Aborted(KeyboardInterrupt):
     """A second signal aborted the run at once, without a checkpoint (the last one written is kept).
+
+    Args:
+        signal_number: the second signal.
 
     Attributes:
         signal_number: the second signal.

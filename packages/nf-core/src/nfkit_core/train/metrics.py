@@ -22,6 +22,16 @@ def read_metrics(path: Path) -> tuple[list[dict[str, Any]], str | None]:
 
     Only the last line may be torn: a process killed, or a disk filled, in the middle of an append leaves a partial
     line, or a line of NUL bytes where the file system had reserved the space. Damage anywhere else is an error.
+
+    Args:
+        path: the ``metrics.jsonl`` file.
+
+    Returns:
+        ``(rows, dropped)``: the parsed rows in file order, and why the torn last line was dropped, or ``None``.
+
+    Raises:
+        MetricsFileError: a line other than the last is not JSON.
+        FileNotFoundError: nothing at ``path``.
     """
     lines = path.read_bytes().split(b"\n")
     rows, dropped = [], None
@@ -66,7 +76,14 @@ class MetricsLog:
                 atomic_write(self.path, lambda file: file.write(content), needed=len(content))
 
     def append(self, row: dict[str, Any]) -> None:
-        """Keep ``row`` and append it to the file (``NaN`` and infinities are refused: they are not JSON)."""
+        """Keep ``row`` and append it to the file (``NaN`` and infinities are refused: they are not JSON).
+
+        Args:
+            row: one line of metrics, e.g. ``{"step": 10, "loss": ..., "bpd": ...}`` (loss in nats, bpd in bits/dim).
+
+        Raises:
+            ValueError: ``row`` holds a NaN or an infinity.
+        """
         line = to_json(row)
         self.rows.append(row)
         if self.write:

@@ -21,6 +21,13 @@ def cpu_threads(configured: int | None, processes_per_machine: int = 1) -> int:
 
     ``configured`` (``train.cpu_threads``) when set; else ``OMP_NUM_THREADS`` when the environment sets it (how tests
     and CI pin it); else the cores PyTorch would use, shared evenly by the processes of this machine.
+
+    Args:
+        configured: ``train.cpu_threads``; ``None`` when unset.
+        processes_per_machine: training processes on this machine (``LOCAL_WORLD_SIZE``).
+
+    Returns:
+        the thread count, at least 1.
     """
     if configured is not None:
         return configured
@@ -32,7 +39,14 @@ def cpu_threads(configured: int | None, processes_per_machine: int = 1) -> int:
 def start_process(config: TrainConfig) -> Distributed:
     """Join the process group of a ``torchrun`` run, pick the device, and set the CPU thread count.
 
-    Returns this process's place in the run, for :class:`~nfkit_core.train.Trainer`'s ``dist``.
+    Args:
+        config: the run's training options (``device`` and ``cpu_threads`` are read).
+
+    Returns:
+        this process's place in the run, for :class:`~nfkit_core.train.Trainer`'s ``dist``.
+
+    Raises:
+        ConfigError: ``config.device`` names CUDA, but no CUDA device is available.
     """
     process = setup(config.device)
     if process.device.type == "cpu":

@@ -19,7 +19,15 @@ __all__ = ["step_seed", "ShardedNoise"]
 
 
 def step_seed(seed: int, step: int) -> int:
-    """A 63-bit seed for step ``step`` of a run seeded with ``seed`` (both mixed in by odd multipliers)."""
+    """A 63-bit seed for step ``step`` of a run seeded with ``seed`` (both mixed in by odd multipliers).
+
+    Args:
+        seed: the run's seed (``train.seed``).
+        step: the optimizer step; evaluation batches use negative steps.
+
+    Returns:
+        a seed in ``[0, 2**63)`` for :meth:`torch.Generator.manual_seed`.
+    """
     return (seed * 0x9E3779B97F4A7C15 + step * 0xBF58476D1CE4E5B9 + 1) % (2**63)
 
 

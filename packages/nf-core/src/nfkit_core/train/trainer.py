@@ -272,8 +272,8 @@ class Trainer:
 
     @property
     def schedule(self) -> dict[str, Any]:
-        """The learning-rate schedule's parameters, as the checkpoint records them: the warm-up in optimizer steps
-        (``train.warmup_epochs`` resolved against this run's epoch length when it is set)."""
+        """The learning-rate schedule's parameters as the checkpoint records them, with the warm-up in optimizer
+        steps (``train.warmup_epochs`` resolved against this run's epoch length when it is set)."""
         c = self.config
         return {"name": "warmup_cosine", "lr": c.lr, "warmup_steps": c.warmup_steps_for(self.steps_per_epoch),
                 "total_steps": c.steps, "min_lr_ratio": c.min_lr_ratio, "warmup_start_ratio": c.warmup_start_ratio}
@@ -433,7 +433,11 @@ class Trainer:
             self.folder.write_run({**self.run.to_dict(), "versions": _versions(self.registry, self.run.arch)})
 
     def say(self, message: str) -> None:
-        """Print a line on the console (rank 0 only), above the progress bar."""
+        """Print a line on the console (rank 0 only), above the progress bar.
+
+        Args:
+            message: the line, without a trailing newline.
+        """
         self.folder.say(message)
 
     # ------------------------------------------------------------------------------ stopping and saving
@@ -557,7 +561,19 @@ class Trainer:
         return {"epoch": epoch, "batch": batch, "train_examples": len(self.train_set)}
 
     def report(self, samples_per_s: float | None = None) -> dict[str, Any]:
-        """Evaluate the final weights on the full validation and test splits; write ``report.json`` and print it."""
+        """Evaluate the final weights on the full validation and test splits; write ``report.json`` and print it.
+
+        Args:
+            samples_per_s: the training throughput to record (examples per second), or ``None`` if not measured.
+
+        Returns:
+            the report: ``val_bpd``/``test_bpd`` in bits/dim and ``val_nats``/``test_nats`` in nats per example
+            (dequantization term included), the importance-weighted ``*_bpd_iw`` when the likelihood draws noise
+            (else ``None``), the run's configuration and the paths of its checkpoint, samples and curves.
+
+        Raises:
+            NonFiniteEvaluationError: the log-likelihood of some examples is not finite.
+        """
         with self._own_rng():
             return self._report(samples_per_s)
 
