@@ -94,6 +94,18 @@ class NystromAttention(nn.Module):
         self.out = nn.Conv2d(embed_dim, channels, kernel_size=1)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Attend over the ``H * W`` positions of ``x``.
+
+        Args:
+            x: a feature map of shape ``(B, C, H, W)``; ``H * W`` must be a multiple of ``num_landmarks`` (in
+                ``"paper"`` mode, unless it is at most ``num_landmarks``: then attention is exact).
+
+        Returns:
+            a feature map of ``x``'s shape.
+
+        Raises:
+            ValueError: ``H * W`` is not a multiple of ``num_landmarks``.
+        """
         batch, _, height, width = x.shape
         tokens = height * width
         if self.mode == "official":

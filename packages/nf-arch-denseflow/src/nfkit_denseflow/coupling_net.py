@@ -42,6 +42,14 @@ class DenseAttentionNet(nn.Module):
         self.output = zero_init(nn.Conv2d(mid_channels, out_channels, kernel_size=1))
 
     def forward(self, x: Tensor) -> Tensor:
+        """The coupling's raw parameters.
+
+        Args:
+            x: the conditioning half of shape ``(B, in_channels, H, W)``.
+
+        Returns:
+            shape ``(B, out_channels, H, W)``: log-scales and shifts of the transformed half.
+        """
         h = self.project(x)
         h = self.fuse(torch.cat([self.attention(h), self.dense(h)], dim=1))
         return self.output(h)

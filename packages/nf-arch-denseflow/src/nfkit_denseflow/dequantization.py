@@ -35,19 +35,43 @@ LOW, HIGH = -0.5, 0.5
 
 
 class LevelsToSigned(nn.Module):
-    """Scale integer levels ``x`` in ``[0, num_bins)`` to ``2 x / (num_bins - 1) - 1`` in [-1, 1]."""
+    """Scale integer levels ``x`` in ``[0, num_bins)`` to ``2 x / (num_bins - 1) - 1`` in [-1, 1].
+
+    Args:
+        num_bins: the number of quantization levels ``K`` (256 for 8-bit images).
+    """
 
     def __init__(self, num_bins: int) -> None:
         super().__init__()
         self.num_bins = num_bins
 
     def forward(self, x: Tensor) -> Tensor:
+        """Rescale the levels.
+
+        Args:
+            x: levels in ``[0, num_bins)`` of any shape, e.g. ``(B, C, H, W)``, as floats.
+
+        Returns:
+            values in [-1, 1], of ``x``'s shape.
+        """
         return 2 * x / (self.num_bins - 1) - 1
 
 
 def dequantization_context_net(in_channels: int, num_bins: int, mid_channels: int = 64,
                                context_channels: int = 64, depth: int = 4, growth: int = 16) -> nn.Sequential:
-    """The features of ``x`` that condition ``q(u | x)``, at half resolution."""
+    """The features of ``x`` that condition ``q(u | x)``, at half resolution.
+
+    Args:
+        in_channels: channels ``C`` of the data.
+        num_bins: quantization levels ``K`` of the data (see :class:`LevelsToSigned`).
+        mid_channels: output channels of the first dense block and of the stride-2 convolution.
+        context_channels: channels of the features (the second dense block's output).
+        depth: dense layers in each of the two dense blocks.
+        growth: feature maps added by each dense layer.
+
+    Returns:
+        a network mapping levels of shape ``(B, C, H, W)`` to features of shape ``(B, context_channels, H/2, W/2)``.
+    """
     return nn.Sequential(
         LevelsToSigned(num_bins),
         DenseBlock(in_channels, mid_channels, depth, growth),
@@ -58,7 +82,20 @@ def dequantization_context_net(in_channels: int, num_bins: int, mid_channels: in
 def dequantization_encoder(in_channels: int, steps: int = 4, context_channels: int = 64, mid_channels: int = 64,
                            depth: int = 4, growth: int = 64, lu: bool = True) -> Sequential:
     """The conditional flow from noise of shape ``(4 C, H/2, W/2)`` to pre-sigmoid values of shape ``(C, H, W)``,
-    called as ``encoder(eps, features=c)`` with ``context_channels`` channels of features ``c`` at half resolution."""
+    called as ``encoder(eps, features=c)`` with ``context_channels`` channels of features ``c`` at half resolution.
+
+    Args:
+        in_channels: channels ``C`` of the data; the flow works on ``4 C`` channels before its unsqueeze.
+        steps: pairs of (1x1 convolution, affine coupling).
+        context_channels: channels of the features ``c`` each coupling network also sees.
+        mid_channels: the width of each coupling network (:class:`~nfkit_denseflow.nets.ResidualDenseNet`).
+        depth: dense layers in each coupling network.
+        growth: feature maps added by each dense layer.
+        lu: parametrise the 1x1 convolutions by an LU decomposition (cheaper log-determinant).
+
+    Returns:
+        the encoder; its log-det, of shape ``(B,)`` in nats, enters ``log q(u | x)``.
+    """
     channels = 4 * in_channels
     layers = {"base": ElementwiseAffine((channels, 1, 1))}
     for i in range(steps):
@@ -79,6 +116,27 @@ def make_dequantizer(kind: str, data_shape: tuple[int, int, int], num_bins: int,
 
     ``depth`` and ``growth`` size the dense blocks of the encoder's coupling networks, ``context_depth`` and
     ``context_growth`` those of the context network (the official sizes are 4, 64 and 4, 16).
+
+    Args:
+        kind: ``"variational"`` or ``"uniform"``.
+        data_shape: ``(C, H, W)`` of the data; the variational dequantizer needs even ``H`` and ``W``.
+        num_bins: quantization levels ``K`` of the data (256 for 8-bit images).
+        steps: coupling steps of the encoder (:func:`dequantization_encoder`).
+        context_channels: channels of the features of ``x`` that condition the encoder.
+        mid_channels: the width of the encoder's coupling networks and of the context network.
+        depth: dense layers in each of the encoder's coupling networks.
+        growth: feature maps added per dense layer in the encoder's coupling networks.
+        lu: LU-parametrised 1x1 convolutions in the encoder.
+        context_depth: dense layers in each dense block of the context network (:func:`dequantization_context_net`).
+        context_growth: feature maps added per dense layer in the context network.
+
+    Returns:
+        a dequantizer mapping levels ``x`` of shape ``(B, C, H, W)`` to ``(x + u) / K - 1/2`` in (-1/2, 1/2); its
+        log-det, in nats, holds ``-log q(u | x)`` and the ``-D log K`` of the rescaling. The sizes are ignored for
+        ``"uniform"``.
+
+    Raises:
+        ValueError: an unknown ``kind``, or odd ``H`` or ``W`` for ``"variational"``.
     """
     if kind == "uniform":
         return UniformDequantization(num_bins, LOW, HIGH)

@@ -44,6 +44,14 @@ class GlowConv2d(nn.Conv2d):
                             if edge_bias and kernel_size > 1 else None)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Convolve, then add the edge bias.
+
+        Args:
+            x: a feature map of shape ``(B, in_channels, H, W)``.
+
+        Returns:
+            a feature map of shape ``(B, out_channels, H, W)``.
+        """
         out = super().forward(x)
         if self.edge_weight is None:
             return out

@@ -57,9 +57,25 @@ class DatasetClassifier(nn.Module):
         self.head = nn.Linear(FEATURES, num_classes)
 
     def features(self, x: Tensor) -> Tensor:
+        """The penultimate layer's features.
+
+        Args:
+            x: inputs scaled to ``[-1, 1]``, of shape ``(B, *shape)``.
+
+        Returns:
+            features of shape ``(B, 64)``.
+        """
         return self.body(x)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Class logits.
+
+        Args:
+            x: inputs scaled to ``[-1, 1]``, of shape ``(B, *shape)``.
+
+        Returns:
+            unnormalised log-probabilities of shape ``(B, num_classes)``.
+        """
         return self.head(self.features(x))
 
 
@@ -159,7 +175,15 @@ def load_or_train_classifier(data: EvalData, cache_dir: str | Path | None, seed:
 
 
 class ClassifierExtractor:
-    """The 64-d features of a :class:`DatasetClassifier`; metrics in them are named ``FD-<dataset>``."""
+    """The 64-d features of a :class:`DatasetClassifier`; metrics in them are named ``FD-<dataset>``.
+
+    Args:
+        model: the trained classifier (put in eval mode).
+        info: its description from :func:`load_or_train_classifier` (``dataset``, ``seed``, ``held_out_accuracy``,
+            ``version``, ``cache``).
+        num_bins: quantization levels ``K`` of the data values, which are scaled from ``[0, K)`` to ``[-1, 1]``;
+            ``None`` for continuous data, passed as it is.
+    """
 
     def __init__(self, model: DatasetClassifier, info: dict[str, Any], num_bins: int | None) -> None:
         self.model = model.eval()
@@ -170,6 +194,17 @@ class ClassifierExtractor:
     @classmethod
     def for_data(cls, data: EvalData, cache_dir: str | Path | None, seed: int = 0,
                  progress: Callable[[int], None] | None = None) -> ClassifierExtractor:
+        """The extractor of ``data``'s classifier, trained on first use and cached.
+
+        Args:
+            data: the evaluation data.
+            cache_dir: where trained classifiers are kept (``None``: train without caching).
+            seed: seeds the training.
+            progress: called with 1 after each training epoch.
+
+        Returns:
+            the extractor.
+        """
         model, info = load_or_train_classifier(data, cache_dir, seed, progress)
         return cls(model, info, data.preprocessing.num_bins)
 

@@ -45,7 +45,8 @@ class EvalOptions:
         interp_grid: columns ``a = 0 .. 1`` of the interpolation picture.
         sweep_temperatures: temperatures of the temperature sweep.
         batch_size: examples per forward pass.
-        speed_batch: batch of the latency measurement; ``speed_large_batch`` that of the throughputs.
+        speed_batch: batch of the latency measurement.
+        speed_large_batch: batch of the throughput measurements.
         speed_repeats: timed batches (after one warm-up batch).
         device: where the flow runs.
         progress: show progress bars.
@@ -97,6 +98,7 @@ class EvalContext:
         cache_dir: where trained feature classifiers are kept (the run folder's ``eval_cache``).
         out_dir: where figures go (``None``: no figures).
         figures: name -> path of the figures written so far.
+        _cache: the values :meth:`once` computed, by key (internal: leave it out).
     """
 
     flow: nn.Module

@@ -48,6 +48,12 @@ def find_inception_weights(path: str | Path | None = None) -> Path:
     """The Inception-v3 weights: ``path``, else ``$NFKIT_INCEPTION_WEIGHTS``, else a file matching
     :data:`INCEPTION_FILE_PATTERN` in PyTorch's hub cache (``torch.hub.get_dir()/checkpoints``).
 
+    Args:
+        path: the weights file (``--inception-weights``); ``None`` looks in the environment variable, then the cache.
+
+    Returns:
+        the path of the weights file (never downloaded).
+
     Raises:
         InceptionWeightsMissing: none found; the message says where to put the file.
     """
@@ -74,6 +80,15 @@ class InceptionV3:
 
     Images of ``num_bins`` levels are mapped to 8-bit RGB (``round(level / (K - 1) * 255)``, grey channels repeated),
     as torch-fidelity expects; it resizes them to 299x299 itself.
+
+    Args:
+        weights: the weights file (see :func:`find_inception_weights`); ``None`` finds it there.
+        num_bins: quantization levels ``K`` of the data values (256 for 8-bit images).
+        batch_size: images per forward pass of the network.
+        device: where the network runs; features come back on the CPU.
+
+    Raises:
+        InceptionWeightsMissing: no weights file found, or the file does not hold the FID Inception-v3 weights.
     """
 
     name = "inception-v3"
@@ -101,7 +116,17 @@ class InceptionV3:
         self.device = torch.device(device)
 
     def to_uint8_rgb(self, values: Tensor) -> Tensor:
-        """Levels ``(n, C, H, W)`` to ``uint8`` RGB."""
+        """Levels ``(n, C, H, W)`` to ``uint8`` RGB.
+
+        Args:
+            values: levels in ``[0, num_bins)`` of shape ``(n, C, H, W)`` with ``C`` 1 or 3.
+
+        Returns:
+            ``round(level / (K - 1) * 255)`` as ``uint8`` of shape ``(n, 3, H, W)`` (a grey channel repeated).
+
+        Raises:
+            ConfigError: ``values`` are not images of 1 or 3 channels.
+        """
         if values.dim() != 4 or values.shape[1] not in (1, 3):
             raise ConfigError(f"Inception-v3 features need images of 1 or 3 channels, got shape {tuple(values.shape)}")
         images = torch.round(values.float() / (self.num_bins - 1) * 255).clamp(0, 255).to(torch.uint8)

@@ -105,7 +105,17 @@ class Report:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Report:
-        """The report that :meth:`to_dict` (``eval.json``) describes."""
+        """The report that :meth:`to_dict` (``eval.json``) describes.
+
+        Args:
+            values: the dict of :meth:`to_dict`, e.g. read back from ``eval.json``.
+
+        Returns:
+            the report.
+
+        Raises:
+            KeyError: ``values`` has no ``subject`` or ``metrics``, or a metric has no ``value``.
+        """
         values = dict(values)
         subject, metrics, figures = values.pop("subject"), values.pop("metrics"), values.pop("figures", {})
         measurements = [Measurement(name, m["value"], m.get("stderr"), m.get("unit", ""), m.get("protocol", {}),
@@ -125,7 +135,18 @@ class Report:
         return "\n".join(lines) + "\n"
 
     def write(self, out_dir: str | Path) -> tuple[Path, Path]:
-        """Write ``eval.json`` and ``eval.md`` into ``out_dir`` (each atomically); returns their paths."""
+        """Write ``eval.json`` and ``eval.md`` into ``out_dir`` (each atomically).
+
+        Args:
+            out_dir: the folder (created if missing), usually the run folder.
+
+        Returns:
+            the paths of ``eval.json`` and ``eval.md``.
+
+        Raises:
+            ValueError: a header or protocol value is NaN or infinite (measurements turn theirs into ``null``).
+            nfkit_core.files.DiskFullError: the disk is full.
+        """
         out_dir = Path(out_dir)
         json_path = write_atomically(out_dir / "eval.json", to_json(self.to_dict(), indent=2) + "\n")
         md_path = write_atomically(out_dir / "eval.md", self.to_markdown())
@@ -140,7 +161,18 @@ def _plain(value: Any) -> str:
 
 def write_atomically(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` (creating its folder) through :func:`nfkit_core.files.atomic_write`: never a
-    half-written file, and a full disk is a one-line error naming the path."""
+    half-written file, and a full disk is a one-line error naming the path.
+
+    Args:
+        path: the file to (re)place.
+        text: its content, written as UTF-8.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        nfkit_core.files.DiskFullError: the disk is full.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = text.encode()
@@ -149,7 +181,15 @@ def write_atomically(path: str | Path, text: str) -> Path:
 
 def side_by_side(reports: Sequence[Report], labels: Sequence[str] | None = None) -> str:
     """One Markdown table with a column per report and a row per metric (in order of first appearance); arrows say
-    which direction is better."""
+    which direction is better.
+
+    Args:
+        reports: the reports to compare; a metric missing from one leaves its cell empty.
+        labels: the column titles, one per report; ``None`` uses each report's subject.
+
+    Returns:
+        the Markdown table, ending with a newline.
+    """
     labels = list(labels) if labels is not None else [r.subject for r in reports]
     names: list[str] = []
     for report in reports:

@@ -38,7 +38,16 @@ def _sync(device: torch.device) -> None:
 
 
 def timed(call, device: torch.device, repeats: int) -> list[float]:
-    """Seconds of each of ``repeats`` calls of ``call()``, after one warm-up call."""
+    """Seconds of each of ``repeats`` calls of ``call()``, after one warm-up call.
+
+    Args:
+        call: the work to time, called without arguments.
+        device: where ``call`` runs; CUDA is synchronised before and after each call so that the time is the GPU's.
+        repeats: the number of timed calls.
+
+    Returns:
+        the wall-clock seconds of each timed call.
+    """
     call()
     times = []
     for _ in range(repeats):
