@@ -1,13 +1,11 @@
 """The nf plugin: registers ``realnvp``."""
 
 from nfkit_core.plugins import ArchitectureSpec, Registrar, hookimpl
-from nfkit_realnvp.model import RealNVPConfig, build_realnvp
+from nfkit_realnvp.model import PRESETS, RealNVPConfig, build_realnvp
 
 
 @hookimpl
 def nf_register_architectures(architectures: Registrar[ArchitectureSpec]) -> None:
     architectures.add(ArchitectureSpec(
         "realnvp", RealNVPConfig, build_realnvp, "Real NVP (Dinh et al. 2017), an example outsider plugin",
-        presets={"digits": {"scales": 2, "couplings": 3, "hidden": 32},
-                 "digits-tiny": {"scales": 2, "couplings": 2, "hidden": 16},
-                 "toy2d": {"couplings": 4, "hidden": 64}}))
+        presets=PRESETS))

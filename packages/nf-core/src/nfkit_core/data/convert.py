@@ -54,11 +54,6 @@ class Part:
     read: Callable[[], tuple[np.ndarray, np.ndarray]]
 
 
-def _file_identity(path: Path) -> dict[str, Any]:
-    stat = path.stat()
-    return {"file": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-
-
 @dataclass(frozen=True)
 class Source:
     """A dataset as the converter reads it; each convertible dataset module builds one (``conversion_source``).
@@ -81,6 +76,13 @@ def file_identity(path: Path) -> dict[str, Any]:
 
     Args:
         path: the source file.
+
+    Returns:
+        ``{"file": absolute path, "size": bytes, "mtime_ns": modification time in nanoseconds}``, which the
+        converter compares with those recorded in ``meta.json`` to tell whether a split came from the same files.
+
+    Raises:
+        FileNotFoundError: nothing at ``path``.
     """
     stat = path.stat()
     return {"file": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
