@@ -8,7 +8,8 @@
   resolve there stays unresolved, and the nitpicky build reports it.
 * **Dataclass fields are parameters.** A dataclass documents its fields under ``Attributes:``; they are also its
   constructor's parameters, so that section is rendered as the class's parameters (one list, with types and
-  descriptions, instead of an attribute list beside an undescribed parameter list).
+  descriptions, instead of an attribute list beside an undescribed parameter list). A dataclass that documents no
+  fields of its own (one that only changes its base's defaults) lists its base's descriptions.
 * **No borrowed constructor.** A layer without an ``__init__`` of its own (``Reverse()``) shows the signature ``()``,
   not ``nn.Module``'s ``(*args, **kwargs)``; a protocol (``Bijector``, ``Flow``, ``Prior``) shows none, and a
   callable instance of another library's class (pluggy's ``hookimpl`` marker) no parameter list of its own.
@@ -29,6 +30,7 @@ from typing import Any
 from docutils import nodes
 from sphinx.application import Sphinx
 from sphinx.ext import intersphinx
+from sphinx.util.docstrings import prepare_docstring
 from sphinx.util.docutils import SphinxDirective
 from torch import nn
 
@@ -98,12 +100,38 @@ def resolve_in_namespace(app: Sphinx, env, node: nodes.Element, contnode: nodes.
     return None
 
 
+def _inherited_attributes(obj: type, fields: set[str]) -> list[str]:
+    """The ``Attributes:`` section of the nearest dataclass base that documents every field of ``obj``, or ``[]``."""
+    for base in obj.__mro__[1:]:
+        if not dataclasses.is_dataclass(base) or not base.__doc__:
+            continue
+        doc = prepare_docstring(base.__doc__)
+        if "Attributes:" not in doc:
+            continue
+        start = doc.index("Attributes:")
+        section = [doc[start]]
+        for line in doc[start + 1:]:
+            if line.strip() and not line.startswith(" "):
+                break
+            section.append(line)
+        named = {line.strip().split(":")[0].split(" ")[0] for line in section[1:]
+                 if line.startswith("    ") and not line.startswith("     ")}
+        if fields <= named:
+            return section
+    return []
+
+
 def dataclass_fields_as_parameters(app: Sphinx, what: str, name: str, obj: Any, options: dict,
                                    lines: list[str]) -> None:
-    """Turn the ``Attributes:`` section of a dataclass into ``Args:`` when it names only ``__init__`` fields."""
+    """Turn the ``Attributes:`` section of a dataclass into ``Args:`` when it names only ``__init__`` fields; a
+    dataclass without one that only changes its base's defaults (``LKDConfig``) gets its base's."""
     if what != "class" or not dataclasses.is_dataclass(obj):
         return
     fields = {field.name for field in dataclasses.fields(obj) if field.init}
+    if fields and not any(line.strip() == "Attributes:" for line in lines):
+        inherited = _inherited_attributes(obj, fields)
+        if inherited:
+            lines.extend(["", *inherited])
     for index, line in enumerate(lines):
         if line.strip() != "Attributes:":
             continue

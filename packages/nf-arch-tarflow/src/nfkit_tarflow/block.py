@@ -84,12 +84,28 @@ class TarFlowBlock(Transform):
         return 0 if self.class_embed is None else self.class_embed.shape[0]
 
     def set_attention_backend(self, name: str) -> None:
-        """Use the :mod:`nfkit_core.attention` backend ``name`` in every layer."""
+        """Use the :mod:`nfkit_core.attention` backend ``name`` in every layer.
+
+        Args:
+            name: a registered backend name (``"auto"``, ``"sdpa"``, ``"flash"``, ``"reference"``, a plugin's).
+
+        Raises:
+            UnknownNameError: no backend of that name.
+            ConfigError: the backend's libraries are not installed.
+        """
         for layer in self.attn_blocks:
             layer.attention.set_backend(name)
 
     def permute(self, x: Tensor, dim: int = 1) -> Tensor:
-        """Put tokens into this block's order (the order is its own inverse)."""
+        """Put tokens into this block's order (the order is its own inverse).
+
+        Args:
+            x: a tensor with the tokens along ``dim``, e.g. ``(batch, T, D)``.
+            dim: the token dimension.
+
+        Returns:
+            ``x`` reversed along ``dim`` when the block is flipped, else ``x`` itself.
+        """
         return x.flip(dim) if self.flip else x
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:

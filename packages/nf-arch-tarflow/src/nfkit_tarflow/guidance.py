@@ -51,7 +51,15 @@ class Guidance:
 
     def weight_at(self, step: int | Tensor, num_tokens: int) -> float | Tensor:
         """The weight at inverse step ``step`` (which predicts token ``step + 1``) of ``num_tokens``; a tensor of
-        steps gives a tensor of weights (the parallel sampler predicts many tokens at once)."""
+        steps gives a tensor of weights (the parallel sampler predicts many tokens at once).
+
+        Args:
+            step: the inverse step, from 0 to ``num_tokens - 2``, or a tensor of steps.
+            num_tokens: the block's sequence length ``T``.
+
+        Returns:
+            ``weight``, or ``(step + 1) / (T - 1) * weight`` when ``annealed`` (of ``step``'s shape for a tensor).
+        """
         if self.annealed:
             return (step + 1) / (num_tokens - 1) * self.weight
         return self.weight
@@ -59,7 +67,18 @@ class Guidance:
     def combine(self, conditional: tuple[Tensor, Tensor], unconditional: tuple[Tensor, Tensor], step: int | Tensor,
                 num_tokens: int) -> tuple[Tensor, Tensor]:
         """The guided ``(a, b)`` from the conditional and unconditional predictions at ``step`` (an int, or a tensor
-        of steps that broadcasts against the predictions)."""
+        of steps that broadcasts against the predictions).
+
+        Args:
+            conditional: ``(a, b)``, the log-scale and shift predicted with the labels, each ``(batch, t, D)``.
+            unconditional: ``(a_u, b_u)``, predicted without them (and at ``attn_temp``), of the same shapes.
+            step: the inverse step (see :meth:`weight_at`).
+            num_tokens: the block's sequence length ``T``.
+
+        Returns:
+            ``(a + w (a - a_u), b + w (b - b_u))`` for the parts named in ``guide_what``; the others stay
+            conditional.
+        """
         (a, b), (a_u, b_u) = conditional, unconditional
         w = self.weight_at(step, num_tokens)
         if "a" in self.guide_what:

@@ -78,14 +78,34 @@ class TarFlow(NormalizingFlow):
         return [[f"block{i}" for i in range(self.config.num_blocks)]]
 
     def set_attention_backend(self, name: str) -> None:
-        """Use the :mod:`nfkit_core.attention` backend ``name`` (``"auto"``, ``"sdpa"``, ``"flash"``, ...)."""
+        """Use the :mod:`nfkit_core.attention` backend ``name`` (``"auto"``, ``"sdpa"``, ``"flash"``, ...).
+
+        Args:
+            name: a registered backend name, set in every layer of every block.
+
+        Raises:
+            UnknownNameError: no backend of that name.
+            ConfigError: the backend's libraries are not installed.
+        """
         for block in self.blocks:
             block.set_attention_backend(name)
 
 
 def build_tarflow(config: TarFlowConfig, data: DataInfo) -> TarFlow:
     """The ``build`` of the ``tarflow`` architecture: a TarFlow for ``data``, class-conditional when
-    ``data.num_classes > 0``."""
+    ``data.num_classes > 0``.
+
+    Args:
+        config: the model options.
+        data: the dataset's description; its ``shape`` must be ``(C, H, W)``.
+
+    Returns:
+        the flow.
+
+    Raises:
+        ValueError: the data are not images of shape ``(C, H, W)``, or the config does not fit them (e.g. a
+            ``patch_size`` that does not divide ``H`` and ``W``).
+    """
     if len(data.shape) != 3:
         raise ValueError(f"TarFlow models images of shape (C, H, W); the data has shape {tuple(data.shape)}")
     return TarFlow(config, tuple(data.shape), data.num_classes)

@@ -27,6 +27,17 @@ def config_from_official(arguments: Mapping[str, Any],
 
     The official model fixes ``head_dim=64`` and ``expansion=4``; ``overrides`` set the nf-only options
     (``noise_std``, ``attention_backend``, ...).
+
+    Args:
+        arguments: the official constructor arguments (:data:`OFFICIAL_ARGUMENTS`); ``nvp`` (default ``True``) and
+            ``num_classes`` (default 0) may be left out.
+        **overrides: :class:`~nfkit_tarflow.config.TarFlowConfig` options applied last.
+
+    Returns:
+        the config, ``(in_channels, img_size, img_size)``, and the number of classes.
+
+    Raises:
+        ValueError: an official argument is missing or unknown, or the config refuses a value.
     """
     missing = [name for name in OFFICIAL_ARGUMENTS if name not in arguments and name not in ("nvp", "num_classes")]
     if missing:

@@ -18,6 +18,9 @@ class LearnedVarianceNormal(GaussianPrior):
     A volume-preserving flow cannot rescale its latents, so the prior learns their spread instead. The official code
     tracks ``var = E[z^2]`` with a moving average outside the gradient; here the maximum-likelihood gradient learns
     ``log_scale``, whose optimum is the same ``exp(2 log_scale) = E[z^2]``.
+
+    Args:
+        event_shape: the shape of one latent, e.g. ``(T, D)`` tokens.
     """
 
     def __init__(self, event_shape: Sequence[int]) -> None:

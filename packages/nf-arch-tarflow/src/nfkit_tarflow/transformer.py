@@ -21,6 +21,9 @@ class LayerKVCache:
 
     The first :meth:`write` allocates ``(batch, heads, max_tokens, head_dim)`` tensors of the incoming dtype; every
     write copies into them in place, so decoding ``T`` tokens costs no reallocation and no concatenation.
+
+    Args:
+        max_tokens: the sequence length it holds (the flow block's number of tokens).
     """
 
     def __init__(self, max_tokens: int) -> None:
@@ -29,7 +32,20 @@ class LayerKVCache:
         self.values: Tensor | None = None
 
     def write(self, position: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Store ``k, v`` (``(batch, heads, t, head_dim)``) at ``position`` and return the keys and values so far."""
+        """Store ``k, v`` (``(batch, heads, t, head_dim)``) at ``position`` and return the keys and values so far.
+
+        Args:
+            position: the index of the first of the ``t`` tokens in the sequence.
+            k: their keys, shape ``(batch, heads, t, head_dim)``.
+            v: their values, of ``k``'s shape.
+
+        Returns:
+            ``(keys, values)`` of tokens ``0 .. position + t - 1``, each ``(batch, heads, position + t, head_dim)``
+            (views of the cache).
+
+        Raises:
+            ValueError: ``position + t`` exceeds ``max_tokens``.
+        """
         end = position + k.shape[2]
         if end > self.max_tokens:
             raise ValueError(f"KV cache holds {self.max_tokens} tokens; cannot write tokens up to {end}")
@@ -43,7 +59,12 @@ class LayerKVCache:
 
 
 class KVCache:
-    """One :class:`LayerKVCache` per attention layer of a flow block."""
+    """One :class:`LayerKVCache` per attention layer of a flow block.
+
+    Args:
+        num_layers: attention layers of the block.
+        max_tokens: the sequence length each layer's cache holds.
+    """
 
     def __init__(self, num_layers: int, max_tokens: int) -> None:
         self.layers = [LayerKVCache(max_tokens) for _ in range(num_layers)]
@@ -73,7 +94,16 @@ class Attention(nn.Module):
         self.set_backend(backend)
 
     def set_backend(self, backend: str | AttentionBackend) -> None:
-        """Use this :mod:`nfkit_core.attention` backend (resolved here, once)."""
+        """Use this :mod:`nfkit_core.attention` backend (resolved here, once).
+
+        Args:
+            backend: a backend or its registered name (``"auto"``, ``"sdpa"``, ``"flash"``, ``"reference"``, a
+                plugin's).
+
+        Raises:
+            UnknownNameError: no backend of that name.
+            ConfigError: the backend's libraries are not installed.
+        """
         self.backend: AttentionBackend = resolve_backend(backend)
 
     def forward(self, x: Tensor, temperature: Tensor | None = None, cache: LayerKVCache | None = None,
@@ -87,6 +117,9 @@ class Attention(nn.Module):
             cache: when given, ``x`` holds the tokens at ``position, position + 1, ...``; their keys and values are
                 written into the cache and the queries attend over every cached token up to themselves.
             position: index of the first token of ``x`` in the sequence (only with ``cache``).
+
+        Returns:
+            the attention output (projected, without the residual), of ``x``'s shape.
         """
         batch, tokens, channels = x.shape
         h = self.norm(at_least_float32(x)).type(x.dtype)
@@ -101,7 +134,12 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
-    """Pre-LayerNorm two-layer GELU MLP of hidden width ``expansion * channels``."""
+    """Pre-LayerNorm two-layer GELU MLP of hidden width ``expansion * channels``.
+
+    Args:
+        channels: model width.
+        expansion: the hidden width as a multiple of ``channels``.
+    """
 
     def __init__(self, channels: int, expansion: int) -> None:
         super().__init__()
@@ -113,11 +151,26 @@ class MLP(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
+        """The MLP's output (without the residual).
+
+        Args:
+            x: the residual stream, shape ``(batch, tokens, channels)``.
+
+        Returns:
+            a tensor of ``x``'s shape.
+        """
         return self.main(self.norm(at_least_float32(x)).type(x.dtype))
 
 
 class AttentionBlock(nn.Module):
-    """One Transformer layer: ``x + attention(x)``, then ``x + mlp(x)``."""
+    """One Transformer layer: ``x + attention(x)``, then ``x + mlp(x)``.
+
+    Args:
+        channels: model width.
+        head_dim: channels per attention head; it must divide ``channels``.
+        expansion: the MLP's hidden width as a multiple of ``channels``.
+        backend: an :mod:`nfkit_core.attention` backend or its name.
+    """
 
     def __init__(self, channels: int, head_dim: int, expansion: int = 4,
                  backend: str | AttentionBackend = "auto") -> None:
@@ -127,6 +180,18 @@ class AttentionBlock(nn.Module):
 
     def forward(self, x: Tensor, temperature: Tensor | None = None, cache: LayerKVCache | None = None,
                 position: int = 0) -> Tensor:
+        """Apply the layer.
+
+        Args:
+            x: the residual stream, shape ``(batch, tokens, channels)``.
+            temperature: per-sample attention temperature of shape ``(batch,)``, or ``None`` (see
+                :meth:`Attention.forward`).
+            cache: this layer's key/value cache when decoding token by token, else ``None``.
+            position: index of the first token of ``x`` in the sequence (only with ``cache``).
+
+        Returns:
+            the updated residual stream, of ``x``'s shape.
+        """
         x = x + self.attention(x, temperature, cache, position)
         return x + self.mlp(x)
 

@@ -35,7 +35,13 @@ class DistillationMismatchError(ConfigError):
 
 @dataclass(frozen=True)
 class Pair:
-    """One matched pair: the teacher's and the student's intermediate names, and the level they belong to."""
+    """One matched pair: the teacher's and the student's intermediate names, and the level they belong to.
+
+    Attributes:
+        level: the level, from 0.
+        teacher: the name of the teacher's intermediate (one of its ``matchable_intermediates``).
+        student: the name of the student's intermediate.
+    """
 
     level: int
     teacher: str
@@ -43,7 +49,18 @@ class Pair:
 
 
 def matchable_intermediates(flow: nn.Module, role: str = "flow") -> list[list[str]]:
-    """The flow's declared levels of matchable intermediates (see the module docstring)."""
+    """The flow's declared levels of matchable intermediates (see the module docstring).
+
+    Args:
+        flow: the teacher or the student.
+        role: how messages call it (``"teacher"``, ``"student"``).
+
+    Returns:
+        one list of intermediate names per level, in forward order.
+
+    Raises:
+        DistillationMismatchError: the flow declares no matchable intermediates, or an empty level.
+    """
     levels = getattr(flow, "matchable_intermediates", None)
     if not levels or not all(levels):
         raise DistillationMismatchError(
@@ -53,7 +70,19 @@ def matchable_intermediates(flow: nn.Module, role: str = "flow") -> list[list[st
 
 
 def teacher_boundary(j: int, teacher_count: int, student_count: int) -> int:
-    """The teacher boundary (1-based) matched with student boundary ``j`` of a level: ``round(j * K_t / K_s)``."""
+    """The teacher boundary (1-based) matched with student boundary ``j`` of a level: ``round(j * K_t / K_s)``.
+
+    Args:
+        j: the student boundary, from 1 to ``student_count``.
+        teacher_count: ``K_t``, the teacher's boundaries in the level.
+        student_count: ``K_s``, the student's boundaries in the level.
+
+    Returns:
+        the teacher boundary, from 1 to ``teacher_count`` (halves rounded up; ``K_t`` for ``j = K_s``).
+
+    Raises:
+        ValueError: ``j`` is outside ``1 .. student_count``.
+    """
     if not 1 <= j <= student_count:
         raise ValueError(f"student boundary {j} is outside 1..{student_count}")
     return max(1, math.floor(j * teacher_count / student_count + 0.5))
@@ -64,6 +93,14 @@ def align(teacher_levels: Sequence[Sequence[str]], student_levels: Sequence[Sequ
     """Pair the student's intermediates with the teacher's by the alignment rule.
 
     With ``final_only`` only the final latents are paired (LKD).
+
+    Args:
+        teacher_levels: the teacher's levels of intermediate names (:func:`matchable_intermediates`).
+        student_levels: the student's, with as many levels.
+        final_only: pair only the last name of the last level of each.
+
+    Returns:
+        one pair per student intermediate (one pair with ``final_only``), level by level in forward order.
 
     Raises:
         DistillationMismatchError: the two flows have different numbers of levels.
@@ -100,6 +137,17 @@ def capture(flow: nn.Module, names: Sequence[str], factored_out: bool = False) -
     The returned dict fills up as the flow runs; gradients flow through its tensors. With ``factored_out`` a name
     that addresses a factor-out :class:`~nfkit_core.layers.Split` records the split's input (kept and factored-out
     halves) instead of its output (the kept half).
+
+    Args:
+        flow: the flow to watch (a :class:`~nfkit_core.NormalizingFlow`).
+        names: the intermediates to record, as in ``flow.matchable_intermediates``.
+        factored_out: record a factor-out split's input instead of its output.
+
+    Yields:
+        name -> the latest recorded intermediate, of shape ``(B, ...)``.
+
+    Raises:
+        DistillationMismatchError: ``flow`` has no sub-module of one of the ``names``.
     """
     outputs: dict[str, Tensor] = {}
     handles = []
@@ -122,7 +170,12 @@ def capture(flow: nn.Module, names: Sequence[str], factored_out: bool = False) -
 
 @dataclass(frozen=True)
 class Pairing:
-    """The matched pairs of a teacher and a student, checked on one batch to have equal shapes."""
+    """The matched pairs of a teacher and a student, checked on one batch to have equal shapes.
+
+    Attributes:
+        pairs: the pairs, level by level in forward order; the last pairs the final latents.
+        shapes: the shape of each pair's intermediates without the batch dimension, e.g. ``(C, H, W)``.
+    """
 
     pairs: list[Pair]
     shapes: list[tuple[int, ...]]
@@ -131,6 +184,17 @@ class Pairing:
     def check(cls, teacher: nn.Module, student: nn.Module, x: Tensor, context: Tensor | None = None,
               final_only: bool = False, factored_out: bool = False) -> Pairing:
         """Align the declared intermediates and check on the batch ``x`` that every pair has one shape.
+
+        Args:
+            teacher: the teacher flow.
+            student: the student flow.
+            x: a preprocessed batch, shape ``(B, *data_shape)``; both flows run on it once, without gradients.
+            context: the conditioning of each example, or ``None``.
+            final_only: pair the final latents only (LKD).
+            factored_out: compare the inputs of factor-out splits (kept and factored-out halves).
+
+        Returns:
+            the checked pairing.
 
         Raises:
             DistillationMismatchError: different level counts, or a pair (the final latents included) of different

@@ -53,7 +53,23 @@ def build_objective(config: DistillationConfig, teacher: nn.Module, student: nn.
                     context: Tensor | None = None, num_dims: int | None = None,
                     log_bin_width: float = 0.0) -> DistillationObjective:
     """Freeze the teacher, pair the intermediates on batch ``x`` (an error before training if they do not match)
-    and return the objective."""
+    and return the objective.
+
+    Args:
+        config: the distiller's options.
+        teacher: the teacher flow (frozen here).
+        student: the student flow.
+        x: a preprocessed batch, shape ``(B, *data_shape)``, to check the pairing on.
+        context: the conditioning of each example, or ``None``.
+        num_dims: ``D``, the data dimensions for bits/dim; ``None`` takes the size of one example of ``x``.
+        log_bin_width: ``log`` of the dequantization bin width (see :func:`nfkit_core.flow.bits_per_dim`).
+
+    Returns:
+        the objective the trainer calls.
+
+    Raises:
+        DistillationMismatchError: the flows have different level counts or a pair of different shapes.
+    """
     freeze(teacher)
     pairing = Pairing.check(teacher, student, x, context, final_only=config.matching == "final",
                             factored_out=config.factored_out)

@@ -71,6 +71,16 @@ class DistillTrainer(Trainer):
 
         The pairing is checked and printed; with ``write``, ``distill.json`` records the method, so that a resumed
         run continues with it. Switching mid-run is the paper's warm start: ILKD first, then ILKD+SKD.
+
+        Args:
+            distiller: the registered distiller's name (``lkd``, ``ilkd``, ``skd``, ``ilkd+skd``, ...).
+            options: overrides of its config fields (e.g. ``{"sample_weight": 0.1}``); ``None`` for its defaults.
+            write: record the method in ``distill.json`` (rank 0 only).
+
+        Raises:
+            UnknownNameError: no distiller of that name.
+            ConfigError: an option its config does not have or refuses.
+            DistillationMismatchError: teacher and student cannot be matched.
         """
         spec = self.registry.distillers.get(distiller)
         try:
@@ -121,7 +131,15 @@ class DistillTrainer(Trainer):
                 f"({c.sample_distance})")
 
     def objective(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
-        """Eq. 15 on the batch, which teacher and student both see (see :class:`DistillationObjective`)."""
+        """Eq. 15 on the batch, which teacher and student both see (see :class:`DistillationObjective`).
+
+        Args:
+            x: a preprocessed batch, ``(B, *data_shape)``.
+            context: its conditioning, or ``None``.
+
+        Returns:
+            ``(loss, log_prob)``: the scalar loss and the student's ``log p(x)`` in nats, shape ``(B,)``.
+        """
         with self._autocast():
             loss, log_prob, terms = self.distillation(self.model, x, context)
         if (self.step + 1) % self.config.log_every == 0:  # this process's batch, next to the trainer's averages
