@@ -48,7 +48,7 @@ class DenseAttentionNet(nn.Module):
             x: the conditioning half of shape ``(B, in_channels, H, W)``.
 
         Returns:
-            shape ``(B, out_channels, H, W)``: log-scales and shifts of the transformed half.
+            log-scales and shifts of the transformed half, shape ``(B, out_channels, H, W)``.
         """
         h = self.project(x)
         h = self.fuse(torch.cat([self.attention(h), self.dense(h)], dim=1))

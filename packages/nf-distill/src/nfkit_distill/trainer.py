@@ -138,7 +138,7 @@ class DistillTrainer(Trainer):
             context: its conditioning, or ``None``.
 
         Returns:
-            ``(loss, log_prob)``: the scalar loss and the student's ``log p(x)`` in nats, shape ``(B,)``.
+            ``(loss, log_prob)``, the scalar loss and the student's ``log p(x)`` in nats, shape ``(B,)``.
         """
         with self._autocast():
             loss, log_prob, terms = self.distillation(self.model, x, context)

@@ -210,10 +210,12 @@ class ClassifierExtractor:
 
     @torch.no_grad()
     def __call__(self, values: Tensor) -> Tensor:
+        """Features ``(n, 64)`` in float64 on the CPU of data values ``(n, *shape)``."""
         return torch.cat([self.model.features(_scale(batch, self.num_bins)).double()
                           for batch in values.cpu().split(512)])
 
     def protocol(self) -> dict[str, Any]:
+        """The classifier, its seed, held-out accuracy and cache file, for reports."""
         return {"extractor": f"{self.name} classifier (nfkit-eval v{self.info['version']}, 64-d penultimate layer)",
                 "classifier_seed": self.info["seed"],
                 "classifier_held_out_accuracy": round(self.info["held_out_accuracy"], 4),

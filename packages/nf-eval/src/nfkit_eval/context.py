@@ -83,6 +83,7 @@ class EvalOptions:
             raise ConfigError(f"num_samples must be at least 2, got {self.num_samples}")
 
     def to_dict(self) -> dict[str, Any]:
+        """The options as plain values (for the report's header)."""
         return asdict(self)
 
 
@@ -111,6 +112,7 @@ class EvalContext:
 
     @property
     def device(self) -> torch.device:
+        """The device the flow runs on (``options.device``)."""
         return torch.device(self.options.device)
 
     def once(self, key: Any, compute: Callable[[], Any]) -> Any:
@@ -146,6 +148,7 @@ class EvalContext:
         return self.once("reference", lambda: stack(self.data.held_out))
 
     def num_samples(self) -> int:
+        """How many samples the sample metrics generate: ``options.num_samples``, else the held-out split's size."""
         return self.options.num_samples or len(self.reference()[0])
 
     def sample_context(self, n: int) -> Tensor | None:

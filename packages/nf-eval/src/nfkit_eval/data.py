@@ -80,6 +80,7 @@ class EvalData:
 
     @property
     def num_dims(self) -> int:
+        """``D``, the dimensions of one example (``C * H * W`` for images), the denominator of bits/dim."""
         return math.prod(self.info.shape)
 
     def context(self, labels: Tensor) -> Tensor | None:

@@ -134,11 +134,13 @@ class InceptionV3:
 
     @torch.no_grad()
     def __call__(self, values: Tensor) -> Tensor:
+        """Features ``(n, 2048)`` in float64 on the CPU of levels ``(n, C, H, W)``."""
         images = self.to_uint8_rgb(values)
         chunks = [self.model(batch.to(self.device))[0].double().cpu() for batch in images.split(self.batch_size)]
         return torch.cat(chunks)
 
     def protocol(self) -> dict[str, Any]:
+        """The extractor, its weights file, the feature size, the resize and the input mapping, for reports."""
         return {"extractor": "inception-v3-compat (torch-fidelity)", "weights": self.weights.name, "features": 2048,
                 "resize": "torch-fidelity's TensorFlow-1 compatible bilinear resize to 299x299",
                 "input": "uint8 RGB, round(level / (K - 1) * 255)"}

@@ -61,6 +61,7 @@ class Measurement:
         return f"{text} ± {_number(self.stderr)}" if self.stderr is not None else text
 
     def to_dict(self) -> dict[str, Any]:
+        """The measurement as plain JSON values, as ``eval.json`` holds it under its name."""
         return {"value": self.value, "stderr": self.stderr, "reason": self.reason, "unit": self.unit,
                 "lower_is_better": self.lower_is_better, "protocol": self.protocol}
 

@@ -75,6 +75,19 @@ def _peak_cpu_rss_growth(flow: torch.nn.Module, n: int, context_classes: int) ->
 
 
 def measure_speed(context: EvalContext) -> list[Measurement]:
+    """The ``speed`` metric: parameters, sampling latency and throughput, likelihood throughput, peak memory.
+
+    Latency is the mean over ``options.speed_repeats`` batches of ``options.speed_batch`` samples (ms, with the sd
+    over batches); the throughputs take the best of up to 3 batches of ``options.speed_large_batch`` (samples/s,
+    examples/s); the peak memory of sampling such a batch is the CUDA allocator's peak on a GPU, else the growth of
+    the peak resident set size in a fresh process (MiB; ``None`` with a reason when the flow cannot be pickled).
+
+    Args:
+        context: the evaluation in progress (its flow, data and options).
+
+    Returns:
+        the five measurements, in that order.
+    """
     o, flow, device = context.options, context.flow, context.device
     dtype = str(next(flow.parameters()).dtype).replace("torch.", "")
     base = {"device": str(device), "dtype": dtype, "threads": torch.get_num_threads(), "seed": o.seed,

@@ -56,12 +56,32 @@ def zero_initialised(layer: nn.Module) -> nn.Module:
 
 
 def conv_net(in_channels: int, out_channels: int, hidden: int) -> nn.Module:
+    """The conditioner of an image coupling: 3x3 conv, ReLU, 1x1 conv, ReLU, zero-initialised 3x3 conv.
+
+    Args:
+        in_channels: channels of the conditioning half.
+        out_channels: channels of the coupling's parameters (twice the transformed half's).
+        hidden: channels of the hidden layers.
+
+    Returns:
+        a network mapping ``(B, in_channels, H, W)`` to ``(B, out_channels, H, W)``.
+    """
     return nn.Sequential(nn.Conv2d(in_channels, hidden, 3, padding=1), nn.ReLU(),
                          nn.Conv2d(hidden, hidden, 1), nn.ReLU(),
                          zero_initialised(nn.Conv2d(hidden, out_channels, 3, padding=1)))
 
 
 def mlp(in_features: int, out_features: int, hidden: int) -> nn.Module:
+    """The conditioner of a vector coupling: two hidden ReLU layers and a zero-initialised output layer.
+
+    Args:
+        in_features: features of the conditioning half.
+        out_features: the coupling's parameters (twice the transformed half's features).
+        hidden: units of the hidden layers.
+
+    Returns:
+        a network mapping ``(B, in_features)`` to ``(B, out_features)``.
+    """
     return nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
                          zero_initialised(nn.Linear(hidden, out_features)))
 

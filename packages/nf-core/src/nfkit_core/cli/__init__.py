@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: the arguments after ``nf``; ``None`` reads :data:`sys.argv`.
 
     Returns:
-        the exit status: the command's (0 when it returns nothing), or 2 after printing an
+        the command's exit status (0 when it returns nothing), or 2 after printing an
         :class:`~nfkit_core.errors.NfError` as one line. Other exceptions propagate with their traceback.
     """
     parser = build_parser(with_commands(get_plugin_manager()).registry)

@@ -118,7 +118,7 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         path: the ``--config`` file.
 
     Returns:
-        the file's values: the top-level keys ``arch``, ``dataset``, ``preset`` and the tables ``model``,
+        the file's top-level keys ``arch``, ``dataset``, ``preset`` and tables ``model``,
         ``data``, ``train`` that it has.
 
     Raises:

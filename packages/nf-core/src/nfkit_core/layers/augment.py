@@ -63,7 +63,7 @@ class Augment(Transform):
                 ``None`` conditions on ``x``.
 
         Returns:
-            ``(z, log_det)``: ``z`` of shape ``(B, C + noise_channels, ...)`` and ``log_det = -log q(e | h)`` of
+            ``(z, log_det)`` with ``z`` of shape ``(B, C + noise_channels, ...)`` and ``log_det = -log q(e | h)`` of
             shape ``(B,)`` in nats.
         """
         mean, log_scale = self._mean_and_log_scale(x, context, features)
@@ -82,7 +82,7 @@ class Augment(Transform):
             **options: sampling options; none are read.
 
         Returns:
-            ``(x, log_det)``: ``x`` of shape ``(B, C, ...)`` and ``log_det = +log q(e | h)`` of shape ``(B,)`` in
+            ``(x, log_det)`` with ``x`` of shape ``(B, C, ...)`` and ``log_det = +log q(e | h)`` of shape ``(B,)`` in
             nats.
 
         Raises:

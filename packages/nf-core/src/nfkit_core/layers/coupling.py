@@ -139,7 +139,7 @@ class AffineCoupling(Transform):
                 ``x_a``'s spatial shape; ``None`` for none.
 
         Returns:
-            ``(z, log_det)``: ``z`` of ``x``'s shape and ``log_det = sum(log_s)`` of shape ``(B,)`` in nats.
+            ``(z, log_det)`` with ``z`` of ``x``'s shape and ``log_det = sum(log_s)`` of shape ``(B,)`` in nats.
 
         Raises:
             ValueError: the conditioner returns the wrong shape.
@@ -160,7 +160,7 @@ class AffineCoupling(Transform):
             **options: sampling options; none are read.
 
         Returns:
-            ``(x, log_det)``: ``x`` of ``z``'s shape and ``log_det = -sum(log_s)`` of shape ``(B,)`` in nats.
+            ``(x, log_det)`` with ``x`` of ``z``'s shape and ``log_det = -sum(log_s)`` of shape ``(B,)`` in nats.
 
         Raises:
             ValueError: the conditioner returns the wrong shape.
@@ -204,7 +204,7 @@ class AdditiveCoupling(Transform):
             features: extra conditioner input joined to ``x_a`` along the channels; ``None`` for none.
 
         Returns:
-            ``(z, log_det)``: ``z`` of ``x``'s shape and zeros of shape ``(B,)``.
+            ``(z, log_det)`` with ``z`` of ``x``'s shape and zeros of shape ``(B,)``.
 
         Raises:
             ValueError: the conditioner returns the wrong shape.
@@ -224,7 +224,7 @@ class AdditiveCoupling(Transform):
             **options: sampling options; none are read.
 
         Returns:
-            ``(x, log_det)``: ``x`` of ``z``'s shape and zeros of shape ``(B,)``.
+            ``(x, log_det)`` with ``x`` of ``z``'s shape and zeros of shape ``(B,)``.
 
         Raises:
             ValueError: the conditioner returns the wrong shape.

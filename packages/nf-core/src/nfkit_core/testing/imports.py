@@ -131,7 +131,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     """One import cycle of ``graph`` as ``[a, b, ..., a]``, or ``None`` when it is acyclic.
 
     Args:
-        graph: module -> the modules it imports (e.g. :attr:`ImportGraph.internal`).
+        graph: module -> the modules it imports (e.g. the ``internal`` graph of an :class:`ImportGraph`).
 
     Returns:
         the first cycle found, in a deterministic (sorted) order of visits, or ``None``.

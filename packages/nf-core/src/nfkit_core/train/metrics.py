@@ -27,7 +27,7 @@ def read_metrics(path: Path) -> tuple[list[dict[str, Any]], str | None]:
         path: the ``metrics.jsonl`` file.
 
     Returns:
-        ``(rows, dropped)``: the parsed rows in file order, and why the torn last line was dropped, or ``None``.
+        ``(rows, dropped)``, the parsed rows in file order and why the torn last line was dropped (or ``None``).
 
     Raises:
         MetricsFileError: a line other than the last is not JSON.

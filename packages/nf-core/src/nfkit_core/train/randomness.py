@@ -26,7 +26,7 @@ def step_seed(seed: int, step: int) -> int:
         step: the optimizer step; evaluation batches use negative steps.
 
     Returns:
-        a seed in ``[0, 2**63)`` for :meth:`torch.Generator.manual_seed`.
+        a seed in ``[0, 2**63)`` for ``torch.Generator.manual_seed``.
     """
     return (seed * 0x9E3779B97F4A7C15 + step * 0xBF58476D1CE4E5B9 + 1) % (2**63)
 

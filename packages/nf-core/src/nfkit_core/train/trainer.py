@@ -567,7 +567,7 @@ class Trainer:
             samples_per_s: the training throughput to record (examples per second), or ``None`` if not measured.
 
         Returns:
-            the report: ``val_bpd``/``test_bpd`` in bits/dim and ``val_nats``/``test_nats`` in nats per example
+            the report, with ``val_bpd``/``test_bpd`` in bits/dim and ``val_nats``/``test_nats`` in nats per example
             (dequantization term included), the importance-weighted ``*_bpd_iw`` when the likelihood draws noise
             (else ``None``), the run's configuration and the paths of its checkpoint, samples and curves.
 
