@@ -71,7 +71,14 @@ class DistillationConfig:
 
 
 def freeze(teacher: nn.Module) -> nn.Module:
-    """Put the teacher in eval mode (batch norm uses its running statistics) with no parameter needing a gradient."""
+    """Put the teacher in eval mode (batch norm uses its running statistics) with no parameter needing a gradient.
+
+    Args:
+        teacher: the teacher flow, changed in place.
+
+    Returns:
+        ``teacher`` itself.
+    """
     teacher.eval()
     teacher.requires_grad_(False)
     return teacher
@@ -100,7 +107,15 @@ class DistillationObjective:
         self.latent_shape = pairing.shapes[-1]
 
     def nll(self, log_prob: Tensor) -> Tensor:
-        """The NLL term in the configured unit."""
+        """The NLL term in the configured unit.
+
+        Args:
+            log_prob: the student's ``log p(x)`` in nats, shape ``(B,)``.
+
+        Returns:
+            the batch mean of ``-log p(x)`` in nats per example (``nll_unit="nats"``) or in bits/dim, with the
+            dequantization term (``"bpd"``); a scalar.
+        """
         if self.config.nll_unit == "nats":
             return -log_prob.mean()
         return bits_per_dim(log_prob, self.num_dims, self.log_bin_width).mean()
