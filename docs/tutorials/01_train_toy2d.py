@@ -14,10 +14,10 @@ It shows :func:`~nfkit_core.train.make_run_config`, :class:`~nfkit_core.train.Tr
 # %%
 # Train
 # -----
-# :func:`~nfkit_core.train.make_run_config` assembles what ``nf train --arch maf --data toy2d --preset
-# tabular-small`` would: the architecture's config (the preset ``tabular-small``: 5 MADE layers of 64 units), the
-# dataset's (10,000 training points, 2,000 each for validation and test) and the trainer's. 400 steps of 256 points
-# take a few seconds on one CPU thread.
+# :func:`~nfkit_core.train.make_run_config` assembles the run that ``nf train`` builds from ``--arch maf --data
+# toy2d --preset tabular-small``: the architecture's config (the preset ``tabular-small``: 5 MADEs with two hidden
+# layers of 64 units), the dataset's (10,000 training points, 2,000 each for validation and test) and the trainer's.
+# 400 steps of 256 points take a few seconds on one CPU thread.
 import json
 import tempfile
 from pathlib import Path

@@ -5,10 +5,10 @@ Evaluate a run with nf-eval
 ``report.json`` holds the trainer's bits/dim. ``nfkit-eval`` measures the rest, for any nf flow, and writes every
 number with the protocol that produced it: likelihood bounds with standard errors, sample quality in a classifier's
 features, latent interpolation, speed. This tutorial trains a small Glow on the 8x8 digits and evaluates it with
-:func:`nfkit_eval.evaluate_run`, the Python side of ``nf eval RUN`` (:doc:`/guides/evaluation` explains each
+``nfkit_eval.evaluate_run``, the Python side of ``nf eval RUN`` (:doc:`/guides/evaluation` explains each
 metric's protocol).
 
-It shows :func:`~nfkit_eval.evaluate_run`, :class:`~nfkit_eval.EvalOptions`, :class:`~nfkit_eval.Report` and
+It shows ``evaluate_run``, :class:`~nfkit_eval.EvalOptions`, :class:`~nfkit_eval.Report` and
 its :class:`~nfkit_eval.Measurement`\\ s, and the figures written next to ``eval.json``. It needs
 ``nfkit-core[train]``, ``nfkit-glow-maf`` and ``nfkit-eval``.
 """
