@@ -91,7 +91,7 @@ def docs(session: nox.Session) -> None:
     session.install(*CONSTRAINTS, *DOCS_REQUIREMENTS)
     # No tutorial output of an earlier build may stand in for this one's.
     shutil.rmtree(ROOT / "docs" / "auto_tutorials", ignore_errors=True)
-    session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html", env=TEST_ENV)
+    session.run("sphinx-build", "-n", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html", env=TEST_ENV)
     session.run("python", "docs/check_offline.py", "docs/_build/html")
     session.run("python", "docs/check_tutorials.py", "docs/_build/html")
     # A tutorial that raises fails the build (the test builds a small gallery with docs/conf.py's settings).

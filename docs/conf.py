@@ -31,7 +31,6 @@ autodoc_typehints = "description"
 autodoc_mock_imports = ["flash_attn"]
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
-nitpicky = False
 templates_path = ["_templates"]
 exclude_patterns = ["_build"]
 html_theme = "furo"
@@ -84,9 +83,17 @@ def resolve_reexport(app, env, node, contnode):
     return None
 
 
+# --- API reference (docs-api): nitpicky references, names resolved in their module's namespace, public bases,
+# the presets tables (docs/_ext/nf_api_reference.py). ---
+extensions.append("nf_api_reference")
+nitpicky = True
+# --- end of the API reference block ---
+
+
 def setup(app):
     app.connect("autodoc-process-docstring", drop_pytorch_boilerplate)
     app.connect("missing-reference", resolve_reexport)
+
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Tutorials: sphinx-gallery executes every script in docs/tutorials at each build and renders it, with its printed
