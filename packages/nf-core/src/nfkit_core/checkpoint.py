@@ -12,7 +12,9 @@ A checkpoint is a dict of tensors and plain values (strings, numbers, lists, tup
     the data the flow was trained on, what the architecture was told about it, and how batches were prepared;
 ``train_config``, ``step``, ``data_position``, ``schedule``, ``optimizer``, ``model``, ``ema``, ``rng``
     everything a resumed run needs to continue exactly (``rng``: one ``{"torch", "cuda"}`` state per process; the data
-    position is the epoch and batch the step implies, and the number of training examples that pins the data order);
+    position is the epoch and batch the step implies, and the number of training examples that pins the data order;
+    ``schedule`` records the learning-rate schedule as run, its warm-up in optimizer steps even when
+    ``train.warmup_epochs`` set it; a resumed run recomputes the schedule from ``train_config``);
 ``train_loss``
     the training loss (nats) of the last logged interval before the checkpoint, by which a diverging run finds its
     last sane checkpoint;

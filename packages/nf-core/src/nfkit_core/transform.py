@@ -23,8 +23,14 @@ Stochastic layers
 
 Context
     ``context`` carries conditioning only: class labels or any other input the modelled distribution depends on.
-    Every layer takes it and passes it on, even if it ignores it. A layer's internal inputs (features computed inside
-    an architecture) travel as its own keyword arguments, never through ``context``.
+    Every layer takes it and passes it on, even if it ignores it.
+
+Internal inputs
+    Inputs that an architecture computes itself (the features of ``x`` that condition a variational dequantizer's
+    encoder, DenseFlow's history of earlier units) never travel through ``context``. A layer that takes such inputs
+    names them in :attr:`Transform.internal_inputs` and takes them as keywords of ``forward`` and ``inverse``;
+    :class:`Sequential` hands each step the internal inputs it names (and only those), and rejects one that no step
+    names.
 
 Sampling options
     ``inverse`` also takes per-call keyword options (e.g. TarFlow's ``guidance``): :class:`Sequential` hands every
@@ -91,14 +97,18 @@ class Bijector(Protocol):
 class Transform(nn.Module):
     """The base class of layers: a :class:`torch.nn.Module` that implements :class:`Bijector`.
 
-    Subclasses implement :meth:`forward` and :meth:`inverse`. Set ``is_bijective = False`` for stochastic layers, and
-    list the sampling options that :meth:`inverse` reads in ``inverse_options``.
+    Subclasses implement :meth:`forward` and :meth:`inverse`. Set ``is_bijective = False`` for stochastic layers,
+    list the sampling options that :meth:`inverse` reads in ``inverse_options``, and the internal inputs that both
+    directions take as keywords in ``internal_inputs`` (see the module docstring).
     """
 
     is_bijective: bool = True
     """``False`` for stochastic layers."""
     inverse_options: ClassVar[tuple[str, ...]] = ()
     """The names of the sampling options that :meth:`inverse` reads."""
+    internal_inputs: tuple[str, ...] = ()
+    """The names of the internal inputs (e.g. a dequantizer's features) that :meth:`forward` and :meth:`inverse` take
+    as keywords; a :class:`Sequential` hands each one only to the steps that name it."""
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Map data towards the latent.
@@ -132,7 +142,8 @@ class Sequential(Transform):
 
     Give the transforms positionally (named ``"0"``, ``"1"``, ...) or as a mapping from name to transform; the names
     are how :meth:`nfkit_core.NormalizingFlow.intermediates` refers to the output of each step. Sampling options
-    given to :meth:`inverse` reach every step.
+    given to :meth:`inverse` reach every step; internal inputs given as keywords to :meth:`forward` or :meth:`inverse`
+    reach the steps that name them in ``internal_inputs`` (the union of which is the sequence's own).
 
     Args:
         transforms: the steps in forward order, or one mapping from step name to step.
@@ -157,6 +168,8 @@ class Sequential(Transform):
             named = {str(i): t for i, t in enumerate(transforms)}
         self.transforms = nn.ModuleDict(named)
         self.is_bijective = all(getattr(t, "is_bijective", True) for t in named.values())
+        self.internal_inputs = tuple(sorted({name for t in named.values()
+                                             for name in getattr(t, "internal_inputs", ())}))
 
     def __len__(self) -> int:
         return len(self.transforms)
@@ -173,22 +186,28 @@ class Sequential(Transform):
         """The names of the steps, in forward order."""
         return list(self.transforms.keys())
 
-    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, context: Tensor | None = None, **inputs: Tensor) -> tuple[Tensor, Tensor]:
         """Apply the steps in order.
 
         Args:
             x: a batch of inputs, batch first.
             context: the conditioning, handed to every step, or ``None``.
+            inputs: internal inputs, each handed only to the steps that name it in ``internal_inputs``.
 
         Returns:
             the last step's output and the sum of the steps' log-dets, shape ``(B,)``, in nats.
 
         Raises:
+            TypeError: an internal input that no step takes.
             ValueError: a step returned a log-det of another shape (the message names the step).
         """
+        unknown = sorted(set(inputs) - set(self.internal_inputs))
+        if unknown:
+            raise TypeError(f"no step of this Sequential takes the internal input(s) {unknown}; its steps take "
+                            f"{list(self.internal_inputs)}")
         total = x.new_zeros(x.shape[0])
         for name, transform in self.transforms.items():
-            x, log_det = transform(x, context)
+            x, log_det = transform(x, context, **_named_by(transform, inputs))
             check_log_det(_describe(name, transform), log_det, total.shape[0])
             total = total + log_det
         return x, total
@@ -199,7 +218,8 @@ class Sequential(Transform):
         Args:
             z: a batch of latents, batch first.
             context: the conditioning, handed to every step, or ``None``.
-            options: sampling options, handed to every step.
+            options: sampling options, handed to every step, and internal inputs, each handed only to the steps that
+                name it in ``internal_inputs``.
 
         Returns:
             the first step's inverse output and the sum of the steps' inverse log-dets, shape ``(B,)``, in nats.
@@ -207,12 +227,18 @@ class Sequential(Transform):
         Raises:
             ValueError: a step returned a log-det of another shape (the message names the step).
         """
+        inputs = {name: options.pop(name) for name in self.internal_inputs if name in options}
         total = z.new_zeros(z.shape[0])
         for name, transform in reversed(self.transforms.items()):
-            z, log_det = transform.inverse(z, context, **options)
+            z, log_det = transform.inverse(z, context, **options, **_named_by(transform, inputs))
             check_log_det(f"{_describe(name, transform)} (inverse)", log_det, total.shape[0])
             total = total + log_det
         return z, total
+
+
+def _named_by(transform: nn.Module, inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """The internal inputs among ``inputs`` that ``transform`` names in its ``internal_inputs``."""
+    return {name: inputs[name] for name in getattr(transform, "internal_inputs", ()) if name in inputs}
 
 
 def _describe(name: str, transform: nn.Module) -> str:

@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Generic, TypeVar
 
+from torch import nn
+
 from nfkit_core.attention import backends_in_scope
 from nfkit_core.errors import ConfigError, DuplicateNameError, PluginError, UnknownNameError
 from nfkit_core.flow import Flow
@@ -40,12 +42,14 @@ DIRECT = ("<direct>", "<direct>", "")
 
 
 def is_flow(obj: object) -> bool:
-    """Whether ``obj`` is an nf flow, what an architecture's ``build`` must return.
+    """Whether ``obj`` is an nf flow, what an architecture's ``build`` must return: a :class:`torch.nn.Module` (the
+    trainer needs its ``parameters``, ``state_dict``, ``train``/``eval`` and ``to``) that satisfies the
+    :class:`~nfkit_core.Flow` protocol, as every :class:`~nfkit_core.NormalizingFlow` does.
 
     Args:
         obj: anything.
     """
-    return isinstance(obj, Flow)
+    return isinstance(obj, nn.Module) and isinstance(obj, Flow)
 
 
 class Registrar(Generic[SpecT]):
@@ -259,7 +263,10 @@ class Registry:
                 raise
             raise ConfigError(f"architecture {architecture!r} cannot be built with these options: {error}") from error
         if not is_flow(flow):
+            problem = (", which has the methods of nfkit_core.Flow but is not a torch.nn.Module (the trainer needs "
+                       "its parameters and state_dict); build it as an nfkit_core.NormalizingFlow"
+                       if isinstance(flow, Flow) else ", not an nfkit_core.Flow; the plugin must return the flow it "
+                                                      "builds")
             raise PluginError(f"architecture {architecture!r} of {entry.origin()}: build() returned a "
-                              f"{type(flow).__name__}, not an nfkit_core.Flow; the plugin must return the flow it "
-                              f"builds")
+                              f"{type(flow).__name__}{problem}")
         return flow

@@ -270,15 +270,23 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ one step
 
+    @property
+    def schedule(self) -> dict[str, Any]:
+        """The learning-rate schedule's parameters, as the checkpoint records them: the warm-up in optimizer steps
+        (``train.warmup_epochs`` resolved against this run's epoch length when it is set)."""
+        c = self.config
+        return {"name": "warmup_cosine", "lr": c.lr, "warmup_steps": c.warmup_steps_for(self.steps_per_epoch),
+                "total_steps": c.steps, "min_lr_ratio": c.min_lr_ratio, "warmup_start_ratio": c.warmup_start_ratio}
+
     def learning_rate(self, step: int) -> float:
         """The learning rate of optimizer step ``step``.
 
         Args:
             step: the optimizer step, from 0.
         """
-        c = self.config
-        return warmup_cosine(step, c.lr, c.warmup_steps_for(self.steps_per_epoch), c.steps, c.min_lr_ratio,
-                             c.warmup_start_ratio)
+        s = self.schedule
+        return warmup_cosine(step, s["lr"], s["warmup_steps"], s["total_steps"], s["min_lr_ratio"],
+                             s["warmup_start_ratio"])
 
     def train_step(self, x: Tensor, labels: Tensor, stop_requested: bool = False) -> Tensor:
         """One optimizer step.
@@ -454,9 +462,7 @@ class Trainer:
             state = training_checkpoint(
                 self.run.to_dict(), self.info, self.preprocessing.to_dict(), self.flow, self.optimizer,
                 self.ema.model if self.ema is not None else None,
-                {"name": "warmup_cosine", "lr": self.config.lr, "warmup_steps": self.config.warmup_steps,
-                 "total_steps": self.config.steps, "min_lr_ratio": self.config.min_lr_ratio},
-                self.step, rng, _versions(self.registry, self.run.arch),
+                self.schedule, self.step, rng, _versions(self.registry, self.run.arch),
                 self._last_loss if math.isfinite(self._last_loss) else None)
             state["initial_loss"] = self.initial_loss
             state["data_position"] = self._data_position()
@@ -498,9 +504,8 @@ class Trainer:
 
         number = signal_number or signal.SIGTERM  # a process that was not signalled itself stops with the others
         name = signal.Signals(number).name
-        message = (f"{name}: stopped after step {self.step}; checkpoint written to {self.folder.checkpoint}; "
-                   f"continue with: nf train --resume {self.out_dir}")
-        raise TrainingInterrupted(message, number)
+        message = f"{name}: stopped after step {self.step}; checkpoint written to {self.folder.checkpoint}"
+        raise TrainingInterrupted(message, number, str(self.out_dir))
 
     # ------------------------------------------------------------------------------------- evaluation
 
