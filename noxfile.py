@@ -34,9 +34,10 @@ NEEDS_TRAIN_EXTRA = {"nfkit-eval"}
 TOX = ("tox>=4.20", "tox-uv>=1.11")
 # The test tensors are tiny: one OpenMP thread per process is faster than several fighting over two cores.
 TEST_ENV = {"OMP_NUM_THREADS": "1"}
-# Sphinx, its theme, MathJax served from the built site (sphinx-mathjax-offline ships MathJax 3.2.2), and the
-# command-line reference generated from the argparse parsers (sphinx-argparse).
-DOCS_REQUIREMENTS = ["sphinx", "furo", "sphinx-mathjax-offline", "sphinx-argparse"]
+# Sphinx, its theme, MathJax served from the built site (sphinx-mathjax-offline ships MathJax 3.2.2), the
+# command-line reference generated from the argparse parsers (sphinx-argparse), and the tutorials executed at build
+# time (sphinx-gallery; 0.17 reads GALLERY_HEADER.rst).
+DOCS_REQUIREMENTS = ["sphinx", "furo", "sphinx-mathjax-offline", "sphinx-argparse", "sphinx-gallery>=0.17,<1"]
 PYTEST = ("pytest", "-q", "--import-mode=importlib", "-p", "no:cacheprovider")
 
 nox.options.sessions = ["lint", "tests", "integration", "benchmarks", "docs", "wheels"]
@@ -84,11 +85,17 @@ def benchmarks(session: nox.Session) -> None:
 
 @nox.session
 def docs(session: nox.Session) -> None:
-    """Build the Sphinx docs offline; any warning is an error; then check no page loads anything from the network."""
+    """Build the Sphinx docs offline, executing every tutorial; any warning or failing tutorial is an error; then check
+    that no page loads anything from the network and that every tutorial ran and shows its figures."""
     install_everything(session)
     session.install(*CONSTRAINTS, *DOCS_REQUIREMENTS)
-    session.run("sphinx-build", "-n", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
+    # No tutorial output of an earlier build may stand in for this one's.
+    shutil.rmtree(ROOT / "docs" / "auto_tutorials", ignore_errors=True)
+    session.run("sphinx-build", "-n", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html", env=TEST_ENV)
     session.run("python", "docs/check_offline.py", "docs/_build/html")
+    session.run("python", "docs/check_tutorials.py", "docs/_build/html")
+    # A tutorial that raises fails the build (the test builds a small gallery with docs/conf.py's settings).
+    session.run(*PYTEST, "integration_tests/test_docs_tutorials.py", env=TEST_ENV)
 
 
 @nox.session

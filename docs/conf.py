@@ -93,3 +93,32 @@ nitpicky = True
 def setup(app):
     app.connect("autodoc-process-docstring", drop_pytorch_boilerplate)
     app.connect("missing-reference", resolve_reexport)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Tutorials: sphinx-gallery executes every script in docs/tutorials at each build and renders it, with its printed
+# output and figures, into docs/auto_tutorials (generated, not committed).
+# ---------------------------------------------------------------------------------------------------------------------
+extensions.append("sphinx_gallery.gen_gallery")
+exclude_patterns += ["tutorials"]
+sphinx_gallery_conf = {
+    "examples_dirs": ["tutorials"],
+    "gallery_dirs": ["auto_tutorials"],
+    "filename_pattern": r"\.py$",  # execute every tutorial, not only plot_*.py
+    "within_subsection_order": "FileNameSortKey",  # 01_..., 02_...: the order they are read in
+    # Re-run every tutorial at every build, even one whose source did not change since the last build: a page shows
+    # what the current code does, never a result cached from an older checkout.
+    "run_stale_examples": True,
+    # A tutorial that raises fails the build (abort_on_example_error stops at the first one).
+    "abort_on_example_error": True,
+    "only_warn_on_example_error": False,
+    # Nothing that loads from the network: no Binder or JupyterLite buttons, and no page of computation times (it
+    # loads jQuery and DataTables from CDNs; docs/check_tutorials.py prints each tutorial's time instead).
+    "binder": {},
+    "jupyterlite": None,
+    "write_computation_times": False,
+    "download_all_examples": False,
+    "remove_config_comments": True,
+    "min_reported_time": 0,
+    "show_signature": False,
+}

@@ -1,10 +1,11 @@
 """A complete nf architecture: a layer, a config, a build function, its registration, and the conformance checks.
 
-Run it with ``python docs/examples/architecture.py``; ``tests/test_docs_examples.py`` runs it too.
+Run it with ``python docs/examples/architecture.py``; ``integration_tests/test_docs_examples.py`` runs it too.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -13,7 +14,7 @@ from torch import Tensor, nn
 from nfkit_core import NormalizingFlow, Sequential, StandardNormal, Transform
 from nfkit_core.layers import ActNorm, Reverse
 from nfkit_core.layers.conditioning import run_conditioner, zero_init
-from nfkit_core.plugins import ArchitectureSpec, DataInfo, hookimpl
+from nfkit_core.plugins import ArchitectureSpec, DataInfo, PluginManager, Registrar, hookimpl
 from nfkit_core.testing import check_flow, check_transform
 
 
@@ -72,17 +73,20 @@ def build_tanh_flow(config: TanhFlowConfig, data: DataInfo) -> NormalizingFlow:
 
 
 @hookimpl
-def nf_register_architectures(registry) -> None:
+def nf_register_architectures(architectures: Registrar[ArchitectureSpec]) -> None:
     """Registered through the ``nfkit`` entry-point group of the plugin's distribution."""
-    registry.add_architecture(ArchitectureSpec("tanh-flow", TanhFlowConfig, build_tanh_flow,
-                                               "affine couplings with tanh-bounded scales"))
+    architectures.add(ArchitectureSpec("tanh-flow", TanhFlowConfig, build_tanh_flow,
+                                       "affine couplings with tanh-bounded scales"))
 
 
 if __name__ == "__main__":
     torch.manual_seed(0)
     errors = check_transform(lambda: TanhCoupling(4, 8), torch.randn(3, 4))
     assert errors["log_det_vs_jacobian"] < 1e-6
-    flow = build_tanh_flow(TanhFlowConfig(couplings=2, hidden=8), DataInfo((4,)))
+    manager = PluginManager()  # what installing the distribution does: its entry point registers this module
+    manager.register(sys.modules[__name__], "tanh-flow", distribution="tanh-flow-example", version="0.1.0")
+    spec = manager.registry.architectures.get("tanh-flow")
+    flow = manager.registry.build_flow("tanh-flow", spec.make_config(couplings=2, hidden=8), DataInfo((4,)))
     errors = check_flow(flow, torch.randn(5, 4))
     assert errors["latent_roundtrip"] < 1e-5
     samples = flow.sample(8, generator=torch.Generator().manual_seed(0), shift_scale=0.5)
