@@ -84,8 +84,6 @@ DEFAULT_CONFIGS = ["small", "medium"]
 TINY_OPTIONS = dict(patch_size=2, channels=16, num_blocks=2, layers_per_block=1, head_dim=8)
 TINY_SETUPS = {name: Setup((setup.image_shape[0], 4, 4), setup.num_classes, TINY_OPTIONS, train_batch=4,
                            sample_batch=2, naive=setup.naive) for name, setup in SETUPS.items()}
-# Dense (no sparsity) peak TFLOP/s from the data sheets, (bf16, fp32 without TF32), for the MFU column.
-PEAK_TFLOPS = {"H200": (989.0, 67.0), "H100": (989.0, 67.0), "A100": (312.0, 19.5)}
 GUIDANCE = dict(guidance=2.0, attn_temp=1.0)
 JACOBI = dict(sampler="jacobi", tolerance=1e-6)
 # Under bf16 autocast the iterate moves by bf16 rounding (~1e-3) at every iteration: a tolerance above it.
@@ -233,20 +231,6 @@ def measure(name: str, args: argparse.Namespace, count_flops: bool) -> dict:
     return dict(name=name, setup=setup, tokens=f"{num_tokens}x{token_dim}",
                 params=sum(p.numel() for p in flow.parameters()), steps_per_s=training["train"].rate(),
                 sampling=timings, iterations=iterations, flops=flops)
-
-
-def peak_flops(device: str, bf16: bool, peak_tflops: float | None) -> float | None:
-    """The accelerator's dense peak FLOP/s for the precision used: ``--peak-tflops``, else the data sheet's for the
-    GPUs named in ``PEAK_TFLOPS``; ``None`` (no MFU column) otherwise."""
-    if peak_tflops is not None:
-        return peak_tflops * 1e12
-    if not device.startswith("cuda"):
-        return None
-    name = torch.cuda.get_device_name(device)
-    for model, (bf16_peak, fp32_peak) in PEAK_TFLOPS.items():
-        if model in name:
-            return (bf16_peak if bf16 else fp32_peak) * 1e12
-    return None
 
 
 def table(results: list[dict], memory: dict[str, list[float]], device: str, peak: float | None) -> str:
@@ -479,11 +463,10 @@ def profile_table(results: list[dict]) -> str:
 
 def main() -> int:
     parser = common.make_parser(__doc__.splitlines()[0], threads=None,
-                                bf16_help="bf16 autocast of the Transformers (CUDA, or a CPU with native bf16)")
+                                bf16_help="bf16 autocast of the Transformers (CUDA, or a CPU with native bf16)",
+                                peak_tflops=True)
     parser.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS, choices=list(SETUPS),
                         help="the configurations (default: %(default)s; with --official-root: small, medium)")
-    parser.add_argument("--peak-tflops", type=float, default=None,
-                        help="the device's peak TFLOP/s for the MFU columns (default: known GPUs' data sheets)")
     parser.add_argument("--official-root", type=Path, default=None, metavar="PATH",
                         help="folder holding the official transformer_flow.py (apple/ml-tarflow): compare with it")
     parser.add_argument("--fixtures", type=Path, default=reference_fixture_dir(), metavar="DIR",
@@ -498,7 +481,7 @@ def main() -> int:
         memory = common.run_alternating(training_memory,
                                         {name: (name, args.device, args.bf16, args.threads, args.tiny)
                                          for name in args.configs}, args.memory_rounds)
-        peak = peak_flops(args.device, args.bf16, args.peak_tflops)
+        peak = common.peak_flops(args.device, args.bf16, args.peak_tflops)
         results = [measure(name, args, count_flops=peak is not None) for name in args.configs]
         common.write_report(args.output, f"{stamp.render()}\n{table(results, memory, args.device, peak)}\n")
         return 0
