@@ -35,6 +35,7 @@ class Figure:
     low: float
     high: float
     text: str
+    ratio: bool  # a speed-up (``1.07x (0.98-1.15x)``) rather than a rate or a time
 
 
 def _number(text: str) -> float:
@@ -65,7 +66,7 @@ def figures(report: str) -> list[Figure]:
             for match in FIGURE.finditer(cell):
                 median, suffix, low, high = match.groups()
                 found.append(Figure(table, label, column, _number(median), _number(low), _number(high),
-                                    match.group(0)))
+                                    match.group(0), suffix == "x"))
     return found
 
 
@@ -82,8 +83,12 @@ def compare(first: str, second: str) -> tuple[list[tuple[Figure, Figure, bool]],
             raise SystemExit(f"error: the reports differ in shape at table {x.table + 1}, row '{x.row}', column "
                              f"'{x.column}' against '{y.row}', '{y.column}'")
         pairs.append((x, y, x.low <= y.median <= x.high))
+    def count(ratios: bool) -> str:
+        chosen = [ok for x, _, ok in pairs if x.ratio == ratios]
+        return f"{sum(chosen)} of {len(chosen)}"
     inside = sum(ok for *_, ok in pairs)
-    lines = [f"{inside} of {len(pairs)} medians of the second run lie within the first run's range.", "",
+    lines = [f"{inside} of {len(pairs)} medians of the second run lie within the first run's range: {count(True)} "
+             f"speed-ups, {count(False)} rates and times.", "",
              "| table | row | column | first run | second run | within |", "|---|---|---|---|---|---|"]
     lines += [f"| {x.table + 1} | {x.row} | {x.column} | {x.text} | {y.text} | {'yes' if ok else '**no**'} |"
               for x, y, ok in pairs]

@@ -39,13 +39,15 @@ def test_figures_are_read_by_position_and_untimed_cells_are_not_labels():
     assert [f.text for f in figures] == ["108 (92.3-115)", "1.12x (0.971-1.19x)", "1.28x (1.16-1.46x)",
                                          "96.5 (90.8-111)", "0.0113 (0.0101-0.0125)", "1,203 (1,100-1,500)"]
     assert figures[0].row == "MAF | nf" and figures[0].column == "steps/s" and figures[5].table == 1
+    assert [f.ratio for f in figures] == [False, True, True, False, False, False]
     assert (figures[5].median, figures[5].low, figures[5].high) == (1203.0, 1100.0, 1500.0)
 
 
 def test_each_median_of_the_second_run_is_checked_against_the_first_runs_range():
     pairs, text = reproduce.compare(FIRST, SECOND)
     assert [ok for *_, ok in pairs] == [True, False, True, False, True, False]
-    assert text.startswith("3 of 6 medians of the second run lie within the first run's range.")
+    assert text.startswith("3 of 6 medians of the second run lie within the first run's range: 1 of 2 speed-ups, "
+                           "2 of 4 rates and times.")
 
 
 def test_reports_of_different_commands_are_refused():

@@ -58,10 +58,34 @@ class Bijector(Protocol):
     """
 
     is_bijective: bool
+    """``False`` for stochastic layers, whose forward log-det is a term of a lower bound."""
 
-    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]: ...
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The normalizing direction, data -> latent.
 
-    def inverse(self, z: Tensor, context: Tensor | None = None, **options: Any) -> tuple[Tensor, Tensor]: ...
+        Args:
+            x: a batch of inputs, batch first: ``(B, ...)``.
+            context: the conditioning of each input (e.g. class labels of shape ``(B,)``), or ``None``.
+
+        Returns:
+            ``(z, log_det)``, the outputs (batch first) and ``log |det dz/dx|`` of each input, shape ``(B,)``, in
+            nats (for a stochastic layer, its term of the lower bound).
+        """
+        ...
+
+    def inverse(self, z: Tensor, context: Tensor | None = None, **options: Any) -> tuple[Tensor, Tensor]:
+        """The generative direction, latent -> data.
+
+        Args:
+            z: a batch of latents, batch first: ``(B, ...)``.
+            context: the conditioning of each latent, or ``None``.
+            options: per-call sampling options; a layer reads those it names in ``inverse_options`` and ignores
+                the others.
+
+        Returns:
+            ``(x, log_det)``, the outputs and ``log |det dx/dz|`` of each latent, shape ``(B,)``, in nats.
+        """
+        ...
 
 
 class Transform(nn.Module):
@@ -72,14 +96,34 @@ class Transform(nn.Module):
     """
 
     is_bijective: bool = True
+    """``False`` for stochastic layers."""
     inverse_options: ClassVar[tuple[str, ...]] = ()
+    """The names of the sampling options that :meth:`inverse` reads."""
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Map data towards the latent: return ``(z, log_det)``."""
+        """Map data towards the latent.
+
+        Args:
+            x: a batch of inputs, batch first: ``(B, ...)``.
+            context: the conditioning of each input, or ``None``.
+
+        Returns:
+            ``(z, log_det)`` with ``log_det`` of shape ``(B,)`` in nats.
+        """
         raise NotImplementedError
 
     def inverse(self, z: Tensor, context: Tensor | None = None, **options: Any) -> tuple[Tensor, Tensor]:
-        """Map a latent towards data: return ``(x, log_det)``; ``options`` are per-call sampling options."""
+        """Map a latent towards data.
+
+        Args:
+            z: a batch of latents, batch first: ``(B, ...)``.
+            context: the conditioning of each latent, or ``None``.
+            options: per-call sampling options (those named in
+                :attr:`~nfkit_core.transform.Transform.inverse_options` are read).
+
+        Returns:
+            ``(x, log_det)`` with ``log_det`` of shape ``(B,)`` in nats.
+        """
         raise NotImplementedError
 
 
@@ -89,6 +133,20 @@ class Sequential(Transform):
     Give the transforms positionally (named ``"0"``, ``"1"``, ...) or as a mapping from name to transform; the names
     are how :meth:`nfkit_core.NormalizingFlow.intermediates` refers to the output of each step. Sampling options
     given to :meth:`inverse` reach every step.
+
+    Args:
+        transforms: the steps in forward order, or one mapping from step name to step.
+
+    Example:
+        >>> import torch
+        >>> from nfkit_core.layers import ActNorm, Reverse
+        >>> steps = Sequential({"norm": ActNorm(2), "flip": Reverse()})
+        >>> steps.names()
+        ['norm', 'flip']
+        >>> z, log_det = steps(torch.randn(4, 2))
+        >>> x, inverse_log_det = steps.inverse(z)
+        >>> torch.allclose(log_det, -inverse_log_det)
+        True
     """
 
     def __init__(self, *transforms: Transform | Mapping[str, Transform]) -> None:
@@ -116,6 +174,18 @@ class Sequential(Transform):
         return list(self.transforms.keys())
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Apply the steps in order.
+
+        Args:
+            x: a batch of inputs, batch first.
+            context: the conditioning, handed to every step, or ``None``.
+
+        Returns:
+            the last step's output and the sum of the steps' log-dets, shape ``(B,)``, in nats.
+
+        Raises:
+            ValueError: a step returned a log-det of another shape (the message names the step).
+        """
         total = x.new_zeros(x.shape[0])
         for name, transform in self.transforms.items():
             x, log_det = transform(x, context)
@@ -124,6 +194,19 @@ class Sequential(Transform):
         return x, total
 
     def inverse(self, z: Tensor, context: Tensor | None = None, **options: Any) -> tuple[Tensor, Tensor]:
+        """Invert the steps in reverse order.
+
+        Args:
+            z: a batch of latents, batch first.
+            context: the conditioning, handed to every step, or ``None``.
+            options: sampling options, handed to every step.
+
+        Returns:
+            the first step's inverse output and the sum of the steps' inverse log-dets, shape ``(B,)``, in nats.
+
+        Raises:
+            ValueError: a step returned a log-det of another shape (the message names the step).
+        """
         total = z.new_zeros(z.shape[0])
         for name, transform in reversed(self.transforms.items()):
             z, log_det = transform.inverse(z, context, **options)
@@ -137,6 +220,18 @@ def _describe(name: str, transform: nn.Module) -> str:
 
 
 def sum_except_batch(x: Tensor) -> Tensor:
-    """Sum a tensor over every dimension but the first (the usual reduction of element-wise log-dets)."""
+    """Sum a tensor over every dimension but the first (the usual reduction of element-wise log-dets).
+
+    Args:
+        x: a tensor of shape ``(B, ...)``.
+
+    Returns:
+        the per-sample sums, shape ``(B,)``.
+
+    Example:
+        >>> import torch
+        >>> sum_except_batch(torch.ones(2, 3, 4))
+        tensor([12., 12.])
+    """
     return x.reshape(x.shape[0], -1).sum(dim=1)
 

@@ -82,6 +82,7 @@ class Report:
         return any(m.name == name for m in self.measurements)
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as plain JSON values (what ``eval.json`` holds)."""
         return {"subject": self.subject, **self.header,
                 "metrics": {m.name: m.to_dict() for m in self.measurements}, "figures": self.figures}
 

@@ -119,7 +119,14 @@ class VariationalDequantization(_Dequantization):
         self.noise_shape = tuple(int(d) for d in noise_shape) if noise_shape is not None else None
 
     def sample_with_log_prob(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Draw ``u ~ q(u | x)`` for levels ``x`` (floats) and return ``(u, log q(u | x))``."""
+        """Draw ``u ~ q(u | x)`` for levels ``x`` (floats) and return ``(u, log q(u | x))``.
+
+        Args:
+            x: integer levels as floats, ``(B, *event_shape)``.
+
+        Returns:
+            ``u`` in ``(0, 1)``, the shape of ``x``, and ``log q(u | x)``, shape ``(B,)``, in nats.
+        """
         c = self.context_net(x) if self.context_net is not None else x
         shape = (x.shape[0], *(self.noise_shape or x.shape[1:]))
         eps = noise.randn(shape, device=x.device, dtype=x.dtype)
