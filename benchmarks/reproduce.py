@@ -1,0 +1,113 @@
+"""Does a second run of a benchmark reproduce the first? Compare the medians of two reports of the same command.
+
+Every timed figure of a report is written ``median (low-high)`` (``common.Spread.format``). This script reads two
+reports of the same command, pairs their figures by position (table, row, column, and order within the cell), and
+says for each whether the second run's median lies within the range the first run reports, which is what
+benchmarks/README.md promises a reader who re-runs a committed command on the same machine. Rows are paired only
+when their labels (the cells without figures or plain numbers) agree; reports whose tables differ in shape are an
+error.
+
+    python benchmarks/reproduce.py FIRST.md SECOND.md
+    python benchmarks/reproduce.py FIRST.md SECOND.md --output benchmarks/results/reproducibility_x.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+NUMBER = r"[0-9][0-9,]*(?:\.[0-9]+)?(?:e[+-]?[0-9]+)?"
+FIGURE = re.compile(rf"({NUMBER})(x?) \(({NUMBER})x?-({NUMBER})x?\)")
+PLAIN = re.compile(rf"{NUMBER}")  # an untimed figure (e.g. a memory median): not part of a row's label
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One ``median (low-high)`` figure and where it stands in its report."""
+
+    table: int
+    row: str
+    column: str
+    median: float
+    low: float
+    high: float
+    text: str
+    ratio: bool  # a speed-up (``1.07x (0.98-1.15x)``) rather than a rate or a time
+
+
+def _number(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+def _cells(line: str) -> list[str]:
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+
+def figures(report: str) -> list[Figure]:
+    """Every ``median (low-high)`` figure of a Markdown report, table by table, row by row, left to right."""
+    found: list[Figure] = []
+    table, header, in_table = -1, [], False
+    for line in report.splitlines():
+        if not line.lstrip().startswith("|"):
+            in_table = False
+            continue
+        cells = _cells(line)
+        if not in_table:
+            table, header, in_table = table + 1, cells, True
+            continue
+        if all(set(cell) <= set("-: ") for cell in cells):
+            continue
+        label = " | ".join(cell for cell in cells if not FIGURE.search(cell) and not PLAIN.fullmatch(cell))
+        for index, cell in enumerate(cells):
+            column = header[index] if index < len(header) else str(index)
+            for match in FIGURE.finditer(cell):
+                median, suffix, low, high = match.groups()
+                found.append(Figure(table, label, column, _number(median), _number(low), _number(high),
+                                    match.group(0), suffix == "x"))
+    return found
+
+
+def compare(first: str, second: str) -> tuple[list[tuple[Figure, Figure, bool]], str]:
+    """Pair the figures of two reports; return ``(first, second, second median within first range)`` per figure
+    and a Markdown report of the comparison."""
+    a, b = figures(first), figures(second)
+    if len(a) != len(b) or not a:
+        raise SystemExit(f"error: the reports hold {len(a)} and {len(b)} figures; compare two reports of the same "
+                         "command (a report without `median (low-high)` figures cannot be compared)")
+    pairs = []
+    for x, y in zip(a, b):
+        if (x.table, x.row, x.column) != (y.table, y.row, y.column):
+            raise SystemExit(f"error: the reports differ in shape at table {x.table + 1}, row '{x.row}', column "
+                             f"'{x.column}' against '{y.row}', '{y.column}'")
+        pairs.append((x, y, x.low <= y.median <= x.high))
+    def count(ratios: bool) -> str:
+        chosen = [ok for x, _, ok in pairs if x.ratio == ratios]
+        return f"{sum(chosen)} of {len(chosen)}"
+    inside = sum(ok for *_, ok in pairs)
+    lines = [f"{inside} of {len(pairs)} medians of the second run lie within the first run's range: {count(True)} "
+             f"speed-ups, {count(False)} rates and times.", "",
+             "| table | row | column | first run | second run | within |", "|---|---|---|---|---|---|"]
+    lines += [f"| {x.table + 1} | {x.row} | {x.column} | {x.text} | {y.text} | {'yes' if ok else '**no**'} |"
+              for x, y, ok in pairs]
+    return pairs, "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("first", type=Path, help="the report of the first run (e.g. the committed table)")
+    parser.add_argument("second", type=Path, help="the report of a second run of the same command")
+    parser.add_argument("--output", type=Path, help="also write the comparison to this Markdown file")
+    args = parser.parse_args(argv)
+    _, text = compare(args.first.read_text(), args.second.read_text())
+    header = f"# Reproducibility: `{args.first}` against a second run `{args.second}`\n\n"
+    print(header + text, end="")
+    if args.output:
+        args.output.write_text(header + text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""The check that a second run of a benchmark reproduces the first: figures paired by position, medians in ranges."""
+
+from __future__ import annotations
+
+import pytest
+import reproduce
+
+FIRST = """# report
+
+stamp with 1.0 (0.5-2.0) outside any table
+
+| model | impl | params | steps/s | peak MiB | speed-up |
+|---|---|---|---|---|---|
+| MAF | nf | 63,080 | 108 (92.3-115) | 4.2 | 1.12x (0.971-1.19x) / 1.28x (1.16-1.46x) |
+| MAF | zuko | 63,080 | 96.5 (90.8-111) | 4.9 | baseline |
+
+| config | s/image |
+|---|---|
+| small | 0.0113 (0.0101-0.0125) |
+| large | 1,203 (1,100-1,500) |
+"""
+
+SECOND = """# report
+
+| model | impl | params | steps/s | peak MiB | speed-up |
+|---|---|---|---|---|---|
+| MAF | nf | 63,080 | 112 (100-119) | 4.4 | 1.2x (1.01-1.3x) / 1.3x (1.2-1.4x) |
+| MAF | zuko | 63,080 | 89.9 (80-95) | 5.1 | baseline |
+
+| config | s/image |
+|---|---|
+| small | 0.0119 (0.011-0.013) |
+| large | 1,050 (1,000-1,100) |
+"""
+
+
+def test_figures_are_read_by_position_and_untimed_cells_are_not_labels():
+    figures = reproduce.figures(FIRST)
+    assert [f.text for f in figures] == ["108 (92.3-115)", "1.12x (0.971-1.19x)", "1.28x (1.16-1.46x)",
+                                         "96.5 (90.8-111)", "0.0113 (0.0101-0.0125)", "1,203 (1,100-1,500)"]
+    assert figures[0].row == "MAF | nf" and figures[0].column == "steps/s" and figures[5].table == 1
+    assert [f.ratio for f in figures] == [False, True, True, False, False, False]
+    assert (figures[5].median, figures[5].low, figures[5].high) == (1203.0, 1100.0, 1500.0)
+
+
+def test_each_median_of_the_second_run_is_checked_against_the_first_runs_range():
+    pairs, text = reproduce.compare(FIRST, SECOND)
+    assert [ok for *_, ok in pairs] == [True, False, True, False, True, False]
+    assert text.startswith("3 of 6 medians of the second run lie within the first run's range: 1 of 2 speed-ups, "
+                           "2 of 4 rates and times.")
+
+
+def test_reports_of_different_commands_are_refused():
+    with pytest.raises(SystemExit, match="differ in shape"):
+        reproduce.compare(FIRST, SECOND.replace("| MAF | zuko", "| MAF | other"))
+    with pytest.raises(SystemExit, match="hold 6 and 1 figures"):
+        reproduce.compare(FIRST, "| a | b |\n|---|---|\n| x | 1 (0-2) |\n")
