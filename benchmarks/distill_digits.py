@@ -68,4 +68,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 if __name__ == "__main__":
     main(__doc__, "Distillation of flows on digits", settings, root=Path("/tmp/nf_distill_digits"),
-         teacher_steps="1500", steps="1000", latency_batch=64, add_arguments=add_arguments)
+         teacher_steps="500,1500", steps="1000", latency_batch=64, add_arguments=add_arguments)

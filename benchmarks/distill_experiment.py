@@ -4,7 +4,7 @@ command line.
 A :class:`Setting` is one teacher-student comparison. Its teacher is trained by likelihood for each candidate length
 (``--teacher-steps``, a comma-separated list) and the candidate with the best *validation* score is kept. Its
 students' length (``--steps``, also a list) is chosen the same way, by the likelihood-only arm: the candidate with the
-best mean validation score over the seeds; every arm then trains for that many steps. For every seed, a student of
+best validation score for the first seed; every arm then trains for that many steps. For every seed, a student of
 the setting's architecture and data is trained once per arm with the same steps, optimizer, schedule and seed:
 ``nll`` (likelihood only), ``lkd``, ``ilkd`` and ``ilkd+skd`` (warm-started: ILKD for the first half of the steps,
 then ILKD+SKD, as the paper advises). Every run is an ordinary nf run folder; the test numbers are collected into a
@@ -190,7 +190,7 @@ def run_setting(setting: Setting, root: Path, teacher_steps: Sequence[int], step
         print(f"{s.name} {arm} {n} steps seed {seed}: test {s.score(report, 'test'):.4f} {s.unit}", flush=True)
         return report
 
-    nll_val = {n: statistics.fmean(s.score(student("nll", n, seed), "val") for seed in seeds) for n in steps}
+    nll_val = {n: s.score(student("nll", n, seeds[0]), "val") for n in steps}
     n = best_by_validation(nll_val, better)
     reports = {(arm, seed): student(arm, n, seed) for seed in seeds for arm in s.arms}
     if not table_only:
@@ -208,8 +208,8 @@ def run_setting(setting: Setting, root: Path, teacher_steps: Sequence[int], step
     params = {"teacher": teacher["parameters"], "student": reports["nll", seeds[0]]["parameters"]}
     text = (f"Teacher: {chosen} steps, chosen by validation among "
             + ", ".join(f"{m} steps ({s.score(r, 'val'):.4f})" for m, r in teachers.items())
-            + f". Students: {n} steps, the length at which the likelihood-only arm's mean validation {s.unit} was "
-            f"best among " + ", ".join(f"{m} ({v:.4f})" for m, v in nll_val.items()) + ".\n\n")
+            + f". Students: {n} steps, the length at which the likelihood-only arm's validation {s.unit} (seed "
+            f"{seeds[0]}) was best among " + ", ".join(f"{m} ({v:.4f})" for m, v in nll_val.items()) + ".\n\n")
     text += table(results, s.score(teacher, "test"), s.unit, better, params, latency, extra)
     sign = 1.0 if better else -1.0
     margin = {split: sign * (s.score(teacher, split) - statistics.fmean(s.score(reports["nll", seed], split)
@@ -244,8 +244,8 @@ def main(doc: str, title: str, settings: Callable[[argparse.Namespace], list[Set
     parser.add_argument("--teacher-steps", type=int_list, default=teacher_steps,
                         help="the teacher's candidate lengths, the best on validation is kept (default: %(default)s)")
     parser.add_argument("--steps", type=int_list, default=steps,
-                        help="the students' candidate lengths; the one at which the likelihood-only arm is best on "
-                             "validation is used by every arm (default: %(default)s)")
+                        help="the students' candidate lengths; the one at which the likelihood-only arm (first seed) "
+                             "is best on validation is used by every arm (default: %(default)s)")
     parser.add_argument("--seeds", type=int, default=5, help="students' seeds 0..N-1 (default: %(default)s)")
     parser.add_argument("--only-seed", type=int, default=None,
                         help="only train this seed's runs (processes for different seeds can share --root); a run "
@@ -253,10 +253,6 @@ def main(doc: str, title: str, settings: Callable[[argparse.Namespace], list[Set
     if add_arguments is not None:
         add_arguments(parser)
     args = parse_args(parser)
-    if isinstance(args.teacher_steps, str):
-        args.teacher_steps = int_list(args.teacher_steps)
-    if isinstance(args.steps, str):
-        args.steps = int_list(args.steps)
     if args.tiny:  # a smoke run of the whole pipeline
         args.teacher_steps, args.steps, args.seeds = [3], [2], 2
     seeds = list(range(args.seeds)) if args.only_seed is None else [args.only_seed]
