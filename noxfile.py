@@ -87,7 +87,7 @@ def docs(session: nox.Session) -> None:
     """Build the Sphinx docs offline; any warning is an error; then check no page loads anything from the network."""
     install_everything(session)
     session.install(*CONSTRAINTS, *DOCS_REQUIREMENTS)
-    session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
+    session.run("sphinx-build", "-n", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
     session.run("python", "docs/check_offline.py", "docs/_build/html")
 
 

@@ -31,7 +31,6 @@ autodoc_typehints = "description"
 autodoc_mock_imports = ["flash_attn"]
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
-nitpicky = False
 templates_path = ["_templates"]
 exclude_patterns = ["_build"]
 html_theme = "furo"
@@ -82,6 +81,13 @@ def resolve_reexport(app, env, node, contnode):
         domain = env.get_domain("py")
         return domain.resolve_xref(env, node.get("refdoc"), app.builder, node["reftype"], canonical, node, contnode)
     return None
+
+
+# --- API reference (docs-api): nitpicky references, names resolved in their module's namespace, public bases,
+# the presets tables (docs/_ext/nf_api_reference.py). ---
+extensions.append("nf_api_reference")
+nitpicky = True
+# --- end of the API reference block ---
 
 
 def setup(app):

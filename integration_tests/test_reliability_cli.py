@@ -1,4 +1,5 @@
-"""`nf train` and `nf sample` as a user runs them: signals, outlier rows, run folders, bad sampling options."""
+"""`nf train`, `nf distill` and `nf sample` as a user runs them: signals, outlier rows, run folders, bad sampling
+options."""
 
 from __future__ import annotations
 
@@ -17,18 +18,37 @@ import torch
 from nfkit_core.checkpoint import read_checkpoint
 from nfkit_core.cli import main
 from nfkit_core.plugins import DataInfo
+from nfkit_core.train import Trainer
+from nfkit_core.train.interrupt import StopRequests
 
 NF = [sys.executable, "-m", "nfkit_core.cli"]
 QUIET = ["--set", "train.progress=false", "--set", "train.val_every=100000", "--set", "train.sample_every=100000"]
 
 
-def start_long_run(out: Path) -> subprocess.Popen:
-    """A MAF on toy2d for far more steps than it will run, logging every step, checkpointing only at the end."""
-    command = [*NF, "train", "--arch", "maf", "--data", "toy2d", "--out", str(out), *QUIET,
-               "--set", "train.steps=1000000", "--set", "train.log_every=1", "--set", "train.checkpoint_every=1000000",
-               "--set", "data.train_size=512", "--set", "data.eval_size=64", "--set", "train.batch_size=32"]
+LONG = ["--set", "train.steps=1000000", "--set", "train.log_every=1", "--set", "train.checkpoint_every=1000000",
+        "--set", "train.batch_size=32"]
+TOY2D = ["--set", "data.train_size=512", "--set", "data.eval_size=64"]
+
+
+def start_long_run(out: Path, teacher: Path | None = None) -> subprocess.Popen:
+    """A MAF on toy2d for far more steps than it will run, logging every step, checkpointing only at the end: trained
+    by ``nf train``, or distilled by ``nf distill`` from ``teacher``."""
+    if teacher is None:
+        command = [*NF, "train", "--arch", "maf", "--data", "toy2d", *TOY2D]
+    else:
+        command = [*NF, "distill", "--teacher", str(teacher), "--set", "model.num_layers=1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen([*command, "--out", str(out), *QUIET, *LONG], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+@pytest.fixture(scope="module")
+def maf_teacher(tmp_path_factory) -> Path:
+    """A MAF trained for two steps on toy2d: a teacher for ``nf distill``."""
+    out = tmp_path_factory.mktemp("teacher") / "run"
+    assert main(["train", "--arch", "maf", "--data", "toy2d", "--out", str(out), *QUIET, *TOY2D,
+                 "--set", "train.steps=2", "--set", "train.batch_size=32"]) == 0
+    return out
 
 
 def wait_for_steps(out: Path, steps: int, process: subprocess.Popen, timeout: float = 600) -> None:
@@ -66,15 +86,48 @@ def test_a_signal_finishes_the_step_writes_a_checkpoint_and_says_how_to_resume(t
     assert read_checkpoint(out)["step"] == step + 2
 
 
-def test_a_second_interrupt_aborts_at_once(tmp_path):
+@pytest.mark.parametrize("command", ["train", "distill"])
+def test_a_second_interrupt_aborts_at_once(tmp_path, monkeypatch, capsys, command, request):
+    """Ctrl-C as training starts, and again while the checkpoint is being written: ``nf train`` and ``nf distill``
+    abort at once with 130 (in one process, so that the second signal surely comes after the first was handled: two
+    signals sent to a child back to back may reach it as one)."""
+    def ctrl_c_after_entering(stop_requests):
+        stop = enter(stop_requests)
+        os.kill(os.getpid(), signal.SIGINT)
+        return stop
+
+    def ctrl_c_while_saving(trainer):
+        saves.append(trainer.step)
+        os.kill(os.getpid(), signal.SIGINT)
+        raise AssertionError("the second Ctrl-C did not abort")
+
+    if command == "train":
+        args = ["train", "--arch", "maf", "--data", "toy2d", *TOY2D]
+    else:
+        args = ["distill", "--teacher", str(request.getfixturevalue("maf_teacher")), "--set", "model.num_layers=1"]
+    enter, saves = StopRequests.__enter__, []
+    monkeypatch.setattr(StopRequests, "__enter__", ctrl_c_after_entering)
+    monkeypatch.setattr(Trainer, "save", ctrl_c_while_saving)
     out = tmp_path / "run"
-    process = start_long_run(out)
+    capsys.readouterr()
+    handler = signal.getsignal(signal.SIGINT)
+    assert main([*args, "--out", str(out), *QUIET, *LONG]) == 130
+    assert saves == [1]
+    assert capsys.readouterr().err.splitlines() == [f"nf {command}: aborted; the last checkpoint is kept in {out}"]
+    assert signal.getsignal(signal.SIGINT) is handler  # restored
+
+
+def test_nf_distill_stops_on_a_signal_as_nf_train_does_and_names_its_own_resume(tmp_path, maf_teacher):
+    out = tmp_path / "run"
+    process = start_long_run(out, maf_teacher)
     wait_for_steps(out, 5, process)
-    process.send_signal(signal.SIGINT)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=600)
-    assert process.returncode == 130, stderr
-    assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr, stderr
+    assert process.returncode == 143, stderr
+    step = read_checkpoint(out)["step"]
+    assert stderr.strip().splitlines() == [
+        f"nf distill: SIGTERM: stopped after step {step}; checkpoint written to {out / 'checkpoint.pt'}; continue "
+        f"with: nf distill --resume {out}"], stderr
 
 
 def test_outlier_rows_get_a_finite_likelihood_and_the_report_is_valid_json(tmp_path):

@@ -35,7 +35,7 @@ def _torch_page(name: str) -> str:
 
 PROJECTS: dict[str, tuple[str, Iterable[str], Callable[[str], str]]] = {
     "torch": ("PyTorch", ["torch", "torch.nn", "torch.nn.functional", "torch.utils.data",
-                          "torch.utils.data.distributed", "torch.distributed"], _torch_page),
+                          "torch.utils.data.distributed", "torch.distributed", "torch.optim"], _torch_page),
     "torchvision": ("torchvision", ["torchvision.datasets"], lambda name: f"generated/{name}.html"),
     "numpy": ("NumPy", ["numpy", "numpy.random"],
               lambda name: "random/generator.html" if name == "numpy.random.Generator" else f"generated/{name}.html"),

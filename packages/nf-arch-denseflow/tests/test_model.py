@@ -214,3 +214,33 @@ def test_the_dequantizer_context_network_follows_the_config():
     assert dense_blocks(tiny_flow(dequantization_context_depth=2, dequantization_context_growth=4)) == [(2, 4), (2, 4)]
     flow = tiny_flow(dequantization_context_depth=1, dequantization_context_growth=3)
     check_flow(flow, digits_levels(3))
+
+
+def test_user_context_reaches_the_conditioning_and_the_dequantizer_features_reach_its_couplings():
+    """A conditional flow built on DenseFlow's parts: the labels condition the prior only; the dequantizer's couplings
+    get the features of x (their half joined with ``dequantization_context_channels`` channels), never the labels."""
+    x = digits_levels()
+    flow = trained_looking(tiny_flow(), x)
+    prior = nfkit_core.ClassConditionalGaussian(flow.prior.event_shape, num_classes=10)
+    with torch.no_grad():
+        for p in prior.parameters():
+            p.normal_(0.0, 0.1, generator=torch.Generator().manual_seed(2))
+    conditional = nfkit_core.NormalizingFlow(flow.transform, prior, flow.dequantizer, data_shape=flow.data_shape)
+    seen = []
+    couplings = [step for name, step in flow.dequantizer.encoder.transforms.items() if name.startswith("coupling")]
+    hooks = [c.conditioner.register_forward_pre_hook(lambda _, args: seen.append([a.shape[1] for a in args]))
+             for c in couplings]
+    labels_a, labels_b = torch.tensor([0, 1, 2, 3]), torch.tensor([4, 5, 6, 7])
+    try:
+        terms_a = conditional.log_prob_terms(x, labels_a, noise=torch.Generator().manual_seed(3))
+        terms_b = conditional.log_prob_terms(x, labels_b, noise=torch.Generator().manual_seed(3))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    half = 4 * flow.data_shape[0] // 2
+    assert seen == [[half + flow.config.dequantization_context_channels]] * (2 * len(couplings))
+    assert torch.equal(terms_a.dequantization, terms_b.dequantization)
+    assert torch.equal(terms_a.log_det, terms_b.log_det)
+    assert (terms_a.prior - terms_b.prior).abs().min() > 1e-3
+    unconditional = flow.log_prob(x, noise=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(flow.log_prob(x, labels_a, noise=torch.Generator().manual_seed(3)), unconditional)

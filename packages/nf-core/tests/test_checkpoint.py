@@ -37,7 +37,7 @@ def test_a_checkpoint_holds_the_whole_run(trained):
     assert state["preprocessing"]["mode"] == "dequantize" and state["step"] == 3
     assert state["train_config"]["ema_decay"] == 0.5 and state["train_config"]["betas"] == (0.9, 0.999)
     assert state["schedule"] == {"name": "warmup_cosine", "lr": 1e-3, "warmup_steps": 100, "total_steps": 3,
-                                 "min_lr_ratio": 0.0}
+                                 "min_lr_ratio": 0.0, "warmup_start_ratio": 0.0}
     assert state["optimizer"]["state"][0]["step"].item() == 3
     assert state["versions"]["nfkit-core"] == nfkit_core.version() and state["versions"]["torch"] == torch.__version__
     assert set(state["rng"][0]) == {"torch", "cuda"}

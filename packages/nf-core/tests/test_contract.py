@@ -173,6 +173,50 @@ def test_sampling_options_reach_nested_layers_through_sequential():
         flow.sample(5, ofset=1.5)
 
 
+class FeatureShift(Transform):
+    """Adds its internal input ``features`` in both directions (minus in the inverse); records what it was given."""
+
+    internal_inputs = ("features",)
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, x, context=None, *, features):
+        self.seen.append(("forward", context, features))
+        return x + features, x.new_zeros(x.shape[0])
+
+    def inverse(self, z, context=None, *, features, **options):
+        self.seen.append(("inverse", context, features))
+        return z - features, z.new_zeros(z.shape[0])
+
+
+def test_internal_inputs_reach_only_the_steps_that_name_them_and_never_the_context():
+    shift = FeatureShift()
+    flow = Sequential({"inner": Sequential({"shift": shift, "actnorm": ActNorm(4)}), "offset": Offset()})
+    assert flow.internal_inputs == ("features",) and flow["inner"].internal_inputs == ("features",)
+    x, features, labels = torch.randn(3, 4), torch.randn(3, 4), torch.tensor([0, 1, 0])
+    z, _ = flow(x, labels, features=features)
+    back, _ = flow.inverse(z, labels, features=features, offset=0.0)
+    torch.testing.assert_close(back, x)
+    assert [(direction, c is labels, f is features) for direction, c, f in shift.seen] == [
+        ("forward", True, True), ("inverse", True, True)]
+    with pytest.raises(TypeError, match=r"no step of this Sequential takes the internal input\(s\) \['feature'\]; "
+                                        r"its steps take \['features'\]"):
+        flow(x, feature=features)
+
+
+def test_coupling_conditioner_sees_the_features_joined_to_its_half():
+    conditioner = nn.Conv2d(3, 4, 1)
+    coupling = AffineCoupling(conditioner)
+    x, features = torch.randn(2, 4, 3, 3), torch.randn(2, 1, 3, 3)
+    z, log_det = coupling(x, features=features)
+    log_s, shift = conditioner(torch.cat([x[:, :2], features], dim=1)).chunk(2, dim=1)
+    torch.testing.assert_close(z, torch.cat([x[:, :2], x[:, 2:] * log_s.exp() + shift], dim=1))
+    torch.testing.assert_close(log_det, log_s.sum(dim=(1, 2, 3)))
+    torch.testing.assert_close(coupling.inverse(z, features=features)[0], x)
+
+
 def test_denoising_is_tweedies_step_and_needs_a_noise_level():
     torch.manual_seed(0)
     flow = NormalizingFlow(Sequential(Coupling()), StandardNormal((4,)), noise_std=0.5)

@@ -3,16 +3,10 @@ the contract layer imports nothing but itself, the standard library, torch, nump
 
 from __future__ import annotations
 
-from nfkit_core.testing.imports import find_cycle, import_graph
+from nfkit_core.testing.imports import CONTRACT_DEPENDENCIES, contract_modules, find_cycle, import_graph
 
 GRAPH = import_graph(["nfkit_core"])
-
-CONTRACT = {"nfkit_core", "nfkit_core.errors", "nfkit_core.specs", "nfkit_core.noise", "nfkit_core.transform",
-            "nfkit_core.priors", "nfkit_core.flow", "nfkit_core.attention", "nfkit_core.validation",
-            *(module for module in GRAPH.internal if module.startswith("nfkit_core.layers"))}
-"""The contract layer: what flows are made of, and what an architecture may import (see docs/concepts.rst)."""
-
-CONTRACT_DEPENDENCIES = {"torch", "numpy", "einops"}
+CONTRACT = contract_modules(GRAPH)
 OPTIONAL = {"nfkit_core.attention": {"flash_attn"}}  # imported by the flash backend only, when it runs
 
 
@@ -29,6 +23,12 @@ def test_the_contract_layer_imports_only_itself_torch_numpy_and_einops():
     for module in sorted(CONTRACT):
         assert GRAPH.internal[module] <= CONTRACT, (module, GRAPH.internal[module] - CONTRACT)
         assert GRAPH.external[module] <= CONTRACT_DEPENDENCIES | OPTIONAL.get(module, set()), module
+
+
+def test_the_contract_layer_is_what_flows_are_made_of():
+    assert {"nfkit_core.transform", "nfkit_core.flow", "nfkit_core.layers", "nfkit_core.layers.coupling"} <= CONTRACT
+    assert not [m for m in CONTRACT if m.startswith(("nfkit_core.train", "nfkit_core.cli", "nfkit_core.plugins"))]
+    assert CONTRACT <= set(GRAPH.internal)  # every name is a module that exists
 
 
 def test_the_value_types_and_errors_are_leaves():

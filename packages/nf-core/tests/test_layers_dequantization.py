@@ -27,24 +27,14 @@ def levels(shape=(3, 2, 4, 4), seed=0) -> torch.Tensor:
     return torch.randint(0, NUM_BINS, shape, generator=torch.Generator().manual_seed(seed)).float()
 
 
-class ContextConditioner(nn.Module):
-    """Coupling network of the encoder: sees the identity half of the noise and the context computed from x."""
-
-    def __init__(self, in_channels: int, context_channels: int, out_channels: int) -> None:
-        super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(in_channels + context_channels, 8, 3, padding=1), nn.Tanh(),
-                                 nn.Conv2d(8, out_channels, 3, padding=1))
-
-    def forward(self, h: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([h, context], dim=1))
-
-
 def encoder(channels: int = 2, context_channels: int = 2) -> Sequential:
-    """eps -> ElementwiseAffine (a learned diagonal base, as survae's ConvNormal2d) -> conv -> coupling."""
+    """eps -> ElementwiseAffine (a learned diagonal base, as survae's ConvNormal2d) -> conv -> coupling, whose
+    conditioner sees the identity half of the noise joined with the features computed from x."""
     half = channels // 2
+    conditioner = nn.Sequential(nn.Conv2d(half + context_channels, 8, 3, padding=1), nn.Tanh(),
+                                nn.Conv2d(8, 2 * (channels - half), 3, padding=1))
     return Sequential(ElementwiseAffine((channels, 1, 1)), InvertibleConv1x1(channels),
-                      AffineCoupling(ContextConditioner(half, context_channels, 2 * (channels - half)),
-                                     log_scale="tanh"))
+                      AffineCoupling(conditioner, log_scale="tanh"))
 
 
 def squeezed_dequantizer() -> VariationalDequantization:
@@ -95,10 +85,10 @@ def test_variational_log_q_matches_the_jacobian_of_the_encoder():
     (eps,) = record.draws
     assert eps.shape == (2, 8, 2, 2)
     for i in range(2):
-        context = layer.context_net(x[i:i + 1])
+        features = layer.context_net(x[i:i + 1])
 
-        def u_of(flat_eps, context=context):
-            return torch.sigmoid(layer.encoder(flat_eps.view(1, 8, 2, 2), context)[0]).reshape(-1)
+        def u_of(flat_eps, features=features):
+            return torch.sigmoid(layer.encoder(flat_eps.view(1, 8, 2, 2), features=features)[0]).reshape(-1)
 
         jacobian = torch.autograd.functional.jacobian(u_of, eps[i].reshape(-1))
         log_q = torch.distributions.Normal(0.0, 1.0).log_prob(eps[i]).sum() - torch.linalg.slogdet(jacobian).logabsdet
@@ -160,3 +150,9 @@ def test_encoder_with_the_wrong_output_shape_is_an_error():
     layer = VariationalDequantization(Squeeze(), NUM_BINS)
     with pytest.raises(ValueError, match=r"encoder must return the shape of x, \(3, 2, 4, 4\), got \(3, 8, 2, 2\)"):
         layer(levels())
+
+
+def test_a_context_net_needs_an_encoder_that_takes_its_features():
+    with pytest.raises(ValueError, match=r"encoder \(Squeeze\) ignores the features that context_net computes: give "
+                                         r"it a layer that names 'features' in its internal_inputs"):
+        VariationalDequantization(Squeeze(), NUM_BINS, context_net=nn.Identity())

@@ -18,6 +18,7 @@ import nfkit_core.testing.tiny as tiny
 from nfkit_core.attention import resolve_backend, sdpa_attention
 from nfkit_core.cli import COMMANDS_PLUGIN, main, with_commands
 from nfkit_core.errors import ConfigError, NfError
+from nfkit_core.flow import Flow
 from nfkit_core.plugins import (
     ArchitectureSpec,
     AttentionBackend,
@@ -34,6 +35,7 @@ from nfkit_core.plugins import (
     hook_names,
     hookimpl,
     hookspecs,
+    is_flow,
 )
 
 
@@ -281,6 +283,28 @@ def test_a_build_that_returns_no_flow_is_caught_at_build_time_naming_the_plugin(
     code = main(["train", "--arch", "pair", "--out", str(site / "run"), "--set", "progress=false"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "returned a tuple" in err
+
+
+class FlowLike:
+    """Every method and attribute of a flow (through the one it wraps), but not a torch.nn.Module."""
+
+    def __init__(self, flow):
+        self._flow = flow
+
+    def __getattr__(self, name):
+        return getattr(self._flow, name)
+
+
+def test_a_flow_must_also_be_a_module():
+    flow = tiny.build_tiny(tiny.TinyConfig(), DataInfo((1, 8, 8), num_bins=17))
+    assert is_flow(flow) and isinstance(FlowLike(flow), Flow) and not is_flow(FlowLike(flow))
+    registry = Registry()
+    registry.architectures.add(ArchitectureSpec("wrapped", tiny.TinyConfig,
+                                                lambda c, d: FlowLike(tiny.build_tiny(c, d))))
+    with pytest.raises(PluginError, match=r"architecture 'wrapped' of .*: build\(\) returned a FlowLike, which "
+                                          r"has the methods of nfkit_core.Flow but is not a torch.nn.Module \(the "
+                                          r"trainer needs its parameters and state_dict\)"):
+        registry.build_flow("wrapped", tiny.TinyConfig(), DataInfo((1, 8, 8), num_bins=17))
 
 
 def test_an_architectures_refusal_of_its_options_is_a_config_error():

@@ -20,8 +20,9 @@ FAST = ["-K", "4", "--no-progress"]
 
 
 def constant_metric(context):
-    """A third-party metric: the number of held-out examples, and 42."""
-    return [Measurement("answer", 42.0, protocol={"examples": len(context.data.held_out)})]
+    """A third-party metric: the number of held-out examples, and 42; and a number that cannot be computed."""
+    return [Measurement("answer", 42.0, protocol={"examples": len(context.data.held_out)}),
+            Measurement("diverged", float("inf"), float("nan"), "nats")]
 
 
 @hookimpl
@@ -125,8 +126,27 @@ def test_a_plugin_metric_appears_in_the_help_and_runs(nf, digits_run, tmp_path, 
     assert "answer   the answer to everything, from a test plugin [any; " in capsys.readouterr().out
     code, _, _ = nf("eval", digits_run, "--metrics", "bpd,answer", "--out", tmp_path, *FAST)
     assert code == 0
-    metrics = json.loads((tmp_path / "eval.json").read_text())["metrics"]
+    report = json.loads((tmp_path / "eval.json").read_text(), parse_constant=refuse_non_standard_json)
+    metrics = report["metrics"]
     assert metrics["answer"]["value"] == 42.0 and metrics["answer"]["protocol"]["examples"] == 180
+    assert metrics["answer"]["reason"] is None
+    assert metrics["diverged"] == {"value": None, "stderr": None, "unit": "nats", "lower_is_better": True,
+                                   "protocol": {}, "reason": "not computable: the value came out inf; the standard "
+                                                             "error came out nan"}
+    assert Report.from_dict(report).to_dict() == report
+    assert "| diverged | n/a (not computable: the value came out inf; the standard error came out nan) | nats |" in (
+        tmp_path / "eval.md").read_text().splitlines()
+
+
+def refuse_non_standard_json(constant):
+    raise AssertionError(f"eval.json holds {constant}, which is not JSON")
+
+
+def test_a_measurement_keeps_the_reason_it_has_no_value():
+    assert Measurement("memory", None, reason="no fresh process").to_dict()["reason"] == "no fresh process"
+    noisy = Measurement("bpd", 1.5, float("-inf"))
+    assert (noisy.value, noisy.stderr, noisy.reason) == (1.5, None, "the standard error came out -inf")
+    assert noisy.formatted() == "1.5000"
 
 
 def assert_one_line_error(result, *fragments):

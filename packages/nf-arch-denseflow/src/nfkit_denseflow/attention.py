@@ -42,6 +42,13 @@ def iterative_pinv(matrix: Tensor, num_iterations: int = 6) -> Tensor:
     ``V <- V (13 I - K V (15 I - K V (7 I - K V))) / 4`` from ``V0 = K^T / (||K||_1 ||K||_inf)`` (Nyströmformer,
     eq. 16), with the norms of each matrix of the batch. Under autocast or for half-precision input the iteration
     runs in float32 (it does not converge in bfloat16); the result has the dtype of ``matrix``.
+
+    Args:
+        matrix: a batch of square matrices ``(..., m, m)``.
+        num_iterations: the number of iterations.
+
+    Returns:
+        the pseudo-inverses, the shape and dtype of ``matrix``.
     """
     if matrix.dtype in (torch.float16, torch.bfloat16) or torch.is_autocast_enabled(matrix.device.type):
         with torch.autocast(device_type=matrix.device.type, enabled=False):

@@ -34,6 +34,11 @@ class NoiseConditioner(nn.Module):
     representation ``y`` being augmented is not an input of ``g_i``). The log-scale is bounded as
     ``2 tanh(s / 2)``, in (at least) float32 also under autocast. Returns ``[mu, log sigma]`` (the ``"halves"``
     layout).
+
+    Args:
+        in_channels: the channels of the history.
+        noise_channels: the channels of the appended noise (the growth rate).
+        hidden_factor: the hidden width, as a multiple of ``in_channels``.
     """
 
     def __init__(self, in_channels: int, noise_channels: int, hidden_factor: int = 4) -> None:
@@ -44,12 +49,26 @@ class NoiseConditioner(nn.Module):
             zero_init(nn.Conv2d(hidden_factor * in_channels, 2 * noise_channels, kernel_size=1)))
 
     def forward(self, history: Tensor) -> Tensor:
+        """``[mu, log sigma]`` of the appended noise, ``(B, 2 * noise_channels, H, W)``.
+
+        Args:
+            history: the block's input and the outputs of its earlier units, concatenated along the channels.
+        """
         mean, raw_log_scale = at_least_float32(self.net(history)).chunk(2, dim=1)
         return torch.cat([mean, 2.0 * torch.tanh(raw_log_scale / 2.0)], dim=1)
 
 
 def glow_module(channels: int, coupling_net: nn.Module, lu: bool = True) -> Sequential:
-    """ActNorm -> invertible 1x1 convolution -> affine coupling (log-scale ``2 tanh(s/2)``) -> swap of halves."""
+    """ActNorm -> invertible 1x1 convolution -> affine coupling (log-scale ``2 tanh(s/2)``) -> swap of halves.
+
+    Args:
+        channels: the number of channels of the module's input ``(B, C, H, W)``.
+        coupling_net: the coupling's network, mapping ``C // 2`` channels to ``2 * (C - C // 2)``.
+        lu: LU-decomposed 1x1 convolution.
+
+    Returns:
+        a :class:`nfkit_core.Sequential` of ``"actnorm"``, ``"conv"``, ``"coupling"`` and ``"swap"``.
+    """
     return Sequential({
         "actnorm": ActNorm(channels),
         "conv": InvertibleConv1x1(channels, lu=lu),

@@ -119,3 +119,13 @@ PRESETS: dict[str, dict[str, Any]] = {
                         dequantization_mid_channels=8, dequantization_depth=1, dequantization_growth=8,
                         eval_samples=8, eval_sample_batch_size=4),
 }
+
+#: Where each preset comes from (the API reference and the architectures guide list them).
+PRESET_SOURCES: dict[str, str] = {
+    "denseflow-74-10": "Grcić et al. 2021, DenseFlow-74-10, the paper's main model (matejgrcic/DenseFlow README "
+                       "arguments)",
+    "cifar10": "the same as ``denseflow-74-10``, the paper's CIFAR-10 model",
+    "denseflow-45-6": "Grcić et al. 2021, DenseFlow-45-6, the ablation model (ablations, Table 4)",
+    "digits": "nf: a CPU-sized model of the 8x8 digits",
+    "digits-tiny": "nf: the smallest digits model, for tests and smoke runs",
+}

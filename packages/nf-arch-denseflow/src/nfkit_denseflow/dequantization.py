@@ -5,12 +5,13 @@
 convolution, an unsqueeze to the data shape, and the sigmoid applied by
 :class:`nfkit_core.layers.VariationalDequantization`.
 The features of ``x`` come from a small context network: levels scaled to [-1, 1], a dense block, a stride-2
-convolution and another dense block.
+convolution and another dense block. They reach the couplings as their internal input ``features`` (handed on by the
+encoder's :class:`~nfkit_core.Sequential`), never through ``context``: each coupling network sees its conditioning
+half joined with the features along the channels, as the official ``ConditionalCoupling`` network does.
 """
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from nfkit_core import Sequential
@@ -24,8 +25,8 @@ from nfkit_core.layers import (
 )
 from nfkit_denseflow.nets import DenseBlock, ResidualDenseNet
 
-__all__ = ["LevelsToSigned", "ContextCouplingNet", "dequantization_context_net", "dequantization_encoder",
-           "make_dequantizer", "DEQUANTIZATIONS"]
+__all__ = ["LevelsToSigned", "dequantization_context_net", "dequantization_encoder", "make_dequantizer",
+           "DEQUANTIZATIONS"]
 
 DEQUANTIZATIONS = ("variational", "uniform")
 
@@ -44,13 +45,6 @@ class LevelsToSigned(nn.Module):
         return 2 * x / (self.num_bins - 1) - 1
 
 
-class ContextCouplingNet(ResidualDenseNet):
-    """A :class:`ResidualDenseNet` on the conditioning half concatenated with the context features."""
-
-    def forward(self, x: Tensor, context: Tensor) -> Tensor:
-        return super().forward(torch.cat([x, context], dim=1))
-
-
 def dequantization_context_net(in_channels: int, num_bins: int, mid_channels: int = 64,
                                context_channels: int = 64, depth: int = 4, growth: int = 16) -> nn.Sequential:
     """The features of ``x`` that condition ``q(u | x)``, at half resolution."""
@@ -63,12 +57,13 @@ def dequantization_context_net(in_channels: int, num_bins: int, mid_channels: in
 
 def dequantization_encoder(in_channels: int, steps: int = 4, context_channels: int = 64, mid_channels: int = 64,
                            depth: int = 4, growth: int = 64, lu: bool = True) -> Sequential:
-    """The conditional flow from noise of shape ``(4 C, H/2, W/2)`` to pre-sigmoid values of shape ``(C, H, W)``."""
+    """The conditional flow from noise of shape ``(4 C, H/2, W/2)`` to pre-sigmoid values of shape ``(C, H, W)``,
+    called as ``encoder(eps, features=c)`` with ``context_channels`` channels of features ``c`` at half resolution."""
     channels = 4 * in_channels
     layers = {"base": ElementwiseAffine((channels, 1, 1))}
     for i in range(steps):
         layers[f"conv{i}"] = InvertibleConv1x1(channels, lu=lu)
-        net = ContextCouplingNet(channels // 2 + context_channels, 2 * (channels - channels // 2), mid_channels,
+        net = ResidualDenseNet(channels // 2 + context_channels, 2 * (channels - channels // 2), mid_channels,
                                  depth, growth)
         layers[f"coupling{i}"] = AffineCoupling(net, mask="channel", log_scale="tanh", params="halves")
     layers[f"conv{steps}"] = InvertibleConv1x1(channels, lu=lu)

@@ -87,8 +87,8 @@ class DenseFlow(NormalizingFlow):
 
     @property
     def matchable_intermediates(self) -> list[list[str]]:
-        """What knowledge distillation (nfkit-distill) may match: every unit's output, one level per block; a block
-        that is followed by a split ends at the split (its kept half)."""
+        """The intermediates that knowledge distillation (nfkit-distill) may match, one level per block (every unit's
+        output; a block that is followed by a split ends at the split, its kept half)."""
         last = len(self.config.units_per_block) - 1
         return [[f"block{b}.units.{i}" for i in range(units - 1)] + [f"split{b}" if b < last else f"block{b}"]
                 for b, units in enumerate(self.config.units_per_block)]
@@ -103,6 +103,13 @@ class DenseFlow(NormalizingFlow):
         training minimises) and the importance-weighted estimate (what papers report; the same as
         :func:`nfkit_core.importance_weighted_log_prob`). The second is never larger. ``num_samples`` and
         ``sample_batch_size`` default to ``config.eval_samples`` and ``config.eval_sample_batch_size``.
+
+        Args:
+            x: integer levels of shape ``(B, C, H, W)``.
+            context: the conditioning, or ``None``.
+            num_samples: the number of noise draws ``K``.
+            sample_batch_size: draws evaluated in one forward pass.
+            noise: seeds or replays the draws.
         """
         bounds = self._bounds(x, num_samples, sample_batch_size, noise)
         importance_weighted = torch.logsumexp(bounds, dim=0) - math.log(bounds.shape[0])
@@ -124,7 +131,15 @@ class DenseFlow(NormalizingFlow):
 
 
 def build_denseflow(config: DenseFlowConfig, data: DataInfo) -> DenseFlow:
-    """The registry's ``build``: a :class:`DenseFlow` for the data described by ``data``."""
+    """The registry's ``build``: a :class:`DenseFlow` for the data described by ``data``.
+
+    Args:
+        config: the DenseFlow options.
+        data: quantized images: ``shape = (C, H, W)`` and ``num_bins``.
+
+    Raises:
+        ValueError: data without ``num_bins`` or not images.
+    """
     if data.num_bins is None:
         raise ValueError("DenseFlow models quantized images and needs DataInfo.num_bins (e.g. 256 for 8-bit images)")
     if len(data.shape) != 3:

@@ -18,19 +18,34 @@ __all__ = ["GatedConv2d", "DenseLayer", "DenseBlock", "ResidualDenseNet"]
 
 
 class GatedConv2d(nn.Module):
-    """A 1x1 convolution with a gated output: ``a + b * sigmoid(c)`` for three groups ``(a, b, c)`` of channels."""
+    """A 1x1 convolution with a gated output: ``a + b * sigmoid(c)`` for three groups ``(a, b, c)`` of channels.
+
+    Args:
+        in_channels: input channels.
+        out_channels: output channels (the convolution makes three times as many).
+    """
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_channels, 3 * out_channels, kernel_size=1)
 
     def forward(self, x: Tensor) -> Tensor:
+        """The gated output, ``(B, out_channels, H, W)``.
+
+        Args:
+            x: the input, ``(B, in_channels, H, W)``.
+        """
         a, b, c = self.conv(x).chunk(3, dim=1)
         return a + b * torch.sigmoid(c)
 
 
 class DenseLayer(nn.Module):
-    """``[x, relu(conv3x3(relu(conv1x1(x))))]``: appends ``growth`` new feature maps to its input."""
+    """``[x, relu(conv3x3(relu(conv1x1(x))))]``: appends ``growth`` new feature maps to its input.
+
+    Args:
+        in_channels: input channels.
+        growth: the number of feature maps it appends.
+    """
 
     def __init__(self, in_channels: int, growth: int) -> None:
         super().__init__()
@@ -38,6 +53,11 @@ class DenseLayer(nn.Module):
         self.conv = nn.Conv2d(in_channels, growth, kernel_size=3, padding=1)
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x`` with ``growth`` new maps appended, ``(B, C + growth, H, W)``.
+
+        Args:
+            x: the input, ``(B, C, H, W)``.
+        """
         new = F.relu(self.conv(F.relu(self.bottleneck(x))))
         return torch.cat([x, new], dim=1)
 
@@ -68,6 +88,11 @@ class DenseBlock(nn.Module):
         return self.output(x)
 
     def forward(self, x: Tensor) -> Tensor:
+        """The block's output, ``(B, out_channels, H, W)``.
+
+        Args:
+            x: the input, ``(B, in_channels, H, W)``.
+        """
         if self.checkpointing and self.training and torch.is_grad_enabled():
             return checkpoint(self._run, x, use_reentrant=False)
         return self._run(x)
@@ -77,6 +102,13 @@ class ResidualDenseNet(nn.Module):
     """``output(h + dense(h))`` with ``h = project(x)``: the coupling network of the variational dequantizer.
 
     ``output`` is initialised to zero, so the coupling it parametrises starts as the identity.
+
+    Args:
+        in_channels: input channels.
+        out_channels: output channels.
+        mid_channels: the width of ``h``.
+        depth: dense layers in the dense block.
+        growth: feature maps added by each dense layer.
     """
 
     def __init__(self, in_channels: int, out_channels: int, mid_channels: int, depth: int, growth: int) -> None:
@@ -86,5 +118,10 @@ class ResidualDenseNet(nn.Module):
         self.output = zero_init(nn.Conv2d(mid_channels, out_channels, kernel_size=1))
 
     def forward(self, x: Tensor) -> Tensor:
+        """The network's output, ``(B, out_channels, H, W)``.
+
+        Args:
+            x: the input, ``(B, in_channels, H, W)``.
+        """
         h = self.project(x)
         return self.output(h + self.dense(h))

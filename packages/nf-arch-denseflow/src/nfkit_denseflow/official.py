@@ -35,6 +35,7 @@ __all__ = ["official_config", "from_official_state_dict", "convert_official_stat
 OFFICIAL_LANDMARKS = 4
 OFFICIAL_SIZES = dict(dense_depth=7, dense_growth=64, dequantization_steps=4, dequantization_context_channels=64,
                       dequantization_mid_channels=64, dequantization_depth=4, dequantization_growth=64)
+"""The sizes that the official DenseFlow constructors fix (not among their command-line arguments)."""
 
 
 def official_config(config: Mapping[str, Any]) -> tuple[DenseFlowConfig, tuple[int, int, int], int]:
@@ -42,6 +43,13 @@ def official_config(config: Mapping[str, Any]) -> tuple[DenseFlowConfig, tuple[i
 
     Optional entries named as in :data:`OFFICIAL_SIZES` give the sizes that the official constructors fix, for
     official models built with other values (the recorded parity fixtures); absent, the official values apply.
+
+    Args:
+        config: the official constructor arguments (``data_shape``, ``block_config``, ``layers_config``,
+            ``layer_mid_chnls``, ``growth_rate``, optionally ``num_bits``).
+
+    Raises:
+        ValueError: a required argument is missing, or an odd ``growth_rate``.
     """
     missing = {"data_shape", "block_config", "layers_config", "layer_mid_chnls", "growth_rate"} - set(config)
     if missing:
@@ -133,7 +141,15 @@ def _constant_buffers(num_bins: int, num_steps: int) -> dict[str, Callable[[str,
 def convert_official_state_dict(state_dict: Mapping[str, Tensor], model: DenseFlow) -> dict[str, Tensor]:
     """Map an official ``state_dict`` onto the parameter names and conventions of ``model`` (built in official mode).
 
-    Raises a ValueError naming the keys that match no parameter of ``model``.
+    Args:
+        state_dict: the official ``model.state_dict()``.
+        model: the :class:`DenseFlow` it is loaded into (built in official mode).
+
+    Returns:
+        the state dict in ``model``'s names and conventions.
+
+    Raises:
+        ValueError: keys that match no parameter of ``model`` (named), or constants of another architecture.
     """
     num_blocks = len(model.config.units_per_block)
     num_steps = model.config.dequantization_steps

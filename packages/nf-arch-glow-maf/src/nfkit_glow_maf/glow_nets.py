@@ -56,6 +56,11 @@ class ZeroConv2d(GlowConv2d):
     """openai/glow's ``conv2d_zeros``: a 3x3 convolution initialised to zero whose output is scaled by ``exp(3 logs)``.
 
     Accepts and ignores a context, so that it can serve directly as a split prior network.
+
+    Args:
+        in_channels: input channels.
+        out_channels: output channels.
+        edge_bias: add openai/glow's edge bias (see :class:`GlowConv2d`).
     """
 
     logscale_factor = 3.0
@@ -66,6 +71,12 @@ class ZeroConv2d(GlowConv2d):
         zero_init(self)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """The scaled convolution of ``x``.
+
+        Args:
+            x: the input, ``(B, in_channels, H, W)``.
+            context: ignored.
+        """
         return super().forward(x) * torch.exp(self.logscale_factor * self.logs).view(1, -1, 1, 1)
 
 
@@ -95,6 +106,12 @@ class GlowConditioner(nn.Module):
                 nn.init.normal_(conv.edge_weight, 0.0, 0.05)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """The coupling parameters for the kept half ``x``.
+
+        Args:
+            x: the kept half, ``(B, in_channels, H, W)``.
+            context: ignored (only Glow's top prior sees the class label).
+        """
         # in place: ActNorm's backward does not need its output, so it need not be kept beside the ReLU's
         h = F.relu(self.norm1(self.conv1(x))[0], inplace=True)
         h = F.relu(self.norm2(self.conv2(h))[0], inplace=True)
@@ -120,7 +137,12 @@ class LearnedTopPrior(GaussianPrior):
         self.net = ZeroConv2d(2 * channels, 2 * channels, edge_bias=edge_bias)
 
     def mean_and_log_scale(self, context: Tensor | None = None, n: int = 1) -> tuple[Tensor, Tensor]:
-        """``(mean, log_scale)``, each of shape ``(1, C, H, W)`` (scoring and sampling are the core's)."""
+        """``(mean, log_scale)``, each of shape ``(1, C, H, W)`` (scoring and sampling are the core's).
+
+        Args:
+            context: ignored (the learned top prior is unconditional).
+            n: ignored: the parameters broadcast over the batch.
+        """
         channels, height, width = self.event_shape
         h = self.net(self.net.weight.new_zeros(1, 2 * channels, height, width))
         return h[:, :channels], h[:, channels:]

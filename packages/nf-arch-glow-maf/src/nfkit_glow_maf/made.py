@@ -50,6 +50,19 @@ def hidden_degrees(features: int, units: int, previous: Tensor, mode: str,
 
     ``"sequential"`` cycles through ``1..D-1``; ``"random"`` draws uniformly from ``[min(previous), D-1]`` (as
     gpapamak/maf; with ``D = 1`` every hidden degree is 0 and the outputs depend on no input).
+
+    Args:
+        features: ``D``, the number of inputs of the MADE.
+        units: the number of hidden units of the layer.
+        previous: the degrees of the layer before, shape ``(units_before,)``.
+        mode: ``"sequential"`` or ``"random"``.
+        generator: the random generator of ``"random"``.
+
+    Returns:
+        the degrees, shape ``(units,)`` (``long``).
+
+    Raises:
+        ValueError: an unknown ``mode``.
     """
     if mode == "sequential":
         return torch.arange(units) % max(1, features - 1) + min(1, features - 1)
@@ -63,6 +76,9 @@ class MaskedLinear(nn.Linear):
     """A linear layer whose weight is multiplied by a fixed binary ``mask`` of shape ``(out, in)``.
 
     Weights are drawn from ``N(0, 1 / (in + 1))`` and biases start at zero, as in gpapamak/maf.
+
+    Args:
+        mask: the connectivity, ``(out_features, in_features)``, 1 where a connection is allowed.
     """
 
     def __init__(self, mask: Tensor) -> None:
@@ -74,6 +90,11 @@ class MaskedLinear(nn.Linear):
             self.bias.zero_()
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x (weight * mask)^T + bias``.
+
+        Args:
+            x: the input, ``(B, in_features)``.
+        """
         return F.linear(x, self.weight * self.mask, self.bias)
 
 
@@ -146,7 +167,12 @@ class MADE(nn.Module):
         return self.context_net(context)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
-        """Autoregressive parameters of shape ``(batch, params_per_feature, D)``."""
+        """Autoregressive parameters of shape ``(batch, params_per_feature, D)``.
+
+        Args:
+            x: inputs of shape ``(batch, D)``.
+            context: class labels ``(batch,)`` or a context vector ``(batch, context_features)``, or ``None``.
+        """
         h = self.hidden[0](x)
         context_term = self._context_term(context, x.shape[0])
         if context_term is not None:

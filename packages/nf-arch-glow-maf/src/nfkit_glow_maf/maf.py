@@ -40,10 +40,14 @@ __all__ = ["Flatten", "MAFConfig", "MaskedAutoregressiveTransform", "build_maf",
 
 
 LOG_PRECISION_BOUND = 10.0
-"""Largest magnitude of a MAF layer's log-precision: conditional standard deviations from ``exp(-5)`` to ``exp(5)``."""
+"""Largest magnitude of a MAF layer's log-precision, so conditional standard deviations lie in ``[exp(-5), exp(5)]``."""
 
 class Flatten(Transform):
-    """``(batch, *shape) -> (batch, prod(shape))`` (row-major), so that a MAF can model images; log-det 0."""
+    """``(batch, *shape) -> (batch, prod(shape))`` (row-major), so that a MAF can model images; log-det 0.
+
+    Args:
+        shape: the shape of one data point, e.g. ``(C, H, W)``.
+    """
 
     def __init__(self, shape: tuple[int, ...]) -> None:
         super().__init__()
@@ -85,7 +89,16 @@ class MaskedAutoregressiveTransform(Transform):
         return (x - mean) * torch.exp(0.5 * log_precision), 0.5 * log_precision.sum(dim=1)
 
     def inverse(self, z: Tensor, context: Tensor | None = None, **options: Any) -> tuple[Tensor, Tensor]:
-        """Invert by ``D`` passes: after pass ``k`` every input of degree ``<= k`` is exact (MAF, section 3.1)."""
+        """Invert by ``D`` passes: after pass ``k`` every input of degree ``<= k`` is exact (MAF, section 3.1).
+
+        Args:
+            z: latents of shape ``(B, D)``.
+            context: the MADE's conditioning, or ``None``.
+            options: sampling options (none are used).
+
+        Returns:
+            ``(x, log_det)``, ``log_det`` of shape ``(B,)`` in nats.
+        """
         self._check(z)
         x = torch.zeros_like(z)
         for _ in range(self.made.features):
@@ -149,6 +162,17 @@ PRESETS: dict[str, dict] = {
     "digits": dict(num_layers=5, hidden_features=256, hidden_layers=2),
 }
 
+#: Where each preset comes from (the API reference and the architectures guide list them).
+PRESET_SOURCES: dict[str, str] = {
+    **{name: f"Papamakarios et al. 2017, MAF (5) on {label}; MADE sizes and activation of gpapamak/maf "
+             "run_experiments.py" for name, label in [("power", "POWER"), ("gas", "GAS"), ("hepmass", "HEPMASS"),
+                                                     ("miniboone", "MINIBOONE"), ("bsds300", "BSDS300"),
+                                                     ("mnist", "MNIST")]},
+    "cifar10": "Papamakarios et al. 2017, MAF (5) on CIFAR-10: one point of gpapamak/maf run_experiments.py's grid",
+    "tabular-small": "nf: a small model for CPU runs on tabular data",
+    "digits": "nf: a CPU-sized model of the 8x8 digits",
+}
+
 
 def build_maf(config: MAFConfig, data: DataInfo) -> NormalizingFlow:
     """A MAF for data of shape ``data.shape`` (vectors, or images that are flattened first).
@@ -156,6 +180,16 @@ def build_maf(config: MAFConfig, data: DataInfo) -> NormalizingFlow:
     With ``data.num_classes > 0`` every MADE is conditioned on the class label given as context. The transform is an
     :class:`nfkit_core.Sequential` of named steps ``"layer0"``, ``"layer1"``, ... (each a MADE followed by its batch
     norm), preceded by ``"flatten"`` for non-vector data.
+
+    Args:
+        config: the MAF options.
+        data: what the flow models: its ``shape``, ``num_classes`` (0: unconditional).
+
+    Returns:
+        the flow, with a standard normal prior.
+
+    Raises:
+        ValueError: class labels together with a context vector (``context_features > 0``).
     """
     if data.num_classes and config.context_features:
         raise ValueError("a MAF conditions on class labels (data.num_classes > 0) or on a context vector "

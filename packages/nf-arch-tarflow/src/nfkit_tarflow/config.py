@@ -66,6 +66,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     "digits-tiny": dict(patch_size=2, channels=32, num_blocks=2, layers_per_block=1, head_dim=16, noise_std=0.1),
 }
 
+#: Where each preset comes from (the API reference and the architectures guide list them).
+PRESET_SOURCES: dict[str, str] = {
+    "imagenet64": "Zhai et al. 2025, the unconditional ImageNet 64x64 model (apple/ml-tarflow checkpoint)",
+    "imagenet128": "Zhai et al. 2025, the class-conditional ImageNet 128x128 model (apple/ml-tarflow checkpoint)",
+    "afhq256": "Zhai et al. 2025, the class-conditional AFHQ 256x256 model (apple/ml-tarflow checkpoint)",
+    "digits": "nf: a CPU-sized model of the 8x8 digits",
+    "digits-tiny": "nf: the smallest digits model, for tests and smoke runs",
+}
+
 # The paper's training recipe (section 4, and the official train.py): AdamW with betas (0.9, 0.95) and weight decay
 # 1e-4; the learning rate rises linearly from 1e-6 to 1e-4 over the first epoch, then follows a cosine down to 1e-6.
 PAPER_TRAINING: dict[str, Any] = dict(lr=1e-4, betas=(0.9, 0.95), weight_decay=1e-4, warmup_epochs=1.0,

@@ -22,7 +22,7 @@ __all__ = ["Guidance"]
 @dataclass(frozen=True)
 class Guidance:
     """How to guide the inverse steps; the field names of the official ``reverse`` are accepted by
-    :meth:`nfkit_tarflow.TarFlow.sample`.
+    :meth:`TarFlow.sample <nfkit_core.NormalizingFlow.sample>`.
 
     Attributes:
         weight: guidance weight ``w`` (official ``guidance``); ``0`` disables guidance.

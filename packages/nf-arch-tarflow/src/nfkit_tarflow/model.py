@@ -22,8 +22,8 @@ class TarFlow(NormalizingFlow):
     """A TarFlow model of ``(C, H, W)`` images: a :class:`nfkit_core.NormalizingFlow` assembled from the config.
 
     The transform is a :class:`nfkit_core.Sequential` of ``"patchify"`` and ``"block0" .. "block{N-1}"`` (the names of
-    :meth:`intermediates`); latents are token sequences ``(batch, T, D)``. The prior is ``N(0, I)`` in the affine
-    variant and a zero-mean Gaussian with learned variance in the volume-preserving one.
+    :meth:`~nfkit_core.NormalizingFlow.intermediates`); latents are token sequences ``(batch, T, D)``. The prior is
+    ``N(0, I)`` in the affine variant and a zero-mean Gaussian with learned variance in the volume-preserving one.
 
     Sampling takes the blocks' options, e.g. ``flow.sample(16, labels, guidance=2.0, attn_temp=1.0, denoise=True)``
     (see :class:`~nfkit_tarflow.TarFlowBlock`); ``kv_cache=False`` samples with the naive prefix recomputation.
@@ -68,12 +68,13 @@ class TarFlow(NormalizingFlow):
 
     @property
     def last_iterations(self) -> list[int]:
-        """Jacobi iterations of each block in the most recent inversion, in sampling order (0: sequential)."""
+        """The Jacobi iterations of each block in the most recent inversion, in sampling order (0 for sequential)."""
         return [block.last_iterations for block in reversed(self.blocks)]
 
     @property
     def matchable_intermediates(self) -> list[list[str]]:
-        """What knowledge distillation (nfkit-distill) may match: the output of every block, as one level."""
+        """The intermediates that knowledge distillation (nfkit-distill) may match (the output of every block, as one
+        level)."""
         return [[f"block{i}" for i in range(self.config.num_blocks)]]
 
     def set_attention_backend(self, name: str) -> None:

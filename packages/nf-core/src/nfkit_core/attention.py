@@ -55,7 +55,18 @@ def _causal_mask(q: Tensor, k: Tensor) -> Tensor:
 
 
 def reference_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = False, scale: float | None = None) -> Tensor:
-    """``softmax(q k^T * scale) v`` with an optional causal mask, computed in the inputs' dtype."""
+    """``softmax(q k^T * scale) v`` with an optional causal mask, computed in the inputs' dtype.
+
+    Args:
+        q: queries, ``(B, heads, Tq, head_dim)``.
+        k: keys, ``(B, heads, Tk, head_dim)``.
+        v: values, ``(B, heads, Tk, head_dim)``.
+        causal: mask out keys after each query; with ``Tq < Tk`` the queries are the last ``Tq`` positions.
+        scale: multiplies the scores; ``1 / sqrt(head_dim)`` when ``None``.
+
+    Returns:
+        the attention output, ``(B, heads, Tq, head_dim)``.
+    """
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     scores = torch.matmul(q, k.transpose(-2, -1)) * scale
     if causal:
@@ -64,14 +75,37 @@ def reference_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = False, s
 
 
 def sdpa_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = False, scale: float | None = None) -> Tensor:
-    """PyTorch's fused scaled-dot-product attention."""
+    """PyTorch's fused scaled-dot-product attention (:func:`torch.nn.functional.scaled_dot_product_attention`).
+
+    Args:
+        q: queries, ``(B, heads, Tq, head_dim)``.
+        k: keys, ``(B, heads, Tk, head_dim)``.
+        v: values, ``(B, heads, Tk, head_dim)``.
+        causal: mask out keys after each query; with ``Tq < Tk`` the queries are the last ``Tq`` positions.
+        scale: multiplies the scores; ``1 / sqrt(head_dim)`` when ``None``.
+
+    Returns:
+        the attention output, ``(B, heads, Tq, head_dim)``.
+    """
     if causal and q.shape[-2] != k.shape[-2]:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=_causal_mask(q, k), scale=scale)
     return F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale)
 
 
 def flash_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = False, scale: float | None = None) -> Tensor:
-    """FlashAttention (``flash_attn.flash_attn_func``); it wants ``(batch, tokens, heads, head_dim)``."""
+    """FlashAttention (``flash_attn.flash_attn_func``) on CUDA in fp16/bf16; the inputs are transposed to its
+    ``(batch, tokens, heads, head_dim)`` layout and back.
+
+    Args:
+        q: queries, ``(B, heads, Tq, head_dim)``.
+        k: keys, ``(B, heads, Tk, head_dim)``.
+        v: values, ``(B, heads, Tk, head_dim)``.
+        causal: mask out keys after each query; with ``Tq < Tk`` the queries are the last ``Tq`` positions.
+        scale: multiplies the scores; ``1 / sqrt(head_dim)`` when ``None``.
+
+    Returns:
+        the attention output, ``(B, heads, Tq, head_dim)``.
+    """
     from flash_attn import flash_attn_func
 
     out = flash_attn_func(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), softmax_scale=scale,
@@ -112,8 +146,19 @@ def _flash3_runs_on(q: Tensor) -> bool:
 
 
 def flash3_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = False, scale: float | None = None) -> Tensor:
-    """FlashAttention-3/4 on Hopper or newer; like :func:`flash_attention` it wants ``(batch, tokens, heads, dim)``.
-    Some releases return ``(out, softmax_lse)``, others ``out`` alone."""
+    """FlashAttention-3/4 on Hopper or newer; like :func:`flash_attention` it transposes to ``(batch, tokens, heads,
+    dim)``. Some releases return ``(out, softmax_lse)``, others ``out`` alone.
+
+    Args:
+        q: queries, ``(B, heads, Tq, head_dim)``.
+        k: keys, ``(B, heads, Tk, head_dim)``.
+        v: values, ``(B, heads, Tk, head_dim)``.
+        causal: mask out keys after each query; with ``Tq < Tk`` the queries are the last ``Tq`` positions.
+        scale: multiplies the scores; ``1 / sqrt(head_dim)`` when ``None``.
+
+    Returns:
+        the attention output, ``(B, heads, Tq, head_dim)``.
+    """
     module = importlib.import_module(_hopper_flash_module() or "flash_attn_interface")
     out = module.flash_attn_func(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), softmax_scale=scale,
                                  causal=causal)
@@ -152,7 +197,11 @@ _in_scope: contextvars.ContextVar[Mapping[str, AttentionBackend] | None] = conte
 @contextlib.contextmanager
 def backends_in_scope(backends: Mapping[str, AttentionBackend]) -> Iterator[None]:
     """Let :func:`resolve_backend` find ``backends`` by name inside this block (the registry uses it around an
-    architecture's ``build``, so that a plugin's backend can be named in a config)."""
+    architecture's ``build``, so that a plugin's backend can be named in a config).
+
+    Args:
+        backends: the backends by name.
+    """
     token = _in_scope.set({**(_in_scope.get() or {}), **backends})
     try:
         yield
@@ -165,6 +214,12 @@ def resolve_backend(backend: str | AttentionBackend) -> AttentionBackend:
 
     Names are looked up among the built-ins (``auto``, ``sdpa``, ``flash``, ``flash3``, ``reference``), then among the
     backends in scope (:func:`backends_in_scope`).
+
+    Args:
+        backend: a backend, or its name.
+
+    Returns:
+        the backend, its libraries installed.
 
     Raises:
         UnknownNameError: no backend of that name; the message lists the available ones.
@@ -192,6 +247,28 @@ def attend(q: Tensor, k: Tensor, v: Tensor, causal: bool = False, scale: float |
     """Attention of ``q`` over ``k, v`` (``(batch, heads, tokens, head_dim)``) with a resolved backend.
 
     With ``causal`` and fewer queries than keys, the queries are the last positions (a cached decoding step).
+
+    Args:
+        q: queries, ``(B, heads, Tq, head_dim)``.
+        k: keys, ``(B, heads, Tk, head_dim)``.
+        v: values, ``(B, heads, Tk, head_dim)``.
+        causal: mask out keys after each query.
+        scale: multiplies the scores; ``1 / sqrt(head_dim)`` when ``None``.
+        backend: a backend from :func:`resolve_backend`.
+
+    Returns:
+        the attention output, ``(B, heads, Tq, head_dim)``.
+
+    Raises:
+        RuntimeError: the backend cannot run on these tensors (device or dtype).
+
+    Example:
+        >>> import torch
+        >>> from nfkit_core.attention import attend, reference_attention, resolve_backend
+        >>> q, k, v = torch.randn(3, 2, 1, 4, 8).unbind(0)  # batch 2, 1 head, 4 tokens, head_dim 8
+        >>> out = attend(q, k, v, causal=True, backend=resolve_backend("sdpa"))
+        >>> out.shape, torch.allclose(out, reference_attention(q, k, v, causal=True), atol=1e-6)
+        (torch.Size([2, 1, 4, 8]), True)
     """
     if not backend.is_available(q):
         raise RuntimeError(f"attention backend {backend.name!r} cannot run on {q.device} tensors of dtype {q.dtype}")

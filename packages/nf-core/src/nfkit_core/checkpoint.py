@@ -12,7 +12,9 @@ A checkpoint is a dict of tensors and plain values (strings, numbers, lists, tup
     the data the flow was trained on, what the architecture was told about it, and how batches were prepared;
 ``train_config``, ``step``, ``data_position``, ``schedule``, ``optimizer``, ``model``, ``ema``, ``rng``
     everything a resumed run needs to continue exactly (``rng``: one ``{"torch", "cuda"}`` state per process; the data
-    position is the epoch and batch the step implies, and the number of training examples that pins the data order);
+    position is the epoch and batch the step implies, and the number of training examples that pins the data order;
+    ``schedule`` records the learning-rate schedule as run, its warm-up in optimizer steps even when
+    ``train.warmup_epochs`` set it; a resumed run recomputes the schedule from ``train_config``);
 ``train_loss``
     the training loss (nats) of the last logged interval before the checkpoint, by which a diverging run finds its
     last sane checkpoint;
@@ -50,6 +52,7 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "CHECKPOINT_NAME", "CheckpointError", "No
 
 FORMAT = "nf-checkpoint"
 FORMAT_VERSION = 1
+"""The checkpoint format this nfkit-core writes; it reads this one and older ones."""
 CHECKPOINT_NAME = "checkpoint.pt"
 PLAIN_TYPES = (type(None), bool, int, float, str, torch.dtype, torch.device)
 REQUIRED = ("architecture", "model_config", "data_info", "model", "step")
@@ -64,7 +67,11 @@ class NonFiniteStateError(NfError, ValueError):
 
 
 def checkpoint_path(path: str | Path) -> Path:
-    """``path`` itself, or ``path/checkpoint.pt`` when ``path`` is a run folder."""
+    """``path`` itself, or ``path/checkpoint.pt`` when ``path`` is a run folder.
+
+    Args:
+        path: a checkpoint file or a run folder.
+    """
     path = Path(path)
     return path / CHECKPOINT_NAME if path.is_dir() else path
 
@@ -98,13 +105,25 @@ def _tensors(value: Any, where: str) -> Iterator[tuple[str, Tensor]]:
 
 
 def non_finite_tensors(value: Any, where: str) -> list[str]:
-    """The names of the floating-point tensors in ``value`` (nested dicts, lists) that hold a NaN or infinity."""
+    """The names of the floating-point tensors in ``value`` (nested dicts, lists) that hold a NaN or infinity.
+
+    Args:
+        value: a tensor, or dicts, lists and tuples of them (e.g. a ``state_dict``).
+        where: the name of ``value``, the prefix of the returned names.
+    """
     return [name for name, tensor in _tensors(value, where)
             if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
 
 
 def save_checkpoint(state: Mapping[str, Any], path: str | Path) -> Path:
-    """Write ``state`` (with the format keys added) atomically to ``path``; returns the path.
+    """Write ``state`` (with the format keys added) atomically to ``path``.
+
+    Args:
+        state: the checkpoint's keys (see the module docstring): tensors and plain values only.
+        path: the file to write; its folder is created.
+
+    Returns:
+        the path written.
 
     Raises:
         NonFiniteStateError: ``model``, ``ema`` or ``optimizer`` hold a NaN or infinity (nothing is written).
@@ -124,6 +143,13 @@ def save_checkpoint(state: Mapping[str, Any], path: str | Path) -> Path:
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load and check a checkpoint file (or the checkpoint of a run folder) without building anything.
+
+    Args:
+        path: a checkpoint file or a run folder.
+        map_location: where the tensors are loaded (``"cpu"``, ``"cuda"``, ...).
+
+    Returns:
+        the checkpoint's keys (see the module docstring).
 
     Raises:
         MissingFileError: nothing at ``path`` (a FileNotFoundError).
@@ -170,24 +196,41 @@ def _renamed_options(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def data_info_from_dict(values: Mapping[str, Any]) -> DataInfo:
-    """The :class:`DataInfo` stored in a checkpoint."""
+    """The :class:`DataInfo` stored in a checkpoint.
+
+    Args:
+        values: the checkpoint's ``data_info`` entry.
+    """
     return DataInfo(shape=tuple(values["shape"]), num_classes=int(values["num_classes"]),
                     num_bins=None if values["num_bins"] is None else int(values["num_bins"]))
 
 
 def data_info_to_dict(info: DataInfo) -> dict[str, Any]:
-    """The plain values of a :class:`DataInfo`, as a checkpoint stores them."""
+    """The plain values of a :class:`DataInfo`, as a checkpoint stores them.
+
+    Args:
+        info: what the architecture was told about the data.
+    """
     return {"shape": list(info.shape), "num_classes": info.num_classes, "num_bins": info.num_bins}
 
 
 def capture_rng(device: torch.device) -> dict[str, Any]:
-    """The state of PyTorch's global generators: the CPU's, and the CUDA device's when training on one."""
+    """The state of PyTorch's global generators: the CPU's, and the CUDA device's when training on one.
+
+    Args:
+        device: the training device (its CUDA generator is captured when it is a CUDA device).
+    """
     return {"torch": torch.get_rng_state(),
             "cuda": [torch.cuda.get_rng_state(device)] if device.type == "cuda" else []}
 
 
 def restore_rng(state: Mapping[str, Any], device: torch.device) -> None:
-    """Set PyTorch's global generators to a state of :func:`capture_rng`."""
+    """Set PyTorch's global generators to a state of :func:`capture_rng`.
+
+    Args:
+        state: what :func:`capture_rng` returned.
+        device: the training device.
+    """
     torch.set_rng_state(state["torch"])
     if device.type == "cuda" and state.get("cuda"):
         torch.cuda.set_rng_state(state["cuda"][0], device)
@@ -240,6 +283,9 @@ def build_flow(state: Mapping[str, Any], registry: Registry | None = None, ema: 
         registry: where to look the architecture up (the process-wide registry by default).
         ema: load the moving-average weights (``True``), the trained weights (``False``), or the average when the
             checkpoint has one (``None``).
+
+    Returns:
+        the flow, with the checkpoint's weights.
     """
     registry = registry or get_registry()
     try:
@@ -271,6 +317,19 @@ def load_checkpoint(path: str | Path, *, ema: bool | None = None, map_location: 
 
     The flow is returned in eval mode, on ``map_location``, with the moving-average weights when the checkpoint has
     them (see ``ema`` of :func:`build_flow`).
+
+    Args:
+        path: a checkpoint file or a run folder (``runs/NAME``).
+        ema: the weights to load, as for :func:`build_flow`.
+        map_location: the device of the flow.
+        registry: where to look the architecture up (the process-wide registry by default).
+
+    Returns:
+        the flow in eval mode, ready for ``flow.sample(n)`` and ``flow.log_prob(x)``.
+
+    Raises:
+        MissingFileError, CheckpointError, ConfigError: as :func:`read_checkpoint`.
+        UnknownNameError: the checkpoint's architecture is not installed.
     """
     state = read_checkpoint(path, map_location=map_location)
     return build_flow(state, registry=registry, ema=ema).to(map_location)

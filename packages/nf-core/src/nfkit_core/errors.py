@@ -1,4 +1,4 @@
-"""nf's own errors: one base class, :class:`NfError`, for every problem nf can explain in a sentence.
+"""nf's own errors: one base class, :class:`~nfkit_core.errors.NfError`, for every problem nf can explain in a sentence.
 
 The ``nf`` command prints an :class:`NfError` as one line (``nf COMMAND: error: ...``) and exits with status 2; any
 other exception (a CUDA error, a bug in nf or in a plugin) keeps its traceback. A plugin raises these too, for

@@ -32,7 +32,17 @@ class NoiseSource:
     """Produces standard-normal and uniform draws of a requested shape."""
 
     def draw(self, kind: str, shape: Sequence[int], device: torch.device, dtype: torch.dtype) -> Tensor:
-        """Return a ``kind`` ("normal" or "uniform") draw of the given shape."""
+        """Draw unscaled noise.
+
+        Args:
+            kind: ``"normal"`` (standard normal) or ``"uniform"`` (uniform on ``[0, 1)``).
+            shape: the shape of the draw, batch first.
+            device: where the draw is returned.
+            dtype: the floating-point type of the draw.
+
+        Returns:
+            a tensor of ``shape``.
+        """
         raise NotImplementedError
 
 
@@ -45,7 +55,11 @@ class GlobalRNG(NoiseSource):
 
 
 class GeneratorNoise(NoiseSource):
-    """Draws from a given :class:`torch.Generator` (on the generator's device, then moved)."""
+    """Draws from a given :class:`torch.Generator` (on the generator's device, then moved).
+
+    Args:
+        generator: the generator; seed it for reproducible draws.
+    """
 
     def __init__(self, generator: torch.Generator) -> None:
         self.generator = generator
@@ -57,7 +71,11 @@ class GeneratorNoise(NoiseSource):
 
 
 class Record(NoiseSource):
-    """Draws from ``source`` (the global RNG by default) and keeps every draw, in order, in :attr:`draws`."""
+    """Draws from ``source`` (the global RNG by default) and keeps every draw, in order, in its list ``draws``.
+
+    Args:
+        source: where the draws come from; the global RNG by default.
+    """
 
     def __init__(self, source: NoiseSource | None = None) -> None:
         self.source = source if source is not None else GlobalRNG()
@@ -74,6 +92,9 @@ class Replay(NoiseSource):
 
     Raises :class:`ValueError` naming the draw when a shape does not match, when the draws run out, and (through
     :meth:`check_exhausted`) when some were left over.
+
+    Args:
+        draws: the draws to hand out, in order (e.g. :class:`Record`'s ``draws``).
     """
 
     def __init__(self, draws: Sequence[Tensor]) -> None:
@@ -108,7 +129,17 @@ _current = contextvars.ContextVar("nf_noise", default=_DEFAULT_STATE)  # noqa: B
 
 
 def as_source(noise: NoiseSource | torch.Generator | None) -> NoiseSource:
-    """Accept a :class:`NoiseSource`, a :class:`torch.Generator` or ``None`` (the current source)."""
+    """Accept a :class:`NoiseSource`, a :class:`torch.Generator` or ``None`` (the current source).
+
+    Args:
+        noise: a source, a generator to draw from, or ``None`` for the current source.
+
+    Returns:
+        the noise source.
+
+    Raises:
+        TypeError: anything else.
+    """
     if noise is None:
         return _current.get().source
     if isinstance(noise, torch.Generator):
@@ -120,7 +151,24 @@ def as_source(noise: NoiseSource | torch.Generator | None) -> NoiseSource:
 
 @contextlib.contextmanager
 def use(noise: NoiseSource | torch.Generator | None, temperature: float | None = None) -> Iterator[NoiseSource]:
-    """Draw from ``noise`` (and sample latents at ``temperature``) inside the ``with`` block."""
+    """Draw from ``noise`` (and sample latents at ``temperature``) inside the ``with`` block.
+
+    Args:
+        noise: the noise source (see :func:`as_source`); ``None`` keeps the current one.
+        temperature: the sampling temperature inside the block; ``None`` keeps the current one.
+
+    Returns:
+        a context manager that yields the noise source.
+
+    Example:
+        >>> import torch
+        >>> from nfkit_core import noise
+        >>> with noise.use(noise.Record()) as record:
+        ...     first = noise.randn((2, 3))
+        >>> with noise.use(noise.Replay(record.draws)):
+        ...     torch.equal(noise.randn((2, 3)), first)
+        True
+    """
     state = _current.get()
     source = as_source(noise)
     token = _current.set(_State(source, state.temperature if temperature is None else float(temperature)))
@@ -132,14 +180,32 @@ def use(noise: NoiseSource | torch.Generator | None, temperature: float | None =
 
 def randn(shape: Sequence[int], *, device: torch.device | str | None = None,
           dtype: torch.dtype | None = None) -> Tensor:
-    """A standard-normal draw from the current noise source."""
+    """A standard-normal draw from the current noise source.
+
+    Args:
+        shape: the shape of the draw, batch first.
+        device: where the draw is returned (the CPU by default).
+        dtype: its floating-point type (PyTorch's default by default).
+
+    Returns:
+        a tensor of ``shape``.
+    """
     return _current.get().source.draw("normal", shape, torch.device(device or "cpu"),
                                        dtype or torch.get_default_dtype())
 
 
 def rand(shape: Sequence[int], *, device: torch.device | str | None = None,
          dtype: torch.dtype | None = None) -> Tensor:
-    """A uniform(0, 1) draw from the current noise source."""
+    """A uniform(0, 1) draw from the current noise source.
+
+    Args:
+        shape: the shape of the draw, batch first.
+        device: where the draw is returned (the CPU by default).
+        dtype: its floating-point type (PyTorch's default by default).
+
+    Returns:
+        a tensor of ``shape``.
+    """
     return _current.get().source.draw("uniform", shape, torch.device(device or "cpu"),
                                        dtype or torch.get_default_dtype())
 

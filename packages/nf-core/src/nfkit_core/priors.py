@@ -25,7 +25,16 @@ LOG_2PI = math.log(2 * math.pi)
 
 
 def normal_log_prob(z: Tensor, mean: Tensor | float = 0.0, log_scale: Tensor | float = 0.0) -> Tensor:
-    """Element-wise ``log N(z; mean, exp(log_scale)^2)`` (not summed)."""
+    """Element-wise ``log N(z; mean, exp(log_scale)^2)`` (not summed).
+
+    Args:
+        z: values of any shape.
+        mean: the mean, broadcast against ``z``.
+        log_scale: the natural log of the standard deviation, broadcast against ``z``.
+
+    Returns:
+        the log-density of each element, in nats, of the broadcast shape.
+    """
     log_scale = torch.as_tensor(log_scale, dtype=z.dtype, device=z.device)
     return -0.5 * (LOG_2PI + 2 * log_scale + ((z - mean) * torch.exp(-log_scale)) ** 2)
 
@@ -35,32 +44,90 @@ class Prior(Protocol):
     """The latent distribution of a :class:`nfkit_core.Flow`."""
 
     event_shape: tuple[int, ...]
+    """The shape of one latent."""
 
-    def log_prob(self, z: Tensor, context: Tensor | None = None) -> Tensor: ...
+    def log_prob(self, z: Tensor, context: Tensor | None = None) -> Tensor:
+        """``log p(z | context)``.
 
-    def sample(self, n: int, context: Tensor | None = None) -> Tensor: ...
+        Args:
+            z: latents of shape ``(B, *event_shape)``.
+            context: the conditioning of each latent (e.g. class labels of shape ``(B,)``), or ``None``.
+
+        Returns:
+            the log-density summed over the event, shape ``(B,)``, in nats.
+        """
+        ...
+
+    def sample(self, n: int, context: Tensor | None = None) -> Tensor:
+        """Draw ``n`` latents (standard-normal noise from :mod:`nfkit_core.noise`, scaled by its temperature).
+
+        Args:
+            n: the number of latents; equal to the batch of ``context`` when one is given.
+            context: the conditioning of each latent, or ``None``.
+
+        Returns:
+            latents of shape ``(n, *event_shape)``.
+        """
+        ...
 
 
 class GaussianPrior(nn.Module):
     """The base class of diagonal Gaussian priors: a subclass gives ``mean_and_log_scale(context, n)``, tensors that
-    broadcast to ``(n, *event_shape)``; scoring and sampling (scaled by the sampling temperature) are shared."""
+    broadcast to ``(n, *event_shape)``; scoring and sampling (scaled by the sampling temperature) are shared.
+
+    Args:
+        event_shape: the shape of one latent, e.g. ``(C, H, W)``.
+    """
 
     def __init__(self, event_shape: Sequence[int]) -> None:
         super().__init__()
         self.event_shape = tuple(int(d) for d in event_shape)
 
     def mean_and_log_scale(self, context: Tensor | None, n: int) -> tuple[Tensor, Tensor]:
-        """Mean and log-scale for ``n`` latents with conditioning ``context``."""
+        """Mean and log-scale for ``n`` latents with conditioning ``context``.
+
+        Args:
+            context: the conditioning of the latents, or ``None``.
+            n: the number of latents.
+
+        Returns:
+            ``(mean, log_scale)``, tensors that broadcast to ``(n, *event_shape)``.
+        """
         raise NotImplementedError
 
     def log_prob(self, z: Tensor, context: Tensor | None = None) -> Tensor:
-        """``log p(z | context)`` summed over the event, shape ``(batch,)``."""
+        """``log p(z | context)``.
+
+        Args:
+            z: latents of shape ``(B, *event_shape)``.
+            context: the conditioning of each latent, or ``None``.
+
+        Returns:
+            the log-density summed over the event, shape ``(B,)``, in nats.
+
+        Raises:
+            ValueError: ``z`` is not of shape ``(B, *event_shape)``.
+
+        Example:
+            >>> import torch
+            >>> from nfkit_core import StandardNormal
+            >>> StandardNormal((2,)).log_prob(torch.zeros(3, 2))  # -log(2 pi) per latent
+            tensor([-1.8379, -1.8379, -1.8379])
+        """
         check_event_shape(type(self).__name__, z, self.event_shape, "latents")
         mean, log_scale = self.mean_and_log_scale(context, z.shape[0])
         return sum_except_batch(normal_log_prob(z, mean, log_scale))
 
     def sample(self, n: int, context: Tensor | None = None) -> Tensor:
-        """``n`` latents (``n`` must equal the batch of ``context`` when one is given)."""
+        """Draw ``n`` latents, ``mean + exp(log_scale) * eps * temperature`` with ``eps`` from :mod:`nfkit_core.noise`.
+
+        Args:
+            n: the number of latents; equal to the batch of ``context`` when one is given.
+            context: the conditioning of each latent, or ``None``.
+
+        Returns:
+            latents of shape ``(n, *event_shape)``.
+        """
         mean, log_scale = self.mean_and_log_scale(context, n)
         device = mean.device if isinstance(mean, Tensor) else None
         eps = noise.randn((n, *self.event_shape), device=device)
@@ -68,7 +135,18 @@ class GaussianPrior(nn.Module):
 
 
 class StandardNormal(GaussianPrior):
-    """``N(0, I)`` over ``event_shape``."""
+    """``N(0, I)`` over ``event_shape``; it scores and samples as :meth:`GaussianPrior.log_prob` and
+    :meth:`GaussianPrior.sample`.
+
+    Args:
+        event_shape: the shape of one latent, e.g. ``(C, H, W)``.
+
+    Example:
+        >>> import torch
+        >>> prior = StandardNormal((3,))
+        >>> prior.sample(2).shape, prior.log_prob(torch.zeros(2, 3)).shape
+        (torch.Size([2, 3]), torch.Size([2]))
+    """
 
     def __init__(self, event_shape: Sequence[int]) -> None:
         super().__init__(event_shape)
@@ -79,7 +157,11 @@ class StandardNormal(GaussianPrior):
 
 
 class DiagonalGaussian(GaussianPrior):
-    """``N(mean, diag(exp(log_scale))^2)`` with learned ``mean`` and ``log_scale`` (initialised to N(0, I))."""
+    """``N(mean, diag(exp(log_scale))^2)`` with learned ``mean`` and ``log_scale`` (initialised to N(0, I)).
+
+    Args:
+        event_shape: the shape of one latent; ``mean`` and ``log_scale`` have this shape.
+    """
 
     def __init__(self, event_shape: Sequence[int]) -> None:
         super().__init__(event_shape)
@@ -95,6 +177,10 @@ class ClassConditionalGaussian(GaussianPrior):
 
     ``context`` holds integer labels of shape ``(batch,)`` in ``[0, num_classes)``; the embeddings start at zero, so
     the untrained prior is ``N(0, I)`` for every class.
+
+    Args:
+        event_shape: the shape of one latent.
+        num_classes: the number of classes.
     """
 
     def __init__(self, event_shape: Sequence[int], num_classes: int) -> None:

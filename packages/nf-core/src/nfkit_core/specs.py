@@ -61,6 +61,13 @@ class ArchitectureSpec:
     def make_config(self, preset: str | None = None, **overrides: Any) -> Any:
         """A config from the dataclass defaults, then a preset, then explicit overrides.
 
+        Args:
+            preset: the name of one of the ``presets``, or ``None``.
+            overrides: option values that replace the preset's and the defaults.
+
+        Returns:
+            an instance of ``config_class``.
+
         Raises:
             UnknownNameError: no preset of that name.
             ConfigError: an unknown option, or a value the config class refuses (its ``ValueError``).

@@ -29,14 +29,30 @@ _override: contextvars.ContextVar[bool | None] = contextvars.ContextVar("nfkit_v
 
 
 def set_validate_args(value: bool) -> None:
-    """Switch the data-dependent checks on or off for the whole process (default: on)."""
+    """Switch the data-dependent checks on or off for the whole process (default: on).
+
+    Args:
+        value: ``True`` to run them, ``False`` to skip them.
+    """
     global _default
     _default = bool(value)
 
 
 @contextlib.contextmanager
 def validate_args(value: bool) -> Iterator[None]:
-    """Switch the data-dependent checks on or off inside a ``with`` block."""
+    """Switch the data-dependent checks on or off inside a ``with`` block.
+
+    Args:
+        value: ``True`` to run them, ``False`` to skip them.
+
+    Example:
+        >>> from nfkit_core.validation import validate_args, validating
+        >>> with validate_args(False):
+        ...     validating()
+        False
+        >>> validating()
+        True
+    """
     token = _override.set(bool(value))
     try:
         yield
@@ -55,13 +71,33 @@ def _shape_text(event_shape: Sequence[int]) -> str:
 
 
 def check_event_shape(owner: str, x: Tensor, event_shape: Sequence[int], what: str = "input") -> None:
-    """Raise a ValueError unless ``x`` is ``(batch, *event_shape)``; ``owner`` and ``what`` name the culprit."""
+    """Check that ``x`` is ``(batch, *event_shape)``.
+
+    Args:
+        owner: who checks, for the message (e.g. the layer's class name).
+        x: the tensor to check.
+        event_shape: the expected shape of one sample.
+        what: what ``x`` is, for the message.
+
+    Raises:
+        ValueError: another shape; the message names ``owner``, ``what`` and both shapes.
+    """
     if tuple(x.shape[1:]) != tuple(event_shape) or x.dim() != len(event_shape) + 1:
         raise ValueError(f"{owner} expects {what} of shape ({_shape_text(event_shape)}), got {tuple(x.shape)}")
 
 
 def check_channels(owner: str, x: Tensor, num_channels: int, what: str = "input") -> None:
-    """Raise a ValueError unless ``x`` is ``(batch, num_channels, *spatial)``."""
+    """Check that ``x`` is ``(batch, num_channels, *spatial)``.
+
+    Args:
+        owner: who checks, for the message.
+        x: the tensor to check.
+        num_channels: the expected size of dimension 1.
+        what: what ``x`` is, for the message.
+
+    Raises:
+        ValueError: another number of channels or fewer than 2 dimensions.
+    """
     if x.dim() < 2 or x.shape[1] != num_channels:
         raise ValueError(f"{owner} expects {what} of shape (batch, {num_channels}, ...), got {tuple(x.shape)}")
 
@@ -70,6 +106,14 @@ def check_log_det(owner: str, log_det: Tensor, batch: int) -> None:
     """Raise a ValueError unless a layer's ``log_det`` has the batch shape ``(batch,)``.
 
     A log-det of shape ``(batch, D)`` would broadcast silently in a sum and turn the likelihood into nonsense.
+
+    Args:
+        owner: the layer that returned it, for the message.
+        log_det: the log-det to check.
+        batch: the batch size.
+
+    Raises:
+        ValueError: another shape; the message says how to reduce it.
     """
     if tuple(log_det.shape) != (batch,):
         raise ValueError(f"{owner} returned a log_det of shape {tuple(log_det.shape)}; a layer must return one number "
@@ -83,6 +127,20 @@ def check_class_labels(owner: str, labels: Tensor | None, num_classes: int, batc
 
     ``allow_missing`` admits the label ``-1`` ("no label", as in classifier-free guidance). The range check reads
     the values and runs only while :func:`validating`.
+
+    Args:
+        owner: the class-conditional part, for the message.
+        labels: the context given to it.
+        num_classes: labels lie in ``[0, num_classes)``.
+        batch: the batch size.
+        allow_missing: admit ``-1``.
+
+    Returns:
+        the labels as a ``long`` tensor of shape ``(batch,)``.
+
+    Raises:
+        TypeError: labels that are not integers.
+        ValueError: no labels, another shape, or (while validating) labels out of range.
     """
     if labels is None:
         raise ValueError(f"{owner} is class-conditional: pass class labels of shape ({batch},) as context")

@@ -3,21 +3,22 @@
 ``nf distill --teacher RUN --out DIR [--arch NAME] [--student-preset P] [--set model.KEY=V | train.KEY=V |
 distill.KEY=V ...] [--loss lkd|ilkd|skd|ilkd+skd] [--lambdas L0,L1,L2]`` starts; ``nf distill --resume DIR [--set
 train.steps=N]`` continues. The output is an ordinary run folder (``nf sample``, ``nf eval``) plus ``distill.json``.
+Ctrl-C or ``SIGTERM`` stops it as ``nf train`` (:func:`nfkit_core.cli.training.run_training`).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from nfkit_core import extras
 from nfkit_core.checkpoint import CHECKPOINT_NAME, read_checkpoint
 from nfkit_core.cli.settings import parse_assignments, parse_value
+from nfkit_core.cli.training import run_training
 from nfkit_core.errors import ConfigError
 from nfkit_core.plugins import get_registry
 from nfkit_core.specs import CommandSpec
-from nfkit_core.train import RunConfig, TrainConfig, TrainingInterrupted, start_process
+from nfkit_core.train import RunConfig, TrainConfig, start_process
 from nfkit_core.train.artifacts import check_run_folder
 from nfkit_distill.api import student_run
 from nfkit_distill.trainer import DistillTrainer
@@ -90,17 +91,7 @@ def run(args: argparse.Namespace) -> int:
         raise extras.MissingExtraError(f"distillation trains a flow and needs {', '.join(missing)}, not installed: "
                                        f"{extras.INSTALL_HINT}")
     registry = get_registry()
-    trainer = None
-    try:
-        trainer = _resume(args, registry) if args.resume else _start(args, registry)
-        trainer.fit()
-    except TrainingInterrupted as stop:
-        print(f"nf distill: {stop}", file=sys.stderr)
-        return stop.exit_code
-    finally:
-        if trainer is not None:
-            trainer.close()
-    return 0
+    return run_training("distill", lambda: _resume(args, registry) if args.resume else _start(args, registry))
 
 
 COMMAND = CommandSpec("distill", "Distill a teacher run into a smaller student flow (LKD, ILKD, SKD); writes an "

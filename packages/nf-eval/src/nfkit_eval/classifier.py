@@ -35,7 +35,12 @@ CLASSIFIER_VERSION = 1
 
 
 class DatasetClassifier(nn.Module):
-    """Inputs scaled to ``[-1, 1]`` -> 64-d features -> class logits."""
+    """Inputs scaled to ``[-1, 1]`` -> 64-d features -> class logits.
+
+    Args:
+        shape: the shape of one input: ``(C, H, W)`` images (a small CNN) or ``(D,)`` vectors (an MLP).
+        num_classes: the number of classes.
+    """
 
     def __init__(self, shape: tuple[int, ...], num_classes: int) -> None:
         super().__init__()
@@ -68,6 +73,14 @@ def train_classifier(data: EvalData, seed: int = 0, epochs: int = EPOCHS, batch_
     """Train the classifier on the training split; returns it (in eval mode) and its accuracy on the held-out split.
 
     ``progress(1)`` is called after each epoch.
+
+    Args:
+        data: the evaluation data (its training and held-out splits, with labels).
+        seed: seeds the initialisation and the batch order.
+        epochs: passes over the training split.
+        batch_size: examples per step.
+        lr: Adam's learning rate.
+        progress: called after each epoch.
 
     Raises:
         ConfigError: the data has no class labels.
@@ -116,6 +129,12 @@ def load_or_train_classifier(data: EvalData, cache_dir: str | Path | None, seed:
 
     Returns the classifier and its description (dataset, seed, held-out accuracy, cache file, whether it was
     trained now).
+
+    Args:
+        data: the evaluation data.
+        cache_dir: where trained classifiers are kept (``None``: train without caching).
+        seed: seeds the training.
+        progress: called after each training epoch.
     """
     path = Path(cache_dir) / f"classifier-{data.name}-{_cache_key(data, seed)}.pt" if cache_dir else None
     if path is not None and path.is_file():

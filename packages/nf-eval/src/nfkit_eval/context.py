@@ -87,10 +87,13 @@ class EvalOptions:
 
 @dataclass
 class EvalContext:
-    """One evaluation in progress. Metrics read :attr:`flow`, :attr:`data` and :attr:`options`, and share the
+    """One evaluation in progress. Metrics read ``flow``, ``data`` and ``options``, and share the
     lazily computed :meth:`reference`, :meth:`samples`, :meth:`extractor` and :meth:`features`.
 
     Attributes:
+        flow: the flow under evaluation (in eval mode, on ``options.device``).
+        data: the evaluation data: its held-out split, preprocessing and discrete likelihood.
+        options: the options of this evaluation.
         cache_dir: where trained feature classifiers are kept (the run folder's ``eval_cache``).
         out_dir: where figures go (``None``: no figures).
         figures: name -> path of the figures written so far.
@@ -109,14 +112,24 @@ class EvalContext:
         return torch.device(self.options.device)
 
     def once(self, key: Any, compute: Callable[[], Any]) -> Any:
-        """``compute()`` the first time ``key`` is asked for, the remembered value afterwards."""
+        """``compute()`` the first time ``key`` is asked for, the remembered value afterwards.
+
+        Args:
+            key: names the value (any hashable).
+            compute: makes it.
+        """
         if key not in self._cache:
             self._cache[key] = compute()
         return self._cache[key]
 
     @contextmanager
     def progress(self, total: int, desc: str):
-        """A progress bar on stderr (a silent one with ``progress=False``); yields its ``update(n)``."""
+        """A progress bar on stderr (a silent one with ``progress=False``); yields its ``update(n)``.
+
+        Args:
+            total: the number of units of work.
+            desc: the bar's label.
+        """
         from tqdm import tqdm
 
         bar = tqdm(total=total, desc=desc, disable=not self.options.progress, leave=False, file=sys.stderr,
@@ -134,7 +147,11 @@ class EvalContext:
         return self.options.num_samples or len(self.reference()[0])
 
     def sample_context(self, n: int) -> Tensor | None:
-        """Class labels cycling through the classes for a class-conditional flow, else ``None``."""
+        """Class labels cycling through the classes for a class-conditional flow, else ``None``.
+
+        Args:
+            n: the number of samples.
+        """
         if self.data.info.num_classes == 0:
             return None
         return torch.arange(n, device=self.device) % self.data.info.num_classes
@@ -142,7 +159,14 @@ class EvalContext:
     @torch.no_grad()
     def samples(self, temperature: float | None = None) -> Tensor:
         """``num_samples`` generated samples at ``temperature`` (the option's by default), in data space
-        (:func:`nfkit_eval.data.to_data_space`), drawn from the seed in batches."""
+        (:func:`nfkit_eval.data.to_data_space`), drawn from the seed in batches.
+
+        Args:
+            temperature: the sampling temperature; the option's when ``None``.
+
+        Returns:
+            the samples, ``(num_samples, *shape)`` in the dataset's units (e.g. levels for images).
+        """
         temperature = self.options.temperature if temperature is None else temperature
 
         def draw() -> Tensor:
@@ -188,7 +212,15 @@ class EvalContext:
             return ClassifierExtractor.for_data(self.data, self.cache_dir, self.options.seed, update)
 
     def features(self, key: Any, values: Callable[[], Tensor]) -> Tensor:
-        """The extractor's float64 features of ``values()``, remembered under ``key``."""
+        """The extractor's float64 features of ``values()``, remembered under ``key``.
+
+        Args:
+            key: names the features (e.g. ``("samples", temperature)``).
+            values: makes the data to extract them from, ``(n, *shape)``.
+
+        Returns:
+            the features, ``(n, d)`` (float64).
+        """
         return self.once(("features", key), lambda: self.extractor()(values()).double())
 
     def distance_name(self) -> str:

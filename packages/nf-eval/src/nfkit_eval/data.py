@@ -30,7 +30,7 @@ class EvalData:
     Attributes:
         name: the dataset's registered name (``"digits"``), for reports and cache keys.
         config: the dataset's options (a dataclass of its spec), for cache keys.
-        split: the name of the held-out split in :attr:`held_out`.
+        split: the name of the held-out split in ``held_out``.
         held_out: the split that likelihoods and sample metrics are measured on.
         train: the training split (dataset classifiers are trained on it; nearest neighbours come from it).
         preprocessing: how dataset values become flow inputs (dequantization, noise, continuous).
@@ -49,6 +49,14 @@ class EvalData:
     def load(cls, name: str, config: Any, preprocessing: Preprocessing, info: DataInfo, split: str = "test",
              registry: Registry | None = None) -> EvalData:
         """Load ``split`` and the training split of the registered dataset ``name``.
+
+        Args:
+            name: the registered dataset name.
+            config: an instance of the dataset's config class (as the run was trained with).
+            preprocessing: how dataset values become flow inputs.
+            info: what the flow was told about the data.
+            split: the held-out split, ``"val"`` or ``"test"``.
+            registry: where the dataset is looked up (the process-wide registry by default).
 
         Raises:
             DataError: the data cannot be found; the message names the option that points to it.
@@ -75,7 +83,11 @@ class EvalData:
         return math.prod(self.info.shape)
 
     def context(self, labels: Tensor) -> Tensor | None:
-        """The flow's context for these labels: the labels for a class-conditional flow, else ``None``."""
+        """The flow's context for these labels: the labels for a class-conditional flow, else ``None``.
+
+        Args:
+            labels: class labels ``(B,)``.
+        """
         return labels if self.info.num_classes > 0 else None
 
 
@@ -83,10 +95,15 @@ class DiscreteLikelihood(nn.Module):
     """``log P(x)`` of dataset values ``x`` in nats: preprocessing, then the flow, then the bin width.
 
     ``log P(x) >= log p(y) + D log Δ`` with ``y = preprocess(x)`` (Theis et al. 2016, eq. 12; ``Δ`` is the bin width of
-    :attr:`Preprocessing.log_bin_width`, 1 for flows that dequantize themselves and for continuous data). Every noise
+    :attr:`Preprocessing.log_bin_width <nfkit_core.data.preprocess.Preprocessing.log_bin_width>`, 1 for flows that
+    dequantize themselves and for continuous data). Every noise
     draw (uniform dequantization, Gaussian noise augmentation, the flow's own stochastic layers) comes from
     :mod:`nfkit_core.noise`, so :func:`nfkit_core.flow.log_prob_draws` can redraw all of it for the importance-weighted
     bound.
+
+    Args:
+        flow: the flow.
+        preprocessing: how the run prepared the dataset's values for the flow.
     """
 
     def __init__(self, flow: nn.Module, preprocessing: Preprocessing) -> None:
@@ -95,6 +112,12 @@ class DiscreteLikelihood(nn.Module):
         self.preprocessing = preprocessing
 
     def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """``log P(x | context)`` of dataset values, in nats, shape ``(B,)``.
+
+        Args:
+            x: dataset values, ``(B, *shape)`` (levels for images).
+            context: the flow's conditioning, or ``None``.
+        """
         labels = context if context is not None else torch.full((x.shape[0],), -1, device=x.device)
         y, _ = self.preprocessing(x, labels, train=False)
         num_dims = math.prod(x.shape[1:])
@@ -108,6 +131,10 @@ def to_data_space(samples: Tensor, preprocessing: Preprocessing) -> Tensor:
     Uniformly dequantized samples ``y`` in ``[-1, 1]`` fall in bin ``floor((y + 1) / 2 * K)``; noise-augmented ones are
     rounded to the nearest of the ``K`` scaled levels; a flow with its own dequantizer already returns levels.
     Non-finite samples become level 0 (and count against the flow in every sample metric).
+
+    Args:
+        samples: samples of the flow, ``(n, *shape)``.
+        preprocessing: how the run prepared the dataset's values.
     """
     if preprocessing.mode == "continuous":
         return samples.float()
@@ -123,7 +150,16 @@ def to_data_space(samples: Tensor, preprocessing: Preprocessing) -> Tensor:
 
 
 def stack(dataset: Dataset, limit: int | None = None, batch_size: int = 512) -> tuple[Tensor, Tensor]:
-    """The first ``limit`` examples of ``dataset`` (all by default) as one tensor of values and one of labels."""
+    """The first ``limit`` examples of ``dataset`` (all by default) as one tensor of values and one of labels.
+
+    Args:
+        dataset: a dataset of ``(value, label)`` pairs.
+        limit: the number of examples (all when ``None``).
+        batch_size: examples read at once.
+
+    Returns:
+        ``(values, labels)``, each batch first.
+    """
     count = len(dataset) if limit is None else min(limit, len(dataset))
     loader = DataLoader(dataset, batch_size=batch_size, sampler=range(count))
     values, labels = zip(*loader, strict=True) if count else ((), ())

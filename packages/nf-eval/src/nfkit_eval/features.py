@@ -22,8 +22,8 @@ __all__ = ["FeatureExtractor", "InceptionWeightsMissing", "InceptionV3", "find_i
            "INCEPTION_FILE_PATTERN", "INCEPTION_ENV"]
 
 INCEPTION_FILE_PATTERN = "*inception-2015-12-05*.pth"
-"""The standard FID weights: pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth`` (torch-fidelity ships the same
-file as ``weights-inception-2015-12-05-6726825d.pth``)."""
+"""The file name pattern of the standard FID weights, pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth``
+(torch-fidelity ships the same file as ``weights-inception-2015-12-05-6726825d.pth``)."""
 INCEPTION_ENV = "NFKIT_INCEPTION_WEIGHTS"
 
 

@@ -11,10 +11,10 @@ typical latents instead of shrinking towards the mode as the straight line does 
 The latents are taken in the prior's standardized coordinates ``eps = (z - mean) / scale`` (the identity for a
 standard normal prior), interpolated, multiplied by the temperature ``T``, and mapped back to
 ``z = mean + scale * eps``.
-For a multi-scale flow, :meth:`Flow.transform_to_latent` returns the top latent only: that one is interpolated, and
-the factored-out latents are *resampled* from their conditional priors at temperature ``T`` while decoding (likewise
-any noise-augmentation channels are dropped by the generative direction). A single-scale flow (TarFlow, MAF) has
-only the one latent, so the interpolant is decoded deterministically.
+For a multi-scale flow, :meth:`nfkit_core.Flow.transform_to_latent` returns the top latent only: that one is
+interpolated, and the factored-out latents are *resampled* from their conditional priors at temperature ``T`` while
+decoding (likewise any noise-augmentation channels are dropped by the generative direction). A single-scale flow
+(TarFlow, MAF) has only the one latent, so the interpolant is decoded deterministically.
 """
 
 from __future__ import annotations
@@ -31,6 +31,14 @@ def norm_preserving_interpolation(z_u: Tensor, z_v: Tensor, a: Tensor | float) -
     """Eq. 16 for batches of latents ``(n, ...)`` and one ``a`` per pair (shape ``(n,)``) or a scalar.
 
     The result's norm (over all non-batch dimensions) is exactly ``(1 - a)|z_u| + a|z_v|``.
+
+    Args:
+        z_u: the first latents, ``(n, ...)``.
+        z_v: the second latents, the shape of ``z_u``.
+        a: the interpolation weight of ``z_v``, in ``[0, 1]``: one per pair ``(n,)`` or a scalar.
+
+    Returns:
+        the interpolants, the shape of ``z_u``.
     """
     a = torch.as_tensor(a, dtype=z_u.dtype, device=z_u.device)
     a = a.reshape(-1, *([1] * (z_u.dim() - 1))) if a.dim() else a
@@ -61,6 +69,11 @@ def prior_standardize(prior: nn.Module, z: Tensor, context: Tensor | None) -> tu
     mean and scale are read off by sampling with every draw set to 0, 1 and 2 (whatever the prior's own
     parametrisation, learned or class-conditional). A prior that does not sample that way is left as it is:
     ``(z, 0, 1)``.
+
+    Args:
+        prior: the flow's prior.
+        z: latents of shape ``(n, *event_shape)``.
+        context: their conditioning, or ``None``.
     """
     def draw(value: float) -> Tensor:
         with noise.use(_Constant(value), temperature=1.0):
@@ -80,6 +93,18 @@ def interpolate_pairs(flow: nn.Module, x_u: Tensor, x_v: Tensor, a: Tensor, cont
     """Decode eq. 16's interpolants between the (preprocessed) inputs ``x_u`` and ``x_v``, one ``a`` per pair.
 
     ``generator`` seeds every noise draw (the encoders' and the resampled factored-out latents).
+
+    Args:
+        flow: the flow, in eval mode.
+        x_u: the first inputs, preprocessed as the flow takes them, ``(n, *data_shape)``.
+        x_v: the second inputs, the shape of ``x_u``.
+        a: the interpolation weight of ``x_v`` of each pair, ``(n,)``.
+        context: the conditioning of the pairs, or ``None``.
+        temperature: scales the latents and the resampled factored-out latents.
+        generator: seeds every noise draw.
+
+    Returns:
+        the decoded interpolants, ``(n, *data_shape)``.
     """
     with noise.use(generator):
         z_u = flow.transform_to_latent(x_u, context)

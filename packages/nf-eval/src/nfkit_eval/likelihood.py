@@ -31,7 +31,13 @@ __all__ = ["per_example_bits_per_dim", "likelihood_is_stochastic", "likelihood_m
 
 
 def likelihood_is_stochastic(model: DiscreteLikelihood, x: Tensor, context: Tensor | None) -> bool:
-    """Whether ``model.log_prob`` draws any noise on this batch (dequantization, augmentation, factor-out)."""
+    """Whether ``model.log_prob`` draws any noise on this batch (dequantization, augmentation, factor-out).
+
+    Args:
+        model: the flow's discrete likelihood.
+        x: a batch of dataset values (two examples are scored).
+        context: their conditioning, or ``None``.
+    """
     return forward_draws_noise(model, x[:2], None if context is None else context[:2])
 
 
@@ -43,6 +49,19 @@ def per_example_bits_per_dim(model: DiscreteLikelihood, x: Tensor, context: Tens
 
     Noise comes from one :class:`torch.Generator` seeded with ``seed``, batch after batch, so the result is
     reproducible. ``progress(n)`` is called after each batch of ``n`` examples.
+
+    Args:
+        model: the flow's discrete likelihood (preprocessing, flow, bin width).
+        x: dataset values, ``(N, *shape)``.
+        context: their conditioning (e.g. labels ``(N,)``), or ``None``.
+        num_samples: ``K``, the number of noise draws per example.
+        sample_batch_size: draws evaluated in one forward pass.
+        batch_size: examples per forward pass.
+        seed: seeds every noise draw.
+        progress: called with the number of examples after each batch.
+
+    Returns:
+        the bits/dim of each example, shape ``(N,)``.
     """
     generator = torch.Generator(device=x.device).manual_seed(seed)
     num_dims = math.prod(x.shape[1:])
@@ -72,7 +91,23 @@ def likelihood_measurements(flow: torch.nn.Module, data: EvalData, *, importance
                             sample_batch_size: int = 8, max_examples: int | None = None, batch_size: int = 256,
                             seed: int = 0, device: torch.device | str = "cpu", single: bool = True,
                             progress: Callable[[int], None] | None = None) -> list[Measurement]:
-    """The single-sample ``bpd`` (when ``single``) and, when ``importance_samples`` K > 0, the K-draw ``bpd_iw``."""
+    """The single-sample ``bpd`` (when ``single``) and, when ``importance_samples`` K > 0, the K-draw ``bpd_iw``.
+
+    Args:
+        flow: the flow, in eval mode.
+        data: the evaluation data (held-out split, preprocessing).
+        importance_samples: ``K`` of the importance-weighted bound (0: not measured).
+        sample_batch_size: draws evaluated in one forward pass.
+        max_examples: score at most this many held-out examples (all when ``None``).
+        batch_size: examples per forward pass.
+        seed: seeds every noise draw.
+        device: where the flow runs.
+        single: measure the single-sample bound.
+        progress: called with the number of examples after each batch.
+
+    Returns:
+        the measurements in bits/dim, each with its standard error over examples.
+    """
     model = DiscreteLikelihood(flow, data.preprocessing).eval()
     x, labels = stack(data.held_out, max_examples)
     x, labels = x.to(device), labels.to(device)

@@ -19,10 +19,18 @@ from nfkit_eval.data import EvalData
 __all__ = ["IMAGES", "VECTORS", "ANY_DATA", "applies_to"]
 
 IMAGES = "images"
+"""``MetricSpec.data`` of a metric of images."""
 VECTORS = "vectors"
+"""``MetricSpec.data`` of a metric of vectors (tabular and 2-d data)."""
 ANY_DATA = "any"
+"""``MetricSpec.data`` of a metric of any data."""
 
 
 def applies_to(metric: MetricSpec, data: EvalData) -> bool:
-    """Whether ``metric`` can run on ``data``."""
+    """Whether ``metric`` can run on ``data``.
+
+    Args:
+        metric: the registered metric.
+        data: the evaluation data.
+    """
     return metric.data == ANY_DATA or (metric.data == IMAGES) == data.is_image

@@ -1,17 +1,19 @@
 """The result of an evaluation: every number with the protocol that produced it, written as ``eval.json`` and
 ``eval.md`` (atomically: a report is either complete or absent), and several reports side by side.
+
+``eval.json`` is strict JSON (:func:`nfkit_core.files.to_json`): a number that came out NaN or infinite is written as
+``null`` with a ``reason`` beside it, never as the ``NaN`` or ``Infinity`` that other JSON readers refuse.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nfkit_core.files import atomic_write
+from nfkit_core.files import atomic_write, to_json
 
 __all__ = ["Measurement", "Report", "write_atomically", "side_by_side"]
 
@@ -22,11 +24,15 @@ class Measurement:
 
     Attributes:
         name: what it is, as the table shows it (``"bpd"``, ``"FD-digits"``, ``"KID"``).
-        value: the number (``None`` when the metric does not apply, with the reason in ``protocol["note"]``).
-        stderr: its standard error (or the standard deviation over KID's subsets), when there is one.
+        value: the number, or ``None`` when there is none (``reason`` says why). A NaN or infinite value becomes
+            ``None``, and the reason names what it came out as.
+        stderr: its standard error (or the standard deviation over KID's subsets), when there is one; a NaN or
+            infinite one becomes ``None`` the same way.
         unit: ``"bits/dim"``, ``"ms"``, ...; empty for unitless numbers.
         protocol: everything needed to reproduce it (split, sample counts, seeds, K, temperature, extractor, ...).
         lower_is_better: the direction of improvement, for tables.
+        reason: why ``value`` (or ``stderr``) is ``None``: the metric does not apply here, or it could not be
+            computed (it came out NaN or infinite); ``None`` when both are numbers.
     """
 
     name: str
@@ -35,21 +41,32 @@ class Measurement:
     unit: str = ""
     protocol: dict[str, Any] = field(default_factory=dict)
     lower_is_better: bool = True
+    reason: str | None = None
+
+    def __post_init__(self) -> None:
+        reasons = [self.reason] if self.reason else []
+        if self.value is not None and not math.isfinite(self.value):
+            reasons.append(f"not computable: the value came out {self.value}")
+            self.value = None
+        if self.stderr is not None and not math.isfinite(self.stderr):
+            reasons.append(f"the standard error came out {self.stderr}")
+            self.stderr = None
+        self.reason = "; ".join(reasons) or None
 
     def formatted(self) -> str:
-        """``value ± stderr`` with four significant decimals, or ``n/a``."""
+        """``value ± stderr`` with four significant decimals, or ``n/a (reason)``."""
         if self.value is None:
-            return "n/a"
+            return f"n/a ({self.reason})" if self.reason else "n/a"
         text = _number(self.value)
         return f"{text} ± {_number(self.stderr)}" if self.stderr is not None else text
 
     def to_dict(self) -> dict[str, Any]:
-        return {"value": self.value, "stderr": self.stderr, "unit": self.unit, "lower_is_better": self.lower_is_better,
-                "protocol": self.protocol}
+        return {"value": self.value, "stderr": self.stderr, "reason": self.reason, "unit": self.unit,
+                "lower_is_better": self.lower_is_better, "protocol": self.protocol}
 
 
 def _number(value: float) -> str:
-    if value == 0 or not math.isfinite(value):
+    if value == 0:
         return str(value)
     if float(value).is_integer() and abs(value) >= 1000:
         return f"{int(value):,}"
@@ -82,6 +99,7 @@ class Report:
         return any(m.name == name for m in self.measurements)
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as plain JSON values (what ``eval.json`` holds)."""
         return {"subject": self.subject, **self.header,
                 "metrics": {m.name: m.to_dict() for m in self.measurements}, "figures": self.figures}
 
@@ -91,7 +109,7 @@ class Report:
         values = dict(values)
         subject, metrics, figures = values.pop("subject"), values.pop("metrics"), values.pop("figures", {})
         measurements = [Measurement(name, m["value"], m.get("stderr"), m.get("unit", ""), m.get("protocol", {}),
-                                    m.get("lower_is_better", True)) for name, m in metrics.items()]
+                                    m.get("lower_is_better", True), m.get("reason")) for name, m in metrics.items()]
         return cls(subject, values, measurements, figures)
 
     def to_markdown(self) -> str:
@@ -109,7 +127,7 @@ class Report:
     def write(self, out_dir: str | Path) -> tuple[Path, Path]:
         """Write ``eval.json`` and ``eval.md`` into ``out_dir`` (each atomically); returns their paths."""
         out_dir = Path(out_dir)
-        json_path = write_atomically(out_dir / "eval.json", json.dumps(self.to_dict(), indent=2) + "\n")
+        json_path = write_atomically(out_dir / "eval.json", to_json(self.to_dict(), indent=2) + "\n")
         md_path = write_atomically(out_dir / "eval.md", self.to_markdown())
         return json_path, md_path
 

@@ -29,7 +29,12 @@ class KIDSubsetError(ConfigError):
 
 
 def frechet_distance(generated: Tensor, reference: Tensor) -> float:
-    """The Fréchet distance between Gaussians fitted to two feature sets ``(n, d)`` (float64)."""
+    """The Fréchet distance between Gaussians fitted to two feature sets ``(n, d)`` (float64).
+
+    Args:
+        generated: features of the generated samples, ``(n, d)``.
+        reference: features of the reference data, ``(m, d)``.
+    """
     from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
 
     stats_g = fid_features_to_statistics(generated.double().cpu())
@@ -40,6 +45,16 @@ def frechet_distance(generated: Tensor, reference: Tensor) -> float:
 def kernel_distance(generated: Tensor, reference: Tensor, subsets: int = 100, subset_size: int = 1000,
                     seed: int = 0) -> tuple[float, float]:
     """KID: mean and standard deviation over ``subsets`` random subsets of ``subset_size`` from each set.
+
+    Args:
+        generated: features of the generated samples, ``(n, d)``.
+        reference: features of the reference data, ``(m, d)``.
+        subsets: the number of random subsets.
+        subset_size: the rows of each subset, from each set.
+        seed: seeds the subsets.
+
+    Returns:
+        ``(mean, standard deviation)`` of the kernel distance over the subsets.
 
     Raises:
         KIDSubsetError: a set has fewer than ``subset_size`` rows.
@@ -58,7 +73,16 @@ def kernel_distance(generated: Tensor, reference: Tensor, subsets: int = 100, su
 
 def precision_recall(generated: Tensor, reference: Tensor, neighborhood: int = 3) -> tuple[float, float]:
     """Kynkäänniemi et al.'s precision (share of generated samples inside the reference manifold) and recall (share of
-    reference samples inside the generated manifold), each manifold the union of balls reaching the k-th neighbour."""
+    reference samples inside the generated manifold), each manifold the union of balls reaching the k-th neighbour.
+
+    Args:
+        generated: features of the generated samples, ``(n, d)``.
+        reference: features of the reference data, ``(m, d)``.
+        neighborhood: ``k``, the neighbour whose distance is each ball's radius.
+
+    Returns:
+        ``(precision, recall)``, each in ``[0, 1]``.
+    """
     from torch_fidelity.metric_prc import KEY_METRIC_PRECISION, KEY_METRIC_RECALL, prc_features_to_metric
 
     result = prc_features_to_metric(generated.double().cpu(), reference.double().cpu(), prc_neighborhood=neighborhood,
@@ -67,7 +91,15 @@ def precision_recall(generated: Tensor, reference: Tensor, neighborhood: int = 3
 
 
 def ks_statistics(generated: Tensor, reference: Tensor) -> np.ndarray:
-    """The two-sample Kolmogorov-Smirnov statistic of every feature (column) of ``(n, d)`` data."""
+    """The two-sample Kolmogorov-Smirnov statistic of every feature (column) of ``(n, d)`` data.
+
+    Args:
+        generated: features of the generated samples, ``(n, d)``.
+        reference: features of the reference data, ``(m, d)``.
+
+    Returns:
+        the statistic of each feature, shape ``(d,)``.
+    """
     from scipy.stats import ks_2samp
 
     g = generated.double().cpu().reshape(len(generated), -1).numpy()
@@ -77,7 +109,17 @@ def ks_statistics(generated: Tensor, reference: Tensor) -> np.ndarray:
 
 def real_vs_generated_auc(generated: Tensor, reference: Tensor, seed: int = 0, folds: int = 5) -> dict[str, Any]:
     """ROC-AUC of a gradient-boosted classifier telling reference (1) from generated (0) rows, from out-of-fold
-    probabilities of a stratified ``folds``-fold cross-validation."""
+    probabilities of a stratified ``folds``-fold cross-validation.
+
+    Args:
+        generated: features of the generated samples, ``(n, d)``.
+        reference: features of the reference data, ``(m, d)``.
+        seed: seeds the folds and the classifier.
+        folds: the number of cross-validation folds.
+
+    Returns:
+        ``{"auc": ..., "protocol": {...}}``, the ROC-AUC (0.5 for indistinguishable sets) and how it was computed.
+    """
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold, cross_val_predict

@@ -113,7 +113,7 @@ def measure_speed(context: EvalContext) -> list[Measurement]:
                     {**base, "batch": o.speed_large_batch, "timed_batches": large_repeats, "reported": "best batch",
                      "bound": "single-sample"}, lower_is_better=False),
         Measurement("peak sampling memory", peak, None, "MiB", {**base, "batch": o.speed_large_batch,
-                    "measured": memory_protocol, **({"note": note} if note else {})}),
+                    "measured": memory_protocol}, reason=note or None),
     ]
     return results
 

@@ -27,7 +27,14 @@ class RealNVPConfig:
 
 
 def zero_initialised(layer: nn.Module) -> nn.Module:
-    """Start a conditioner's last layer at zero, so that every coupling starts as the identity."""
+    """Start a conditioner's last layer at zero, so that every coupling starts as the identity.
+
+    Args:
+        layer: a layer with ``weight`` and ``bias``.
+
+    Returns:
+        the same layer.
+    """
     nn.init.zeros_(layer.weight)
     nn.init.zeros_(layer.bias)
     return layer
@@ -45,7 +52,16 @@ def mlp(in_features: int, out_features: int, hidden: int) -> nn.Module:
 
 
 def image_scale(channels: int, config: RealNVPConfig, last: bool) -> tuple[Sequential, int]:
-    """One scale of the image model and the number of channels it passes on."""
+    """One scale of the image model and the number of channels it passes on.
+
+    Args:
+        channels: the number of channels of the scale's input.
+        config: the Real NVP options.
+        last: the last scale (checkerboard couplings only, no squeeze and no split).
+
+    Returns:
+        the scale as a :class:`nfkit_core.Sequential`, and the channels it passes on to the next scale.
+    """
     steps: dict[str, nn.Module] = {}
     for i in range(config.couplings):
         steps[f"checkerboard{i}"] = AffineCoupling(conv_net(channels, 2 * channels, config.hidden),
@@ -64,7 +80,18 @@ def image_scale(channels: int, config: RealNVPConfig, last: bool) -> tuple[Seque
 
 
 def build_realnvp(config: RealNVPConfig, data: DataInfo) -> NormalizingFlow:
-    """Real NVP for ``data``: multi-scale for ``(C, H, W)`` images, a coupling stack for vectors."""
+    """Real NVP for ``data``: multi-scale for ``(C, H, W)`` images, a coupling stack for vectors.
+
+    Args:
+        config: the Real NVP options.
+        data: what the flow models: its ``shape``, ``num_classes``.
+
+    Returns:
+        the flow.
+
+    Raises:
+        ValueError: image sides not divisible by ``2 ** (scales - 1)``.
+    """
     if len(data.shape) == 3:
         channels, height, width = data.shape
         if height % 2 ** (config.scales - 1) or width % 2 ** (config.scales - 1):

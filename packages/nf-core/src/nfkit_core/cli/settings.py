@@ -65,10 +65,10 @@ def parse_assignments(assignments: Iterable[str], sections: Mapping[str, type]) 
 
     Args:
         assignments: the ``--set`` arguments.
-        sections: section name -> its config dataclass (used to place bare keys).
+        sections: the config dataclass of each section name (used to place bare keys).
 
     Returns:
-        section name -> {key: parsed value}.
+        for every section name, the ``{key: parsed value}`` of its options.
     """
     result: dict[str, dict[str, Any]] = {name: {} for name in sections}
     for assignment in assignments:

@@ -8,23 +8,23 @@ same command and they train together (DistributedDataParallel).
 This command owns the process: it joins the process group and sets the CPU thread count
 (:func:`nfkit_core.train.start_process`) before it builds the :class:`~nfkit_core.train.Trainer`. Ctrl-C or ``SIGTERM``
 finishes the current step, writes a checkpoint, prints how to resume and exits with 130 or 143; a second Ctrl-C
-aborts at once.
+aborts at once (:func:`nfkit_core.cli.training.run_training`, shared with ``nf distill``).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import textwrap
 from pathlib import Path
 
 from nfkit_core import extras
 from nfkit_core.checkpoint import CHECKPOINT_NAME, read_checkpoint
 from nfkit_core.cli.settings import describe_fields, load_toml, parse_assignments, section_values
+from nfkit_core.cli.training import run_training
 from nfkit_core.errors import ConfigError
 from nfkit_core.plugins.manager import get_registry
 from nfkit_core.specs import CommandSpec
-from nfkit_core.train import RunConfig, TrainConfig, Trainer, TrainingInterrupted, make_run_config, start_process
+from nfkit_core.train import RunConfig, TrainConfig, Trainer, make_run_config, start_process
 from nfkit_core.train.artifacts import check_run_folder
 
 DEFAULT_DATASET = "digits"
@@ -117,21 +117,7 @@ def run(args: argparse.Namespace) -> int:
     missing = extras.missing()
     if missing:
         raise extras.MissingExtraError(f"training needs {', '.join(missing)}, not installed: {extras.INSTALL_HINT}")
-    trainer = None
-    try:
-        trainer = _resume(args) if args.resume else _start(args)
-        trainer.fit()
-    except TrainingInterrupted as stop:
-        print(f"nf train: {stop}", file=sys.stderr)
-        return stop.exit_code
-    except KeyboardInterrupt:
-        kept = f"; the last checkpoint is kept in {trainer.out_dir}" if trainer is not None else ""
-        print(f"nf train: aborted{kept}", file=sys.stderr)
-        return 130
-    finally:
-        if trainer is not None:
-            trainer.close()
-    return 0
+    return run_training("train", lambda: _resume(args) if args.resume else _start(args))
 
 
 COMMAND = CommandSpec("train", "Train a flow architecture on a dataset (or resume a run); writes checkpoint, "

@@ -31,7 +31,14 @@ CONVERTIBLE: dict[str, Callable[..., Source]] = {"imagenet-npz": imagenet_npz.co
 
 
 def dataset_info(dataset: Dataset) -> DataInfo:
-    """The :class:`DataInfo` a loaded dataset carries; a clear error for a dataset plugin that forgot it."""
+    """The :class:`DataInfo` a loaded dataset carries; a clear error for a dataset plugin that forgot it.
+
+    Args:
+        dataset: a dataset returned by a registered ``load``.
+
+    Raises:
+        TypeError: the dataset has no ``info``.
+    """
     info = getattr(dataset, "info", None)
     if not isinstance(info, DataInfo):
         raise TypeError(f"{type(dataset).__name__} has no `info` attribute of type DataInfo; a dataset's load() "

@@ -21,6 +21,7 @@ from nfkit_core.specs import DataInfo
 __all__ = ["SPLITS", "DataError", "ArrayDataset", "check_split", "split_indices", "require_path", "read_npz"]
 
 SPLITS = ("train", "val", "test")
+"""The names of the data splits a dataset serves."""
 
 
 class DataError(NfError, ValueError):
@@ -28,7 +29,12 @@ class DataError(NfError, ValueError):
 
 
 def check_split(dataset: str, split: str) -> None:
-    """Raise :class:`DataError` unless ``split`` is one of :data:`SPLITS`."""
+    """Raise :class:`DataError` unless ``split`` is one of :data:`SPLITS`.
+
+    Args:
+        dataset: the dataset's name, for the message.
+        split: the requested split.
+    """
     if split not in SPLITS:
         raise DataError(f"dataset {dataset!r} has no split {split!r}; splits: {', '.join(SPLITS)}")
 
@@ -78,7 +84,19 @@ def read_npz(path: Path, keys: Sequence[str], dataset: str, layout: str) -> dict
 
 
 def split_indices(n: int, fractions: Sequence[float], seed: int) -> list[np.ndarray]:
-    """A fixed shuffle of ``range(n)`` cut into ``len(fractions) + 1`` parts: the rest first, then one per fraction."""
+    """A fixed shuffle of ``range(n)`` cut into ``len(fractions) + 1`` parts: the rest first, then one per fraction.
+
+    Args:
+        n: the number of examples.
+        fractions: the fraction of ``n`` of each part after the first.
+        seed: seeds the shuffle.
+
+    Returns:
+        the indices of each part.
+
+    Raises:
+        ConfigError: negative fractions, or fractions that sum to 1 or more.
+    """
     if any(f < 0 for f in fractions) or sum(fractions) >= 1:
         raise ConfigError(f"split fractions must be non-negative and sum to less than 1, got {list(fractions)}")
     order = np.random.default_rng(seed).permutation(n)

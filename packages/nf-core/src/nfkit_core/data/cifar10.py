@@ -57,7 +57,13 @@ class _ArrayUnpickler(pickle.Unpickler):
 
 
 def read_batch(path: Path, checksum: str, verify: bool) -> tuple[np.ndarray, np.ndarray]:
-    """The ``data`` (N, 3072) ``uint8`` and ``labels`` of one batch file, checked against ``checksum`` if ``verify``."""
+    """The ``data`` (N, 3072) ``uint8`` and ``labels`` of one batch file, checked against ``checksum`` if ``verify``.
+
+    Args:
+        path: the batch file.
+        checksum: its expected MD5.
+        verify: check the checksum.
+    """
     check_integrity = require("torchvision.datasets.utils", "the cifar10 dataset").check_integrity
 
     if not path.is_file():
@@ -79,7 +85,15 @@ def read_batch(path: Path, checksum: str, verify: bool) -> tuple[np.ndarray, np.
 
 
 def load_cifar10(config: Cifar10Config, split: str) -> ArrayDataset:
-    """The ``split`` part as ``(3, 32, 32)`` images of levels 0..255 with labels 0..9."""
+    """The ``split`` part as ``(3, 32, 32)`` images of levels 0..255 with labels 0..9.
+
+    Args:
+        config: the dataset's options.
+        split: ``"train"``, ``"val"`` or ``"test"``.
+
+    Raises:
+        DataError: an unknown split, or data that are missing or malformed (the message says what to fetch or fix).
+    """
     CIFAR10 = require("torchvision.datasets", "the cifar10 dataset").CIFAR10
 
     check_split("cifar10", split)
@@ -95,7 +109,15 @@ def load_cifar10(config: Cifar10Config, split: str) -> ArrayDataset:
 
 def conversion_source(config: Cifar10Config, images_per_shard: int | None = None) -> Source:
     """The batch files as :func:`nfkit_core.data.convert.convert` reads them: one file per shard (so
-    ``images_per_shard`` does not apply)."""
+    ``images_per_shard`` does not apply).
+
+    Args:
+        config: the dataset's options.
+        images_per_shard: images per shard of the converted copy, where the source does not fix it.
+
+    Returns:
+        the source, for :func:`nfkit_core.data.convert.convert`.
+    """
     CIFAR10 = require("torchvision.datasets", "the cifar10 dataset").CIFAR10
 
     root = require_path("cifar10", "root", config.root, LAYOUT) / CIFAR10.base_folder

@@ -77,7 +77,11 @@ class Source:
 
 
 def file_identity(path: Path) -> dict[str, Any]:
-    """What identifies a source file's content cheaply: its absolute path, size and modification time."""
+    """What identifies a source file's content cheaply: its absolute path, size and modification time.
+
+    Args:
+        path: the source file.
+    """
     stat = path.stat()
     return {"file": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
@@ -98,7 +102,12 @@ def _locked(folder: Path) -> Iterator[None]:
 
 
 def source_options(config: Any, ignore: Sequence[str] = ()) -> dict[str, Any]:
-    """A dataset config's options as plain values, the root resolved, without the options in ``ignore``."""
+    """A dataset config's options as plain values, the root resolved, without the options in ``ignore``.
+
+    Args:
+        config: a dataset config dataclass with a ``root`` option.
+        ignore: options that do not decide what is read (e.g. where the converted copy is cached).
+    """
     values = {k: v for k, v in dataclasses.asdict(config).items() if k not in ignore}
     return {**values, "root": str(Path(values["root"]).expanduser().resolve())}
 
@@ -148,6 +157,15 @@ def convert(source: Source, out: str | Path, splits: Sequence[str] = SPLITS, pro
     Running it again after an interruption continues where it stopped; splits already complete are skipped, and
     splits can be added to a folder later. A split whose source files equal another converted split's (``test`` and
     ``val`` of ImageNet and CIFAR-10 both read the validation files) shares that split's shards.
+
+    Args:
+        source: the dataset as the converter reads it (a dataset module's ``conversion_source``).
+        out: the folder to write (``meta.json`` and the shards).
+        splits: the splits to convert.
+        progress: show a progress bar.
+
+    Returns:
+        ``out``.
 
     Raises:
         DataError: the source is missing or malformed, or ``out`` holds a conversion of other data.

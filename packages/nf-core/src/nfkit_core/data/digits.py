@@ -36,7 +36,15 @@ class DigitsConfig:
 
 
 def load_digits(config: DigitsConfig, split: str) -> ArrayDataset:
-    """The ``split`` part of the digits, as ``(1, 8, 8)`` images of levels 0..16 with class labels."""
+    """The ``split`` part of the digits, as ``(1, 8, 8)`` images of levels 0..16 with class labels.
+
+    Args:
+        config: the dataset's options.
+        split: ``"train"``, ``"val"`` or ``"test"``.
+
+    Raises:
+        DataError: an unknown split, or data that are missing or malformed (the message says what to fetch or fix).
+    """
     sklearn_digits = require("sklearn.datasets", "the digits dataset").load_digits
 
     check_split("digits", split)

@@ -70,7 +70,17 @@ def _check_headers(paths: Iterable[str]) -> None:
 
 
 class ImageFolderDataset(Dataset):
-    """One split of an image folder; items are ``(levels (C, S, S) float, label)``."""
+    """One split of an image folder; items are ``(levels (C, S, S) float, label)``.
+
+    Args:
+        folder: the split's folder, one sub-folder per class.
+        classes: the class names (sub-folders of the training split), in label order.
+        config: the dataset's options (image size, channels).
+
+    Raises:
+        DataError: ``channels`` other than 1 or 3, ``image_size < 1``, a folder without images, or class folders
+            other than the training split's.
+    """
 
     def __init__(self, folder: Path, classes: list[str], config: ImageFolderConfig) -> None:
         ImageFolder = require("torchvision.datasets", "the image-folder dataset").ImageFolder
@@ -100,7 +110,15 @@ class ImageFolderDataset(Dataset):
 
 
 def load_image_folder(config: ImageFolderConfig, split: str) -> ImageFolderDataset:
-    """The ``split`` folder of ``config.root``."""
+    """The ``split`` folder of ``config.root``.
+
+    Args:
+        config: the dataset's options.
+        split: ``"train"``, ``"val"`` or ``"test"``.
+
+    Raises:
+        DataError: an unknown split, or data that are missing or malformed (the message says what to fetch or fix).
+    """
     check_split("image-folder", split)
     root = require_path("image-folder", "root", config.root, LAYOUT)
     folder, train = root / split, root / "train"
@@ -113,7 +131,15 @@ def load_image_folder(config: ImageFolderConfig, split: str) -> ImageFolderDatas
 
 def conversion_source(config: ImageFolderConfig, images_per_shard: int | None = None) -> Source:
     """The folder as :func:`nfkit_core.data.convert.convert` reads it: runs of ``images_per_shard`` images (50,000
-    by default), decoded, cropped and resized as training would."""
+    by default), decoded, cropped and resized as training would.
+
+    Args:
+        config: the dataset's options.
+        images_per_shard: images per shard of the converted copy, where the source does not fix it.
+
+    Returns:
+        the source, for :func:`nfkit_core.data.convert.convert`.
+    """
     from torch.utils.data import DataLoader, Subset
 
     root = require_path("image-folder", "root", config.root, LAYOUT)

@@ -59,7 +59,13 @@ def _batch_number(path: Path) -> int:
 
 
 def find_batches(root: Path, split: str, train_files: int | None) -> list[Path]:
-    """The ``.npz`` files of ``split`` in ``root`` (training batches in numerical order)."""
+    """The ``.npz`` files of ``split`` in ``root`` (training batches in numerical order).
+
+    Args:
+        root: the folder of the ``.npz`` files.
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        train_files: use only the first this many training files (all when ``None``).
+    """
     if split == "train":
         found = sorted({*root.glob("train_data_batch_*.npz"), *root.glob("*/train_data_batch_*.npz")},
                        key=_batch_number)
@@ -73,7 +79,11 @@ def find_batches(root: Path, split: str, train_files: int | None) -> list[Path]:
 
 
 def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The ``data`` ``(N, 3 * S * S)`` ``uint8`` and ``labels`` (1..1000) of one batch file, checked."""
+    """The ``data`` ``(N, 3 * S * S)`` ``uint8`` and ``labels`` (1..1000) of one batch file, checked.
+
+    Args:
+        path: the ``.npz`` batch file.
+    """
     arrays = read_npz(path, ("data", "labels"), "imagenet-npz", LAYOUT)
     data, labels = arrays["data"], arrays["labels"]
     side = math.isqrt(data.shape[1] // 3) if data.ndim == 2 else 0
@@ -84,7 +94,15 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def conversion_source(config: ImagenetNpzConfig, images_per_shard: int | None = None) -> Source:
     """The batches as :func:`nfkit_core.data.convert.convert` reads them: one ``.npz`` file per shard (so
-    ``images_per_shard`` does not apply), labels shifted to ``0..999``."""
+    ``images_per_shard`` does not apply), labels shifted to ``0..999``.
+
+    Args:
+        config: the dataset's options.
+        images_per_shard: images per shard of the converted copy, where the source does not fix it.
+
+    Returns:
+        the source, for :func:`nfkit_core.data.convert.convert`.
+    """
     root = require_path("imagenet-npz", "root", config.root, LAYOUT)
 
     def reader(path: Path):
@@ -102,7 +120,11 @@ def conversion_source(config: ImagenetNpzConfig, images_per_shard: int | None = 
 
 
 def converted_folder(config: ImagenetNpzConfig) -> Path:
-    """Where the converted copy of ``config``'s batches lives."""
+    """Where the converted copy of ``config``'s batches lives.
+
+    Args:
+        config: the dataset's options.
+    """
     root = require_path("imagenet-npz", "root", config.root, LAYOUT)
     cache = Path(config.cache).expanduser() if config.cache else root / "nfkit-converted"
     suffix = f"-first{config.train_files}" if config.train_files is not None else ""
@@ -111,7 +133,15 @@ def converted_folder(config: ImagenetNpzConfig) -> Path:
 
 def load_imagenet_npz(config: ImagenetNpzConfig, split: str) -> Dataset:
     """The ``split`` part as ``(3, S, S)`` images of levels 0..255 with labels ``0..999``: read from the converted
-    copy (converting first if there is none), or loaded into memory when ``config.in_memory``."""
+    copy (converting first if there is none), or loaded into memory when ``config.in_memory``.
+
+    Args:
+        config: the dataset's options.
+        split: ``"train"``, ``"val"`` or ``"test"``.
+
+    Raises:
+        DataError: an unknown split, or data that are missing or malformed (the message says what to fetch or fix).
+    """
     check_split("imagenet-npz", split)
     if config.in_memory:
         return _load_in_memory(config, split)

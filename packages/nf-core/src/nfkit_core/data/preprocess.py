@@ -36,7 +36,15 @@ MODES = ("levels", "dequantize", "noise", "continuous")
 
 
 def center_crop_resize(image: Tensor, size: int) -> Tensor:
-    """Crop the largest centred square of a ``(C, H, W)`` ``uint8`` image and resize it to ``size x size``."""
+    """Crop the largest centred square of a ``(C, H, W)`` ``uint8`` image and resize it to ``size x size``.
+
+    Args:
+        image: a ``(C, H, W)`` ``uint8`` image.
+        size: the side of the result, in pixels.
+
+    Returns:
+        a ``(C, size, size)`` ``uint8`` image.
+    """
     functional = require("torchvision.transforms.v2.functional", "resizing images")
 
     side = min(image.shape[-2:])
@@ -47,30 +55,59 @@ def center_crop_resize(image: Tensor, size: int) -> Tensor:
 
 
 def random_horizontal_flip(x: Tensor) -> Tensor:
-    """Mirror each image of a ``(B, C, H, W)`` batch left-right with probability 1/2."""
+    """Mirror each image of a ``(B, C, H, W)`` batch left-right with probability 1/2.
+
+    Args:
+        x: a batch of images ``(B, C, H, W)``; the coin flips come from :mod:`nfkit_core.noise`.
+    """
     flip = noise.rand((x.shape[0],), device=x.device) < 0.5
     return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
 
 
 def scale_levels(levels: Tensor, num_bins: int) -> Tensor:
-    """Map levels ``0 .. K-1`` linearly onto ``[-1, 1]``."""
+    """Map levels ``0 .. K-1`` linearly onto ``[-1, 1]``.
+
+    Args:
+        levels: integer levels (any shape, any dtype).
+        num_bins: the number of levels ``K``.
+
+    Example:
+        >>> import torch
+        >>> scale_levels(torch.tensor([0, 8, 16]), num_bins=17)
+        tensor([-1.,  0.,  1.])
+    """
     return levels / (num_bins - 1) * 2 - 1
 
 
 def uniform_dequantize(levels: Tensor, num_bins: int) -> Tensor:
     """``(x + u) / K * 2 - 1`` with ``u ~ U[0, 1)``: continuous values in ``[-1, 1]``, one bin of width ``2 / K``
-    per level."""
+    per level.
+
+    Args:
+        levels: integer levels ``0 .. K-1`` as floats (any shape).
+        num_bins: the number of levels ``K``.
+    """
     u = noise.rand(levels.shape, device=levels.device, dtype=levels.dtype)
     return (levels + u) / num_bins * 2 - 1
 
 
 def add_gaussian_noise(x: Tensor, sigma: float) -> Tensor:
-    """``x + sigma * eps`` with ``eps ~ N(0, I)``."""
+    """``x + sigma * eps`` with ``eps ~ N(0, I)`` from :mod:`nfkit_core.noise`.
+
+    Args:
+        x: data in the flow's units (e.g. ``[-1, 1]`` for images).
+        sigma: the noise standard deviation, in the same units.
+    """
     return x + sigma * noise.randn(x.shape, device=x.device, dtype=x.dtype)
 
 
 def drop_labels(labels: Tensor, probability: float) -> Tensor:
-    """Replace each label by ``-1`` (no class) with the given probability."""
+    """Replace each label by ``-1`` (no class) with the given probability.
+
+    Args:
+        labels: class labels of shape ``(B,)``.
+        probability: in ``[0, 1)``.
+    """
     dropped = noise.rand(labels.shape, device=labels.device) < probability
     return torch.where(dropped, torch.full_like(labels, -1), labels)
 
@@ -103,7 +140,19 @@ class Preprocessing:
     @classmethod
     def choose(cls, info: DataInfo, flow_dequantizes: bool, noise_std: float = 0.0, hflip: bool = False,
                label_dropout: float = 0.0) -> Preprocessing:
-        """The preprocessing for data described by ``info`` and a flow that does (or does not) dequantize."""
+        """The preprocessing for data described by ``info`` and a flow that does (or does not) dequantize.
+
+        Args:
+            info: the data: integer levels when ``info.num_bins`` is set, else continuous.
+            flow_dequantizes: the flow takes integer levels and dequantizes them itself.
+            noise_std: Gaussian noise augmentation instead of uniform dequantization (0: none).
+            hflip: flip training images horizontally at random.
+            label_dropout: probability of dropping a training label to ``-1``.
+
+        Raises:
+            ConfigError: flips of data that are not images, a dequantizing flow for continuous data, or noise
+                augmentation for a flow that dequantizes.
+        """
         if hflip and len(info.shape) != 3:
             raise ConfigError(f"horizontal flips need images of shape (C, H, W), the data has shape {info.shape}")
         if info.num_bins is None:
@@ -143,7 +192,14 @@ class Preprocessing:
         return x, labels
 
     def to_unit_interval(self, samples: Tensor) -> Tensor:
-        """Map image samples of the flow back to ``[0, 1]`` for display (non-finite values become 0)."""
+        """Map image samples of the flow back to ``[0, 1]`` for display (non-finite values become 0).
+
+        Args:
+            samples: samples of the flow, ``(B, C, H, W)``.
+
+        Raises:
+            ValueError: continuous (non-image) data.
+        """
         if self.mode == "continuous":
             raise ValueError("continuous data has no image range")
         samples = torch.nan_to_num(samples.float(), nan=0.0, posinf=0.0, neginf=0.0)

@@ -23,7 +23,14 @@ __all__ = ["EpochSampler", "EpochBatches"]
 
 
 class EpochBatches:
-    """The batches of one process in one epoch from batch ``start`` on; a ``batch_sampler`` for a DataLoader."""
+    """The batches of one process in one epoch from batch ``start`` on; a ``batch_sampler`` for a DataLoader.
+
+    Args:
+        indices: this process's example indices for the epoch, in order.
+        batch_size: examples per batch.
+        start: the first batch.
+        stop: the batch to stop before.
+    """
 
     def __init__(self, indices: Tensor, batch_size: int, start: int, stop: int) -> None:
         self.indices = indices
@@ -63,12 +70,24 @@ class EpochSampler:
         self.steps_per_epoch = self.per_process // batch_size
 
     def order(self, epoch: int) -> Tensor:
-        """The permutation of all ``N`` examples that epoch ``epoch`` follows."""
+        """The permutation of all ``N`` examples that epoch ``epoch`` follows.
+
+        Args:
+            epoch: the epoch, from 0.
+        """
         generator = torch.Generator().manual_seed(self.seed + epoch)
         return torch.randperm(self.num_examples, generator=generator)
 
     def epoch(self, epoch: int, start: int = 0) -> EpochBatches:
-        """This process's batches of epoch ``epoch``, from batch ``start`` on (a resumed run's position)."""
+        """This process's batches of epoch ``epoch``, from batch ``start`` on (a resumed run's position).
+
+        Args:
+            epoch: the epoch, from 0.
+            start: the first batch of the epoch to yield.
+
+        Raises:
+            ValueError: ``start`` outside the epoch.
+        """
         if not 0 <= start <= self.steps_per_epoch:
             raise ValueError(f"batch {start} is outside an epoch of {self.steps_per_epoch} batches")
         mine = self.order(epoch)[:self.per_process * self.world_size][self.rank::self.world_size]

@@ -43,20 +43,35 @@ META_NAME = "meta.json"
 
 
 def shard_names(split: str, index: int) -> tuple[str, str]:
-    """The file names of shard ``index`` of ``split``: images, labels."""
+    """The file names of shard ``index`` of ``split``: images, labels.
+
+    Args:
+        split: the split's name.
+        index: the shard's index, from 0.
+    """
     stem = f"{split}-{index:05d}"
     return f"{stem}.npy", f"{stem}.labels.npy"
 
 
 def write_json_atomically(values: dict[str, Any], path: Path) -> None:
-    """Write ``path`` as a temporary file and rename it over the old one: readers see the old or the new file."""
+    """Write ``path`` as a temporary file and rename it over the old one: readers see the old or the new file.
+
+    Args:
+        values: plain JSON values.
+        path: the file to write.
+    """
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_text(json.dumps(values, indent=2) + "\n")
     os.replace(temporary, path)
 
 
 def write_array_atomically(array: np.ndarray, path: Path) -> None:
-    """Save ``array`` as ``.npy`` under a temporary name, flush it to disk, then rename it to ``path``."""
+    """Save ``array`` as ``.npy`` under a temporary name, flush it to disk, then rename it to ``path``.
+
+    Args:
+        array: the array to save.
+        path: the ``.npy`` file to write.
+    """
     temporary = path.with_name(f".{path.name}.tmp")
     with open(temporary, "wb") as file:
         np.save(file, np.ascontiguousarray(array), allow_pickle=False)
@@ -66,7 +81,11 @@ def write_array_atomically(array: np.ndarray, path: Path) -> None:
 
 
 def read_meta(root: str | Path) -> dict[str, Any]:
-    """The ``meta.json`` of a converted folder; a :class:`DataError` when it is missing, foreign or unfinished."""
+    """The ``meta.json`` of a converted folder; a :class:`DataError` when it is missing, foreign or unfinished.
+
+    Args:
+        root: the converted folder.
+    """
     path = Path(root).expanduser() / META_NAME
     if not path.is_file():
         raise DataError(f"{path.parent} holds no converted dataset ({META_NAME} missing); create one with "
@@ -132,7 +151,14 @@ class ShardedImages(Dataset):
         return int(self.ends[-1]) if len(self.ends) else 0
 
     def read(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The ``uint8`` images and ``int64`` labels at ``indices`` (any order, repeats allowed), copied out."""
+        """The ``uint8`` images and ``int64`` labels at ``indices`` (any order, repeats allowed), copied out.
+
+        Args:
+            indices: example indices, any order, repeats allowed.
+
+        Raises:
+            IndexError: an index out of range.
+        """
         indices = np.asarray(indices, dtype=np.int64)
         if indices.size and (indices.min() < 0 or indices.max() >= len(self)):
             raise IndexError(f"index out of range for {len(self)} images")
@@ -169,7 +195,15 @@ class ConvertedConfig:
 
 
 def load_converted(config: ConvertedConfig, split: str) -> ShardedImages:
-    """The ``split`` part of a converted folder."""
+    """The ``split`` part of a converted folder.
+
+    Args:
+        config: the dataset's options.
+        split: ``"train"``, ``"val"`` or ``"test"``.
+
+    Raises:
+        DataError: an unknown split, or data that are missing or malformed (the message says what to fetch or fix).
+    """
     if not config.root:
         raise DataError("dataset 'converted' needs a path: set data.root=PATH (a folder written by nf data convert)")
     return ShardedImages(config.root, split)

@@ -43,9 +43,13 @@ class TabularConfig:
 class TabularDataset(ArrayDataset):
     """Rows of a tabular split, with the standardisation they went through.
 
-    Attributes:
-        mean, std: the training split's column statistics that were applied, in float64 (``None`` without
+    Args:
+        data: the rows, ``(N, D)``, after standardisation.
+        mean: the training split's column means that were subtracted, in float64 (``None`` without
             standardisation).
+        std: the training split's column standard deviations that were divided by (``None`` likewise).
+
+    Attributes:
         log_abs_det: ``-sum(log std)``, the log-determinant of the standardisation, per example (0 without).
     """
 
@@ -86,7 +90,15 @@ def _as_rows(array: np.ndarray, where: str) -> torch.Tensor:
 
 
 def load_tabular(config: TabularConfig, split: str) -> TabularDataset:
-    """The ``split`` array as unlabelled float vectors, standardised with the training statistics by default."""
+    """The ``split`` array as unlabelled float vectors, standardised with the training statistics by default.
+
+    Args:
+        config: the dataset's options.
+        split: ``"train"``, ``"val"`` or ``"test"``.
+
+    Raises:
+        DataError: an unknown split, or data that are missing or malformed (the message says what to fetch or fix).
+    """
     check_split("tabular", split)
     path = require_path("tabular", "root", config.root, LAYOUT)
     arrays = _read_arrays(path)

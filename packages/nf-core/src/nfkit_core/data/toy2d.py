@@ -65,7 +65,20 @@ DISTRIBUTIONS = {"moons": _moons, "circles": _circles, "checkerboard": _checkerb
 
 
 def sample_toy2d(distribution: str, n: int, seed: int) -> torch.Tensor:
-    """``n`` points of shape ``(n, 2)`` from a named toy distribution."""
+    """``n`` points of shape ``(n, 2)`` from a named toy distribution.
+
+    Args:
+        distribution: the name of a toy distribution (e.g. ``"moons"``).
+        n: the number of points.
+        seed: seeds the draw.
+
+    Raises:
+        DataError: an unknown distribution.
+
+    Example:
+        >>> sample_toy2d("moons", 4, seed=0).shape
+        torch.Size([4, 2])
+    """
     if distribution not in DISTRIBUTIONS:
         raise DataError(f"unknown toy2d distribution {distribution!r}; available: {', '.join(DISTRIBUTIONS)}")
     points = DISTRIBUTIONS[distribution](n, np.random.default_rng(seed))
@@ -73,7 +86,15 @@ def sample_toy2d(distribution: str, n: int, seed: int) -> torch.Tensor:
 
 
 def load_toy2d(config: Toy2dConfig, split: str) -> ArrayDataset:
-    """The ``split`` part: ``train_size`` or ``eval_size`` unlabelled 2-D points."""
+    """The ``split`` part: ``train_size`` or ``eval_size`` unlabelled 2-D points.
+
+    Args:
+        config: the dataset's options.
+        split: ``"train"``, ``"val"`` or ``"test"``.
+
+    Raises:
+        DataError: an unknown split or distribution.
+    """
     check_split("toy2d", split)
     size = config.train_size if split == "train" else config.eval_size
     points = sample_toy2d(config.distribution, size, config.seed * len(SPLITS) + SPLITS.index(split))

@@ -39,7 +39,11 @@ class ActNorm(Transform):
 
     @torch.no_grad()
     def initialize(self, x: Tensor) -> None:
-        """Set the parameters so that ``x`` is mapped to zero mean and unit variance per channel."""
+        """Set the parameters so that ``x`` is mapped to zero mean and unit variance per channel.
+
+        Args:
+            x: a batch of inputs, ``(B, C)`` or ``(B, C, *spatial)``.
+        """
         dims = [d for d in range(x.dim()) if d != 1]
         mean = x.mean(dim=dims)
         std = x.std(dim=dims, unbiased=False)

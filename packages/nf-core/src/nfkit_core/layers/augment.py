@@ -36,6 +36,7 @@ class Augment(Transform):
     """
 
     is_bijective = False
+    internal_inputs = ("features",)
 
     def __init__(self, noise_channels: int, conditioner: nn.Module | None = None, params: str = "halves") -> None:
         super().__init__()

@@ -23,6 +23,11 @@ class BatchNorm(Transform):
     inverts the eval-mode forward. The variance is the biased batch variance (MAF's ``mean(x^2) - mean(x)^2``).
 
     Works on vectors ``(B, C)`` and on ``(B, C, *spatial)`` (statistics over batch and positions).
+
+    Args:
+        num_features: the number of channels ``C``.
+        momentum: the weight of the batch statistics in the running averages.
+        eps: added to the variance before the square root.
     """
 
     def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-5) -> None:
@@ -42,7 +47,11 @@ class BatchNorm(Transform):
 
     @torch.no_grad()
     def set_statistics(self, x: Tensor) -> None:
-        """Set the running averages to the statistics of ``x`` (MAF evaluates with those of the whole training set)."""
+        """Set the running averages to the statistics of ``x`` (MAF evaluates with those of the whole training set).
+
+        Args:
+            x: inputs of this layer, ``(N, C)`` or ``(N, C, *spatial)``.
+        """
         check_channels("BatchNorm", x, self.num_features)
         mean, var = self._statistics(x)
         self.running_mean.copy_(mean)

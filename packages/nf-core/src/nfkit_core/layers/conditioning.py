@@ -22,11 +22,16 @@ __all__ = ["PARAM_LAYOUTS", "at_least_float32", "check_choice", "gaussian_params
 PARAM_LAYOUTS = ("halves", "interleaved")
 
 M = TypeVar("M", bound=nn.Module)
+"""Any :class:`torch.nn.Module` type (:func:`zero_init` returns the layer it is given)."""
 
 
 def at_least_float32(x: Tensor) -> Tensor:
     """``x`` in float32 if it is in a half-precision type (as under bf16 autocast), else unchanged (float64 stays
-    float64, e.g. in the conformance suite's Jacobian checks)."""
+    float64, e.g. in the conformance suite's Jacobian checks).
+
+    Args:
+        x: any tensor.
+    """
     return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
@@ -35,6 +40,12 @@ def zero_init(layer: M) -> M:
 
     The last layer of a conditioner starts at zero so that the flow layer it parametrises starts as the identity
     (Glow, section 3.3; the split priors start as ``N(0, I)`` the same way).
+
+    Args:
+        layer: a layer with a ``weight`` (e.g. :class:`torch.nn.Conv2d`, :class:`torch.nn.Linear`).
+
+    Returns:
+        the same layer.
     """
     nn.init.zeros_(layer.weight)
     if getattr(layer, "bias", None) is not None:
@@ -43,7 +54,16 @@ def zero_init(layer: M) -> M:
 
 
 def run_conditioner(net: nn.Module, h: Tensor, context: Tensor | None) -> Tensor:
-    """``net(h)`` without context, ``net(h, context)`` with one; the result at least in float32."""
+    """``net(h)`` without context, ``net(h, context)`` with one; the result at least in float32.
+
+    Args:
+        net: the conditioner network.
+        h: its input, batch first.
+        context: the conditioning, or ``None``.
+
+    Returns:
+        the network's output, in float32 (or float64).
+    """
     return at_least_float32(net(h) if context is None else net(h, context))
 
 
@@ -53,6 +73,16 @@ def split_params(h: Tensor, layout: str) -> tuple[Tensor, Tensor]:
     ``"halves"``: the first half of the channels is the first parameter, the second half the second (survae's
     channel-wise ``ElementwiseParams2d``). ``"interleaved"``: even channels are the first parameter, odd channels the
     second (openai/glow's ``h[..., 0::2]``, ``h[..., 1::2]``).
+
+    Args:
+        h: a network output of shape ``(B, 2 K, ...)``.
+        layout: ``"halves"`` or ``"interleaved"``.
+
+    Returns:
+        the two parameters, each of shape ``(B, K, ...)``.
+
+    Raises:
+        ValueError: an odd number of channels or an unknown layout.
     """
     if h.shape[1] % 2:
         raise ValueError(f"a network giving two parameters per element needs an even number of output channels, "
@@ -71,6 +101,20 @@ def gaussian_params(net: nn.Module | None, h: Tensor, context: Tensor | None, sh
 
     Without a network the Gaussian is ``N(0, I)``. ``owner`` names the network in the error raised when its output
     has the wrong number of channels.
+
+    Args:
+        net: the network, or ``None`` for ``N(0, I)``.
+        h: its input, batch first.
+        context: the conditioning, or ``None``.
+        shape: the shape of the mean and of the log-scale, batch first.
+        layout: how the network's channels hold the two parameters (see :func:`split_params`).
+        owner: names the network in error messages.
+
+    Returns:
+        ``(mean, log_scale)``, each of ``shape``.
+
+    Raises:
+        ValueError: the network's output does not give two parameters of ``shape``.
     """
     if net is None:
         zeros = h.new_zeros(shape)
@@ -83,7 +127,16 @@ def gaussian_params(net: nn.Module | None, h: Tensor, context: Tensor | None, sh
 
 
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:
-    """Return ``value`` if it is one of ``choices``, else raise a ValueError naming the option."""
+    """Return ``value`` if it is one of ``choices``, else raise a ValueError naming the option.
+
+    Args:
+        name: the option's name, for the message.
+        value: its value.
+        choices: the allowed values.
+
+    Raises:
+        ValueError: ``value`` is not among ``choices``.
+    """
     if value not in choices:
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")
     return value

@@ -27,6 +27,10 @@ class InvertibleConv1x1(Transform):
     Works on vectors ``(B, C)`` and on ``(B, C, *spatial)``. The mixing runs in the dtype of its input even under
     autocast: it is on the data path, where rounding to bfloat16 would perturb the latent and the likelihood at every
     layer and make the inverse inexact (the networks of the couplings are where autocast pays off).
+
+    Args:
+        num_channels: the number of channels ``C``.
+        lu: parametrise ``W`` by its LU decomposition (Glow's "LU-decomposed" variant).
     """
 
     def __init__(self, num_channels: int, lu: bool = True) -> None:

@@ -1,7 +1,8 @@
 """Affine and additive coupling layers (Dinh et al. 2015 "NICE", 2017 "Real NVP"; Kingma & Dhariwal 2018 "Glow").
 
 The input is split by a mask into an identity part ``x_a`` and a transformed part ``x_b``. A conditioner network
-sees only ``x_a`` (and the context), so the map is triangular and its log-determinant is the sum of the log-scales:
+sees only ``x_a`` (and the context, and the features below), so the map is triangular and its log-determinant is the
+sum of the log-scales:
 
     z_a = x_a,    z_b = x_b * exp(log_s(x_a)) + shift(x_a)      (Real NVP, section 3.2)
 
@@ -15,6 +16,12 @@ Masks:
 
 ``reverse_mask=True`` swaps the roles of the two parts, so that stacked couplings can alternate: the identity part is
 then the last ``C // 2`` channels, or the odd pixels.
+
+Features:
+    Both couplings take ``features`` as a keyword of ``forward`` and ``inverse`` (their :attr:`internal_inputs
+    <nfkit_core.transform.Transform.internal_inputs>`): inputs an architecture computes itself, such as the features
+    of ``x`` that condition a variational dequantizer's encoder (Flow++, section 3.1). They are not ``context``. The
+    conditioner then sees ``x_a`` and the features joined along the channels, ``torch.cat([x_a, features], dim=1)``.
 """
 
 from __future__ import annotations
@@ -75,12 +82,18 @@ class _Mask:
         return param * (1 - self._checkerboard(x)) if self.kind == "checkerboard" else param
 
 
+def _conditioner_input(x_a: Tensor, features: Tensor | None) -> Tensor:
+    """``x_a``, joined with the features along the channels when there are any."""
+    return x_a if features is None else torch.cat([x_a, features], dim=1)
+
+
 class AffineCoupling(Transform):
     """Affine coupling ``z_b = x_b * exp(log_s) + shift`` with ``(log_s, shift)`` from ``conditioner(x_a)``.
 
     Args:
-        conditioner: network called as ``conditioner(x_a)`` or ``conditioner(x_a, context)``; it returns twice as many
-            channels as ``x_b`` has (see the module docstring for the checkerboard mask).
+        conditioner: network called as ``conditioner(x_a)`` or ``conditioner(x_a, context)`` (``x_a`` joined with the
+            ``features`` when they are given); it returns twice as many channels as ``x_b`` has (see the module
+            docstring for the checkerboard mask).
         mask: ``"channel"`` or ``"checkerboard"``.
         log_scale: how the raw output ``h`` becomes ``log_s``: ``"exp"`` (``h``), ``"sigmoid"`` (``logsigmoid(h +
             2)``, Glow) or ``"tanh"`` (``2 tanh(h / 2)``, DenseFlow).
@@ -89,6 +102,8 @@ class AffineCoupling(Transform):
         reverse_mask: swap the identity and transformed parts.
         shift_first: use ``z_b = (x_b + shift) * exp(log_s)`` instead (openai/glow's order of operations).
     """
+
+    internal_inputs = ("features",)
 
     def __init__(self, conditioner: nn.Module, mask: str = "channel", log_scale: str = "exp",
                  params: str = "halves", reverse_mask: bool = False, shift_first: bool = False) -> None:
@@ -99,8 +114,9 @@ class AffineCoupling(Transform):
         self.params = check_choice("params", params, PARAM_LAYOUTS)
         self.shift_first = bool(shift_first)
 
-    def _log_scale_and_shift(self, x_a: Tensor, x_b: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
-        h = run_conditioner(self.conditioner, x_a, context)
+    def _log_scale_and_shift(self, x_a: Tensor, x_b: Tensor, context: Tensor | None,
+                             features: Tensor | None) -> tuple[Tensor, Tensor]:
+        h = run_conditioner(self.conditioner, _conditioner_input(x_a, features), context)
         expected = (x_b.shape[0], 2 * x_b.shape[1], *x_b.shape[2:])
         if tuple(h.shape) != expected:
             raise ValueError(f"the coupling conditioner must return shape {expected} for a transformed part of shape "
@@ -112,15 +128,17 @@ class AffineCoupling(Transform):
         log_s = LOG_SCALE_FUNCTIONS[self.log_scale](raw_log_scale)
         return self.mask.restrict(log_s, x_b), self.mask.restrict(shift, x_b)
 
-    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, context: Tensor | None = None, *,
+                features: Tensor | None = None) -> tuple[Tensor, Tensor]:
         x_a, x_b = self.mask.split(x)
-        log_s, shift = self._log_scale_and_shift(x_a, x_b, context)
+        log_s, shift = self._log_scale_and_shift(x_a, x_b, context, features)
         z_b = (x_b + shift) * log_s.exp() if self.shift_first else x_b * log_s.exp() + shift
         return self.mask.merge(x_a, z_b), sum_except_batch(log_s)
 
-    def inverse(self, z: Tensor, context: Tensor | None = None, **options: Any) -> tuple[Tensor, Tensor]:
+    def inverse(self, z: Tensor, context: Tensor | None = None, *, features: Tensor | None = None,
+                **options: Any) -> tuple[Tensor, Tensor]:
         z_a, z_b = self.mask.split(z)
-        log_s, shift = self._log_scale_and_shift(z_a, z_b, context)
+        log_s, shift = self._log_scale_and_shift(z_a, z_b, context, features)
         x_b = z_b * torch.exp(-log_s) - shift if self.shift_first else (z_b - shift) * torch.exp(-log_s)
         return self.mask.merge(z_a, x_b), -sum_except_batch(log_s)
 
@@ -129,29 +147,33 @@ class AdditiveCoupling(Transform):
     """Additive coupling ``z_b = x_b + shift(x_a)`` (NICE): volume preserving, log-det 0.
 
     Args:
-        conditioner: network called as ``conditioner(x_a)`` or ``conditioner(x_a, context)``, returning as many
-            channels as ``x_b`` has.
+        conditioner: network called as ``conditioner(x_a)`` or ``conditioner(x_a, context)`` (``x_a`` joined with the
+            ``features`` when they are given), returning as many channels as ``x_b`` has.
         mask: ``"channel"`` or ``"checkerboard"``.
         reverse_mask: swap the identity and transformed parts.
     """
+
+    internal_inputs = ("features",)
 
     def __init__(self, conditioner: nn.Module, mask: str = "channel", reverse_mask: bool = False) -> None:
         super().__init__()
         self.conditioner = conditioner
         self.mask = _Mask(mask, reverse_mask)
 
-    def _shift(self, x_a: Tensor, x_b: Tensor, context: Tensor | None) -> Tensor:
-        shift = run_conditioner(self.conditioner, x_a, context)
+    def _shift(self, x_a: Tensor, x_b: Tensor, context: Tensor | None, features: Tensor | None) -> Tensor:
+        shift = run_conditioner(self.conditioner, _conditioner_input(x_a, features), context)
         if shift.shape != x_b.shape:
             raise ValueError(f"the coupling conditioner must return shape {tuple(x_b.shape)}, got {tuple(shift.shape)}")
         return self.mask.restrict(shift, x_b)
 
-    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, context: Tensor | None = None, *,
+                features: Tensor | None = None) -> tuple[Tensor, Tensor]:
         x_a, x_b = self.mask.split(x)
-        z = self.mask.merge(x_a, x_b + self._shift(x_a, x_b, context))
+        z = self.mask.merge(x_a, x_b + self._shift(x_a, x_b, context, features))
         return z, x.new_zeros(x.shape[0])
 
-    def inverse(self, z: Tensor, context: Tensor | None = None, **options: Any) -> tuple[Tensor, Tensor]:
+    def inverse(self, z: Tensor, context: Tensor | None = None, *, features: Tensor | None = None,
+                **options: Any) -> tuple[Tensor, Tensor]:
         z_a, z_b = self.mask.split(z)
-        x = self.mask.merge(z_a, z_b - self._shift(z_a, z_b, context))
+        x = self.mask.merge(z_a, z_b - self._shift(z_a, z_b, context, features))
         return x, z.new_zeros(z.shape[0])

@@ -95,6 +95,10 @@ class VariationalDequantization(_Dequantization):
 
     ``log q(u | x) = log N(eps) - log|det dv/deps| - log|det du/dv|`` (change of variables along the encoder).
 
+    The features ``c`` of ``x`` reach the encoder as its internal input ``features`` (see
+    :mod:`nfkit_core.transform`): ``encoder(eps, features=c)``, whose couplings join them to their conditioning half.
+    The flow's ``context`` (the user's conditioning) is not passed to the encoder: ``q(u | x)`` depends on ``x`` only.
+
     This is survae's ``VariationalDequantization`` with a ``ConditionalInverseFlow`` encoder whose last step is a
     sigmoid: the encoder runs in its *forward* direction from noise to pre-sigmoid values, the noise is one
     :func:`nfkit_core.noise.randn` draw of shape ``(B, *noise_shape)`` taken after the context net runs, and with
@@ -102,28 +106,42 @@ class VariationalDequantization(_Dequantization):
     as survae's ``ConvNormal2d`` is an :class:`~nfkit_core.layers.ElementwiseAffine` as the encoder's first step.
 
     Args:
-        encoder: a :class:`~nfkit_core.Transform` called as ``encoder(eps, c)`` returning pre-sigmoid values of
-            the shape of ``x`` and the log-det of that map (it may change shape, e.g. end with an ``Unsqueeze``).
+        encoder: a :class:`~nfkit_core.Transform` called as ``encoder(eps, features=c)`` if it names ``"features"``
+            in its ``internal_inputs``, else as ``encoder(eps)`` (then ``q(u)`` does not depend on ``x``); it returns
+            pre-sigmoid values of the shape of ``x`` and the log-det of that map (it may change shape, e.g. end with
+            an ``Unsqueeze``).
         num_bins: the number of levels.
         low, high: the output range.
-        context_net: network computing the encoder's context ``c`` from the levels ``x`` (as floats); ``c = x`` when
-            ``None``. The flow's own ``context`` is not used.
+        context_net: network computing the encoder's features ``c`` from the levels ``x`` (as floats); ``c = x`` when
+            ``None``.
         noise_shape: the shape of one noise draw (without batch); the shape of ``x`` when ``None``.
     """
 
     def __init__(self, encoder: Transform, num_bins: int = 256, low: float = 0.0, high: float = 1.0,
                  context_net: nn.Module | None = None, noise_shape: Sequence[int] | None = None) -> None:
         super().__init__(num_bins, low, high)
+        self.encoder_takes_features = "features" in getattr(encoder, "internal_inputs", ())
+        if context_net is not None and not self.encoder_takes_features:
+            raise ValueError(f"the dequantization encoder ({type(encoder).__name__}) ignores the features that "
+                             f"context_net computes: give it a layer that names 'features' in its internal_inputs "
+                             f"(such as an AffineCoupling), or drop context_net")
         self.encoder = encoder
         self.context_net = context_net
         self.noise_shape = tuple(int(d) for d in noise_shape) if noise_shape is not None else None
 
     def sample_with_log_prob(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Draw ``u ~ q(u | x)`` for levels ``x`` (floats) and return ``(u, log q(u | x))``."""
+        """Draw ``u ~ q(u | x)`` for levels ``x`` (floats) and return ``(u, log q(u | x))``.
+
+        Args:
+            x: integer levels as floats, ``(B, *event_shape)``.
+
+        Returns:
+            ``u`` in ``(0, 1)``, the shape of ``x``, and ``log q(u | x)``, shape ``(B,)``, in nats.
+        """
         c = self.context_net(x) if self.context_net is not None else x
         shape = (x.shape[0], *(self.noise_shape or x.shape[1:]))
         eps = noise.randn(shape, device=x.device, dtype=x.dtype)
-        v, encoder_log_det = self.encoder(eps, c)
+        v, encoder_log_det = self.encoder(eps, features=c) if self.encoder_takes_features else self.encoder(eps)
         if v.shape != x.shape:
             raise ValueError(f"the dequantization encoder must return the shape of x, {tuple(x.shape)}, "
                              f"got {tuple(v.shape)}")

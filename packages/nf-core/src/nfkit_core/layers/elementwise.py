@@ -22,6 +22,9 @@ class ElementwiseAffine(Transform):
     ``shape`` is the event shape for one scale per element (e.g. ``(C, H, W)``), or a broadcastable shape such as
     ``(C, 1, 1)`` for one scale per channel of an image (survae's ``ConvNormal2d`` base is this map applied to
     standard-normal noise).
+
+    Args:
+        shape: the shape of ``log_scale`` and ``shift`` (an int for vectors of that size).
     """
 
     def __init__(self, shape: int | Sequence[int]) -> None:
@@ -67,6 +70,12 @@ class Logit(Transform):
     ``alpha`` keeps the logit away from the infinities at 0 and 1; Real NVP uses 0.05. The inverse is
     ``x = (sigmoid(z) - alpha) / (1 - 2 alpha)``. Input outside [0, 1] raises a ValueError (a data-dependent check,
     see :mod:`nfkit_core.validation`).
+
+    Args:
+        alpha: in ``[0, 0.5)``; squeezes the data into ``[alpha, 1 - alpha]`` before the logit.
+
+    Raises:
+        ValueError: ``alpha`` outside ``[0, 0.5)``.
     """
 
     def __init__(self, alpha: float = 0.05) -> None:

@@ -18,7 +18,14 @@ __all__ = ["Permutation", "RandomPermutation", "Reverse", "ChannelSwap"]
 
 
 class Permutation(Transform):
-    """``z[:, i] = x[:, permutation[i]]`` for a given permutation of the ``C`` channels."""
+    """``z[:, i] = x[:, permutation[i]]`` for a given permutation of the ``C`` channels.
+
+    Args:
+        permutation: a permutation of ``0 .. C - 1``.
+
+    Raises:
+        ValueError: ``permutation`` is not a permutation.
+    """
 
     def __init__(self, permutation: Tensor) -> None:
         super().__init__()
@@ -38,7 +45,12 @@ class Permutation(Transform):
 
 
 class RandomPermutation(Permutation):
-    """A random permutation of ``num_features`` channels, fixed by ``seed`` (and saved in the state dict)."""
+    """A random permutation of ``num_features`` channels, fixed by ``seed`` (and saved in the state dict).
+
+    Args:
+        num_features: the number of channels ``C``.
+        seed: seeds the permutation.
+    """
 
     def __init__(self, num_features: int, seed: int = 0) -> None:
         super().__init__(torch.randperm(int(num_features), generator=torch.Generator().manual_seed(seed)))

@@ -18,6 +18,12 @@ class Squeeze(Transform):
     A permutation of the entries, so the log-det is 0. The ``f * f`` new channels of one input channel are adjacent,
     ordered by row then column within the block: channel ``c * f * f + i * f + j`` holds pixel ``(i, j)`` of the
     block, as survae's ``Squeeze2d`` and openai/glow's ``squeeze2d``.
+
+    Args:
+        factor: the block size ``f``; ``H`` and ``W`` must be divisible by it.
+
+    Raises:
+        ValueError: ``factor < 1``.
     """
 
     def __init__(self, factor: int = 2) -> None:
@@ -46,7 +52,11 @@ class Squeeze(Transform):
 
 
 class Unsqueeze(Squeeze):
-    """The inverse of :class:`Squeeze`: ``(B, C * f * f, H, W) -> (B, C, H * f, W * f)``."""
+    """The inverse of :class:`Squeeze`: ``(B, C * f * f, H, W) -> (B, C, H * f, W * f)``.
+
+    Args:
+        factor: the block size ``f``; ``C`` must be divisible by ``f * f``.
+    """
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return self._unsqueeze(x), x.new_zeros(x.shape[0])

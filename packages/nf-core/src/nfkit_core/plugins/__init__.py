@@ -1,7 +1,7 @@
 """The plugin layer: hook specifications, the typed registry that plugins fill, and the manager that loads them.
 
-A plugin author needs :data:`hookimpl`, the spec types and :class:`Registrar` (all importable from here); see
-:mod:`nfkit_core.plugins.hookspecs` for the hooks.
+A plugin author needs :data:`~nfkit_core.plugins.hookspecs.hookimpl`, the spec types and :class:`Registrar` (all
+importable from here); see :mod:`nfkit_core.plugins.hookspecs` for the hooks.
 """
 
 from nfkit_core.errors import DuplicateNameError, PluginError, UnknownNameError

@@ -34,10 +34,11 @@ PROJECT = "nfkit"
 """pluggy's project name, and the entry-point group plugins are listed under."""
 
 hookspec = pluggy.HookspecMarker(PROJECT)
-"""Marks the hook specifications below."""
+"""Marks the hook specifications below (a :class:`pluggy.HookspecMarker`)."""
 
 hookimpl = pluggy.HookimplMarker(PROJECT)
-"""Marks a plugin's hook implementations: ``@hookimpl def nf_register_architectures(architectures): ...``."""
+"""Marks a plugin's hook implementations, e.g. ``@hookimpl def nf_register_architectures(architectures): ...``
+(a :class:`pluggy.HookimplMarker`, whose options such as ``tryfirst`` pluggy documents)."""
 
 
 @hookspec

@@ -103,18 +103,36 @@ class PluginManager:
             self._load_entry_points()
 
     def info(self, name: str) -> PluginInfo:
-        """The :class:`PluginInfo` of the plugin called ``name``."""
+        """The :class:`PluginInfo` of the plugin called ``name``.
+
+        Args:
+            name: the plugin's name (its entry-point name).
+
+        Raises:
+            UnknownNameError: no plugin of that name.
+        """
         for plugin in self.plugins:
             if plugin.name == name:
                 return plugin
         raise UnknownNameError(f"no plugin {name!r}; plugins: {', '.join(p.name for p in self.plugins)}")
 
     def has_plugin(self, name: str) -> bool:
-        """Whether a plugin of this name is registered."""
+        """Whether a plugin of this name is registered.
+
+        Args:
+            name: the plugin's name.
+        """
         return self.pm.has_plugin(name)
 
     def register(self, plugin: object, name: str, distribution: str = "<local>", version: str = "") -> None:
-        """Register a plugin object (a module with hook implementations) by hand."""
+        """Register a plugin object (a module with hook implementations) by hand.
+
+        Args:
+            plugin: the object whose hook implementations to register.
+            name: the plugin's name (blocked if listed in ``NF_BLOCK_PLUGINS``).
+            distribution: the distribution it is attributed to, for ``nf plugins`` and messages.
+            version: that distribution's version.
+        """
         if self.pm.register(plugin, name=name) is not None:  # None: blocked
             self.plugins.append(PluginInfo(name, distribution, version))
             self._registry = None
@@ -235,5 +253,18 @@ def get_plugin_manager() -> PluginManager:
 
 
 def get_registry() -> Registry:
-    """The process-wide registry filled by every plugin."""
+    """The process-wide registry filled by every plugin.
+
+    Example:
+        >>> from nfkit_core.plugins import get_registry
+        >>> registry = get_registry()
+        >>> "toy2d" in registry.datasets.names()  # nfkit-core's own datasets
+        True
+        >>> registry.datasets.get("toy2d").name
+        'toy2d'
+        >>> registry.datasets.get("toy3d")
+        Traceback (most recent call last):
+        ...
+        nfkit_core.errors.UnknownNameError: unknown dataset 'toy3d'; available: ...
+    """
     return get_plugin_manager().registry

@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Generic, TypeVar
 
+from torch import nn
+
 from nfkit_core.attention import backends_in_scope
 from nfkit_core.errors import ConfigError, DuplicateNameError, PluginError, UnknownNameError
 from nfkit_core.flow import Flow
@@ -33,14 +35,21 @@ from nfkit_core.specs import (
 __all__ = ["Registrar", "Registry", "is_flow"]
 
 SpecT = TypeVar("SpecT", ArchitectureSpec, DatasetSpec, MetricSpec, DistillerSpec, AttentionBackend, CommandSpec)
+"""The kind of spec a :class:`Registrar` holds."""
 
 DIRECT = ("<direct>", "<direct>", "")
 """The source of registrations made outside any plugin (tests, scripts)."""
 
 
 def is_flow(obj: object) -> bool:
-    """Whether ``obj`` is an nf flow, what an architecture's ``build`` must return."""
-    return isinstance(obj, Flow)
+    """Whether ``obj`` is an nf flow, what an architecture's ``build`` must return: a :class:`torch.nn.Module` (the
+    trainer needs its ``parameters``, ``state_dict``, ``train``/``eval`` and ``to``) that satisfies the
+    :class:`~nfkit_core.Flow` protocol, as every :class:`~nfkit_core.NormalizingFlow` does.
+
+    Args:
+        obj: anything.
+    """
+    return isinstance(obj, nn.Module) and isinstance(obj, Flow)
 
 
 class Registrar(Generic[SpecT]):
@@ -59,11 +68,20 @@ class Registrar(Generic[SpecT]):
         self._source = DIRECT
 
     def attribute_to(self, plugin: str, distribution: str, version: str) -> None:
-        """Attribute the registrations that follow to ``plugin`` from ``distribution`` (called by the manager)."""
+        """Attribute the registrations that follow to ``plugin`` from ``distribution`` (called by the manager).
+
+        Args:
+            plugin: the plugin's entry-point name.
+            distribution: the distribution that installed it.
+            version: that distribution's version.
+        """
         self._source = (plugin, distribution, version)
 
     def add(self, spec: SpecT) -> None:
         """Register ``spec`` under ``spec.name``.
+
+        Args:
+            spec: the value to register, of this registrar's spec type.
 
         Raises:
             PluginError: ``spec`` is not of this registrar's type.
@@ -78,6 +96,12 @@ class Registrar(Generic[SpecT]):
     def entry(self, name: str) -> Entry:
         """The :class:`~nfkit_core.specs.Entry` of ``name``.
 
+        Args:
+            name: the registered name.
+
+        Returns:
+            the entry, with the spec and the plugin and distribution that registered it.
+
         Raises:
             UnknownNameError: nothing of that name; the message lists the available names.
             DuplicateNameError: two plugins registered the name; the message names both and the way out.
@@ -91,7 +115,18 @@ class Registrar(Generic[SpecT]):
             raise UnknownNameError(f"unknown {self.kind} {name!r}; available: {available}") from None
 
     def get(self, name: str) -> SpecT:
-        """The spec registered as ``name`` (errors as :meth:`entry`)."""
+        """The spec registered as ``name``.
+
+        Args:
+            name: the registered name (``nf train --arch NAME``, ``--data NAME``, ...).
+
+        Returns:
+            the spec.
+
+        Raises:
+            UnknownNameError: nothing of that name; the message lists the available names.
+            DuplicateNameError: two plugins registered the name.
+        """
         return self.entry(name).spec
 
     def names(self) -> list[str]:
@@ -114,7 +149,11 @@ class Registrar(Generic[SpecT]):
         return {name: entries for name, entries in by_name.items() if len(entries) > 1}
 
     def clash_message(self, name: str) -> str:
-        """Why ``name`` cannot be used, and how to make it usable."""
+        """Why ``name`` cannot be used, and how to make it usable.
+
+        Args:
+            name: a name that more than one plugin registered.
+        """
         entries = self.clashes()[name]
         by = " and ".join(entry.origin() for entry in entries)
         return (f"{self.kind} {name!r} is registered by more than one plugin: {by}; uninstall one of them, or skip "
@@ -133,7 +172,8 @@ class Registrar(Generic[SpecT]):
 class Registry:
     """Everything the plugins registered, one :class:`Registrar` per kind.
 
-    The attribute names are the parameter names of the hooks in :mod:`nfkit_core.plugins.hookspecs`.
+    The attribute names are the parameter names of the hooks in :mod:`nfkit_core.plugins.hookspecs`:
+    ``architectures``, ``datasets``, ``metrics``, ``distillers``, ``attention_backends`` and ``commands``.
     """
 
     def __init__(self) -> None:
@@ -149,7 +189,13 @@ class Registry:
         return {name: value for name, value in vars(self).items() if isinstance(value, Registrar)}
 
     def attribute_to(self, plugin: str, distribution: str, version: str) -> None:
-        """Attribute the registrations that follow to ``plugin`` from ``distribution`` (called by the manager)."""
+        """Attribute the registrations that follow to ``plugin`` from ``distribution`` (called by the manager).
+
+        Args:
+            plugin: the plugin's entry-point name.
+            distribution: the distribution that installed it.
+            version: that distribution's version.
+        """
         for registrar in self.registrars().values():
             registrar.attribute_to(plugin, distribution, version)
 
@@ -167,7 +213,15 @@ class Registry:
                 for name, entries in registrar.clashes().items()]
 
     def load_dataset(self, name: str, config: Any = None, split: str = "train") -> Any:
-        """Load ``split`` of the registered dataset ``name`` (with its default config when ``config`` is None).
+        """Load ``split`` of the registered dataset ``name``.
+
+        Args:
+            name: the registered dataset name.
+            config: an instance of the dataset's config class; its defaults when ``None``.
+            split: ``"train"``, ``"val"`` or ``"test"``.
+
+        Returns:
+            the dataset of ``(x, label)`` pairs, with its :class:`~nfkit_core.specs.DataInfo` as ``info``.
 
         Raises:
             UnknownNameError, DuplicateNameError: as :meth:`Registrar.entry`.
@@ -185,6 +239,15 @@ class Registry:
 
         The registered attention backends can be named in the config (see :mod:`nfkit_core.attention`).
 
+        Args:
+            architecture: the registered architecture name.
+            config: an instance of its config class (e.g. from :meth:`ArchitectureSpec.make_config
+                <nfkit_core.specs.ArchitectureSpec.make_config>`).
+            data: what the flow models.
+
+        Returns:
+            the flow.
+
         Raises:
             UnknownNameError, DuplicateNameError: as :meth:`Registrar.entry`.
             ConfigError: the architecture refused the config (its ``ValueError``).
@@ -200,7 +263,10 @@ class Registry:
                 raise
             raise ConfigError(f"architecture {architecture!r} cannot be built with these options: {error}") from error
         if not is_flow(flow):
+            problem = (", which has the methods of nfkit_core.Flow but is not a torch.nn.Module (the trainer needs "
+                       "its parameters and state_dict); build it as an nfkit_core.NormalizingFlow"
+                       if isinstance(flow, Flow) else ", not an nfkit_core.Flow; the plugin must return the flow it "
+                                                      "builds")
             raise PluginError(f"architecture {architecture!r} of {entry.origin()}: build() returned a "
-                              f"{type(flow).__name__}, not an nfkit_core.Flow; the plugin must return the flow it "
-                              f"builds")
+                              f"{type(flow).__name__}{problem}")
         return flow

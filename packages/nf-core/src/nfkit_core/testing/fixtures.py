@@ -35,6 +35,10 @@ def parity_fixture_paths(committed: Iterable[Path], shared: Iterable[str] = ()) 
 
     A missing committed fixture is an error (it belongs to the checkout; re-record it with
     ``tools/record_official_fixtures.py``); a missing shared one is left out.
+
+    Args:
+        committed: the fixture files committed beside the test.
+        shared: names of fixtures in :func:`reference_fixture_dir`.
     """
     paths = list(committed)
     missing = [str(path) for path in paths if not path.is_file()]
@@ -46,5 +50,9 @@ def parity_fixture_paths(committed: Iterable[Path], shared: Iterable[str] = ()) 
 
 
 def load_fixture(path: Path) -> dict[str, Any]:
-    """A recorded fixture: a dict of tensors, configs and notes (see the recorder for its keys)."""
+    """A recorded fixture: a dict of tensors, configs and notes (see the recorder for its keys).
+
+    Args:
+        path: the fixture file (``.pt``).
+    """
     return torch.load(path, map_location="cpu", weights_only=False)

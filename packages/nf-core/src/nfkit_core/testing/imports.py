@@ -6,6 +6,9 @@ name`` is an edge to the submodule ``package.name`` when there is one, else to `
 
     graph = import_graph(["nfkit_core"])
     assert find_cycle(graph.internal) is None
+
+nfkit-core's contract layer (what flows are made of, and all of nf that an architecture may import; see
+docs/concepts.rst) is named here once, for every package's layering tests: :func:`contract_modules`.
 """
 
 from __future__ import annotations
@@ -16,7 +19,14 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["ImportGraph", "import_graph", "find_cycle", "is_standard_library"]
+__all__ = ["CONTRACT_DEPENDENCIES", "ImportGraph", "contract_modules", "import_graph", "find_cycle",
+           "is_standard_library"]
+
+CONTRACT_MODULES = ("nfkit_core", "nfkit_core.errors", "nfkit_core.specs", "nfkit_core.noise", "nfkit_core.transform",
+                    "nfkit_core.priors", "nfkit_core.flow", "nfkit_core.attention", "nfkit_core.validation")
+CONTRACT_PACKAGES = ("nfkit_core.layers",)
+CONTRACT_DEPENDENCIES = frozenset({"torch", "numpy", "einops"})
+"""The distributions the contract layer (and an architecture's modules) may import, the standard library aside."""
 
 
 @dataclass
@@ -126,3 +136,13 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
             if cycle:
                 return cycle
     return None
+
+
+def contract_modules(graph: ImportGraph) -> set[str]:
+    """The modules of nfkit-core's contract layer in ``graph`` (which must cover ``nfkit_core``): the core's value
+    types, errors, noise, transforms, priors, flows, attention, validation and every module of its layers."""
+    if "nfkit_core" not in graph.internal:
+        raise ValueError("the import graph does not cover nfkit_core: build it with "
+                         "import_graph(['nfkit_core', ...])")
+    return {*CONTRACT_MODULES, *(module for module in graph.internal
+                                 if any(module == p or module.startswith(p + ".") for p in CONTRACT_PACKAGES))}

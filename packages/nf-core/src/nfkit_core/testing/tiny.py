@@ -66,7 +66,12 @@ class _NullClassGaussian(ClassConditionalGaussian):
 
 
 def build_tiny(config: TinyConfig, data: DataInfo) -> NormalizingFlow:
-    """Build the tiny flow for data of shape ``data.shape`` (``(C, H, W)`` with even ``H, W``, or ``(D,)``)."""
+    """Build the tiny flow for data of shape ``data.shape`` (``(C, H, W)`` with even ``H, W``, or ``(D,)``).
+
+    Args:
+        config: the tiny architecture's options.
+        data: what the flow models.
+    """
     image = len(data.shape) == 3
     if image:
         channels, height, width = data.shape

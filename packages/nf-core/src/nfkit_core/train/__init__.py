@@ -1,4 +1,5 @@
-"""Training: the :class:`Trainer`, its options, the learning-rate schedule, weight averaging and DDP set-up."""
+"""Training: the :class:`~nfkit_core.train.Trainer`, its options, the learning-rate schedule, weight averaging, DDP
+set-up."""
 
 from nfkit_core.train.config import RunConfig, TrainConfig, make_run_config
 from nfkit_core.train.ema import EMA

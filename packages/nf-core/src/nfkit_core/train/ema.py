@@ -28,12 +28,24 @@ class EMA:
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
 
     def decay_at(self, num_updates: int) -> float:
-        """The decay used at update number ``num_updates`` (counted from 0)."""
+        """The decay used at update number ``num_updates`` (counted from 0).
+
+        Args:
+            num_updates: the number of updates made before this one.
+        """
         return min(self.decay, (1 + num_updates) / (10 + num_updates))
 
     @torch.no_grad()
     def update(self, model: nn.Module, num_updates: int) -> None:
-        """Move the average towards the current weights of ``model`` (the ``num_updates``-th update)."""
+        """Move the average towards the current weights of ``model`` (the ``num_updates``-th update).
+
+        Args:
+            model: the model being trained (same architecture as the average).
+            num_updates: the number of updates made before this one.
+
+        Raises:
+            ValueError: a model with other parameters.
+        """
         weight = 1 - self.decay_at(num_updates)
         averages, currents = list(self.model.parameters()), list(model.parameters())
         if len(averages) != len(currents):
@@ -47,5 +59,9 @@ class EMA:
         return self.model.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore the averaged weights."""
+        """Restore the averaged weights.
+
+        Args:
+            state: a ``state_dict`` of the averaged model.
+        """
         self.model.load_state_dict(state)

@@ -1,7 +1,9 @@
 """Stopping a run cleanly on Ctrl-C (``SIGINT``) or ``SIGTERM``.
 
 While :class:`StopRequests` is active, the first signal only sets a flag: the training loop finishes its step, writes
-a checkpoint and raises :class:`TrainingInterrupted`. A second signal raises :class:`KeyboardInterrupt` at once.
+a checkpoint and raises :class:`TrainingInterrupted`. A second signal raises :class:`Aborted` (a
+:class:`KeyboardInterrupt`) at once. The commands that train turn both into an exit status in one place,
+:func:`nfkit_core.cli.training.run_training`.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import signal
 import threading
 from types import FrameType
 
-__all__ = ["StopRequests", "TrainingInterrupted", "SIGNALS"]
+__all__ = ["Aborted", "StopRequests", "TrainingInterrupted", "SIGNALS"]
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -23,8 +25,23 @@ class TrainingInterrupted(Exception):
         exit_code: what a command should exit with (``128 + signal``: 130 for ``SIGINT``, 143 for ``SIGTERM``).
     """
 
-    def __init__(self, message: str, signal_number: int) -> None:
+    def __init__(self, message: str, signal_number: int, out_dir: str) -> None:
         super().__init__(message)
+        self.signal_number = signal_number
+        self.exit_code = 128 + signal_number
+        self.out_dir = out_dir
+
+
+class Aborted(KeyboardInterrupt):
+    """A second signal aborted the run at once, without a checkpoint (the last one written is kept).
+
+    Attributes:
+        signal_number: the second signal.
+        exit_code: ``128 + signal``, as for :class:`TrainingInterrupted`.
+    """
+
+    def __init__(self, signal_number: int) -> None:
+        super().__init__(f"{signal.Signals(signal_number).name} again: aborted without a checkpoint")
         self.signal_number = signal_number
         self.exit_code = 128 + signal_number
 
@@ -46,7 +63,7 @@ class StopRequests:
 
     def _handle(self, number: int, frame: FrameType | None) -> None:
         if self.requested:
-            raise KeyboardInterrupt(f"{signal.Signals(number).name} again: aborted without a checkpoint")
+            raise Aborted(number)
         self.signal_number = number
 
     def __enter__(self) -> StopRequests:

@@ -33,6 +33,12 @@ def save_samples(samples: Tensor, preprocessing: Preprocessing, path: str | Path
 
     Small images (e.g. the 8x8 digits) are enlarged to at least :data:`MIN_IMAGE_SIZE` pixels, so that the grid can
     be looked at; ``nrow`` images per row (default: a square grid).
+
+    Args:
+        samples: samples of the flow, ``(n, C, H, W)`` images or ``(n, D)`` vectors, in the flow's units.
+        preprocessing: maps image samples back to ``[0, 1]``.
+        path: the PNG file to write.
+        nrow: images per row.
     """
     save_image = require("torchvision.utils", "saving image grids").save_image
     samples = samples.detach().cpu()
@@ -55,7 +61,12 @@ def save_samples(samples: Tensor, preprocessing: Preprocessing, path: str | Path
 
 
 def plot_curves(rows: Sequence[dict], path: str | Path) -> None:
-    """Plot training loss (nats) and training / validation bits per dimension against the step."""
+    """Plot training loss (nats) and training / validation bits per dimension against the step.
+
+    Args:
+        rows: the lines of ``metrics.jsonl``.
+        path: the PNG file to write.
+    """
     train = [row for row in rows if "loss" in row]
     val = [row for row in rows if "val_bpd" in row]
     figure = _figure(9, 3.5)

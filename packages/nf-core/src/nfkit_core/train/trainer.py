@@ -165,6 +165,15 @@ class Trainer:
 
         ``train_overrides`` change training options, e.g. ``{"steps": 4000}`` to train for longer (which also
         stretches the learning-rate schedule, so the continuation is no longer the run that was planned).
+
+        Args:
+            out_dir: the run folder.
+            train_overrides: training options that replace the run's.
+            registry: where architectures and datasets are looked up (the process-wide registry by default).
+            dist: this process's place in a distributed run.
+
+        Returns:
+            a Trainer at the checkpoint's step; call :meth:`fit`.
         """
         state = read_checkpoint(Path(out_dir) / CHECKPOINT_NAME)
         registry = registry or get_registry()
@@ -174,7 +183,11 @@ class Trainer:
     # ----------------------------------------------------------------------------------------------- set-up
 
     def load_split(self, split: str) -> Dataset:
-        """The ``split`` part of the run's dataset."""
+        """The ``split`` part of the run's dataset.
+
+        Args:
+            split: ``"train"``, ``"val"`` or ``"test"``.
+        """
         return self.registry.load_dataset(self.run.dataset, self.run.data, split)
 
     def _data_info(self, info: DataInfo) -> DataInfo:
@@ -257,17 +270,35 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ one step
 
-    def learning_rate(self, step: int) -> float:
-        """The learning rate of optimizer step ``step``."""
+    @property
+    def schedule(self) -> dict[str, Any]:
+        """The learning-rate schedule's parameters, as the checkpoint records them: the warm-up in optimizer steps
+        (``train.warmup_epochs`` resolved against this run's epoch length when it is set)."""
         c = self.config
-        return warmup_cosine(step, c.lr, c.warmup_steps_for(self.steps_per_epoch), c.steps, c.min_lr_ratio,
-                             c.warmup_start_ratio)
+        return {"name": "warmup_cosine", "lr": c.lr, "warmup_steps": c.warmup_steps_for(self.steps_per_epoch),
+                "total_steps": c.steps, "min_lr_ratio": c.min_lr_ratio, "warmup_start_ratio": c.warmup_start_ratio}
+
+    def learning_rate(self, step: int) -> float:
+        """The learning rate of optimizer step ``step``.
+
+        Args:
+            step: the optimizer step, from 0.
+        """
+        s = self.schedule
+        return warmup_cosine(step, s["lr"], s["warmup_steps"], s["total_steps"], s["min_lr_ratio"],
+                             s["warmup_start_ratio"])
 
     def train_step(self, x: Tensor, labels: Tensor, stop_requested: bool = False) -> Tensor:
         """One optimizer step.
 
-        Returns ``[loss (nats), bits/dim, gradient norm, stop]`` averaged over all processes, where ``stop`` is
-        positive when any process was asked to stop (so that all of them stop after the same step).
+        Args:
+            x: a batch of dataset values (this process's share of the global batch).
+            labels: their class labels, ``(B,)``.
+            stop_requested: this process was asked to stop (e.g. by a signal).
+
+        Returns:
+            ``[loss (nats), bits/dim, gradient norm, stop]`` averaged over all processes, where ``stop`` is
+            positive when any process was asked to stop (so that all of them stop after the same step).
         """
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate(self.step)
@@ -306,6 +337,10 @@ class Trainer:
         Maximum likelihood: the mean bits/dim. It runs inside the step's noise source, in training mode; the
         log-likelihood is what the metrics report. This is the seam for other objectives: a subclass that returns
         another loss (nfkit-distill adds knowledge-distillation terms) keeps everything else of the trainer.
+
+        Args:
+            x: a preprocessed batch, ``(B, *data_shape)``.
+            context: its conditioning, or ``None``.
         """
         with self._autocast():
             log_prob = self.model(x, context).float()
@@ -316,8 +351,12 @@ class Trainer:
     def fit(self, until: int | None = None) -> dict[str, Any] | None:
         """Train up to step ``until`` (default: ``train.steps``) and write a checkpoint there.
 
-        Returns the final report (also written to ``report.json`` and printed) when the run reaches
-        ``train.steps``, else ``None``.
+        Args:
+            until: the step to stop at (at most ``train.steps``).
+
+        Returns:
+            the final report (also written to ``report.json`` and printed) when the run reaches ``train.steps``,
+            else ``None``.
 
         Raises:
             NonFiniteLossError: the loss, gradient or weights became NaN or infinite; the last checkpoint with a
@@ -423,9 +462,7 @@ class Trainer:
             state = training_checkpoint(
                 self.run.to_dict(), self.info, self.preprocessing.to_dict(), self.flow, self.optimizer,
                 self.ema.model if self.ema is not None else None,
-                {"name": "warmup_cosine", "lr": self.config.lr, "warmup_steps": self.config.warmup_steps,
-                 "total_steps": self.config.steps, "min_lr_ratio": self.config.min_lr_ratio},
-                self.step, rng, _versions(self.registry, self.run.arch),
+                self.schedule, self.step, rng, _versions(self.registry, self.run.arch),
                 self._last_loss if math.isfinite(self._last_loss) else None)
             state["initial_loss"] = self.initial_loss
             state["data_position"] = self._data_position()
@@ -467,27 +504,43 @@ class Trainer:
 
         number = signal_number or signal.SIGTERM  # a process that was not signalled itself stops with the others
         name = signal.Signals(number).name
-        message = (f"{name}: stopped after step {self.step}; checkpoint written to {self.folder.checkpoint}; "
-                   f"continue with: nf train --resume {self.out_dir}")
-        raise TrainingInterrupted(message, number)
+        message = f"{name}: stopped after step {self.step}; checkpoint written to {self.folder.checkpoint}"
+        raise TrainingInterrupted(message, number, str(self.out_dir))
 
     # ------------------------------------------------------------------------------------- evaluation
 
     @property
     def eval_flow(self) -> nn.Module:
-        """The weights validation, samples and reports use: the moving average when there is one."""
+        """The weights that validation, samples and reports use (the moving average when there is one)."""
         return self.ema.model if self.ema is not None else self.flow
 
     def evaluate(self, dataset: Dataset, max_examples: int | None = None, num_samples: int = 1,
                  split: str = "val") -> float:
         """Mean bits/dim of :attr:`eval_flow` over ``dataset`` (see :class:`~nfkit_core.train.evaluation.Evaluator`
-        for the full result)."""
+        for the full result).
+
+        Args:
+            dataset: the examples to score.
+            max_examples: score at most this many (all when ``None``).
+            num_samples: ``K`` of the importance-weighted bound (1: the single-sample bound).
+            split: the split's name, for the report.
+
+        Returns:
+            the mean bits/dim.
+        """
         return self.evaluator(self.eval_flow, dataset, split, max_examples, num_samples).bits_per_dim
 
     @torch.no_grad()
     def sample(self, n: int) -> Tensor:
         """``n`` samples of :attr:`eval_flow` at the configured temperature, from a fixed seed (so that grids of
-        different steps are comparable); class-conditional runs cycle through the classes."""
+        different steps are comparable); class-conditional runs cycle through the classes.
+
+        Args:
+            n: the number of samples.
+
+        Returns:
+            samples of shape ``(n, *data_shape)``, in the flow's units.
+        """
         flow = self.eval_flow.eval()
         context = sample_labels(n, self.info.num_classes, device=self.device)
         generator = torch.Generator().manual_seed(self.config.seed)
