@@ -6,6 +6,7 @@ Each test runs the script as its README shows, in a fresh interpreter, and check
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import subprocess
@@ -231,6 +232,37 @@ def test_eval_digits(tmp_path):
     assert report.startswith("# Architectures on digits, one protocol\n") and "--tiny smoke run" in report
     assert "nfkit-eval's speed metric" in report and "glow: trained here" in report
 
+
+
+def check_distillation_table(report: str, section: str, arms: list[str]) -> None:
+    """A section's table: the teacher, then every arm with a mean +- s.e., the nll row first and without wins."""
+    text = report.split(f"## {section}\n", 1)[1]
+    rows = table_rows(text.split("\n## ", 1)[0])
+    assert [row[0] for row in rows] == ["teacher", *arms]
+    assert rows[0][2] == "100%" and rows[1][4] == ""
+    for row in rows[1:]:
+        mean, se = (float(value) for value in row[1].split(" +- "))
+        assert math.isfinite(mean) and se >= 0
+    for row in rows[2:]:
+        assert re.fullmatch(r"\d/2", row[4])  # paired wins over the two seeds
+
+
+def test_distill_digits(tmp_path):
+    report = run("distill_digits.py", tmp_path, "--root", str(tmp_path / "runs"), "--tarflow")
+    assert report.startswith("# Distillation of flows on digits\n") and "--tiny smoke run" in report
+    assert "| FD-digits | KD-digits |" in report
+    check_distillation_table(report, "glow", ["nll", "lkd", "ilkd", "ilkd+skd"])
+    check_distillation_table(report, "tarflow", ["nll", "ilkd"])
+    assert "Teacher: 3 steps, chosen by validation" in report
+
+
+def test_distill_tabular(tmp_path):
+    pytest.importorskip("sklearn", reason="scikit-learn (a dependency of nfkit-eval) ships the data")
+    report = run("distill_tabular.py", tmp_path, "--root", str(tmp_path / "runs"))
+    assert report.startswith("# Distillation of tabular flows on breast cancer\n") and "--tiny smoke run" in report
+    for arch in ("maf", "realnvp"):
+        check_distillation_table(report, arch, ["nll", "lkd", "ilkd", "ilkd+skd"])
+    assert '"nll_unit": "bpd"' in report
 
 def documented_commands() -> list[list[str]]:
     """Every ``python benchmarks/<script>.py ...`` command shown in a README, a docs page or a script's docstring (in
