@@ -50,6 +50,9 @@ SAMPLE_SECONDS = 1.0
 WARMUP = 2
 MEMORY_ROUNDS = 3
 
+# Dense (no sparsity) peak TFLOP/s from the data sheets, (bf16, fp32 without TF32), for the MFU columns.
+PEAK_TFLOPS = {"H200": (989.0, 67.0), "H100": (989.0, 67.0), "A100": (312.0, 19.5)}
+
 # --tiny: a smoke run that only checks that a script works; its figures mean nothing.
 TINY_SAMPLES = 3
 TINY_SAMPLE_SECONDS = 0.0
@@ -259,11 +262,11 @@ def run_alternating(fn: Callable[..., T], jobs: Mapping[str, tuple], rounds: int
 
 def make_parser(description: str, *, output_help: str = "Markdown file for the report",
                 bf16_help: str | None = None, threads: int | None = 1,
-                threads_option: bool = True) -> argparse.ArgumentParser:
+                threads_option: bool = True, peak_tflops: bool = False) -> argparse.ArgumentParser:
     """A parser with the options every benchmark has: ``--device``, ``--threads`` (default ``threads``; left out
     without ``threads_option``, for a script whose variants are thread counts), ``--output``, ``--note``, the timing
-    options of :func:`time_alternating`, ``--memory-rounds``, ``--clock``, ``--tiny`` and, where ``bf16_help`` is
-    given, ``--bf16``."""
+    options of :func:`time_alternating`, ``--memory-rounds``, ``--clock``, ``--tiny``, where ``bf16_help`` is given,
+    ``--bf16``, and with ``peak_tflops``, ``--peak-tflops`` (see :func:`peak_flops`)."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:index]")
     if threads_option:
@@ -271,6 +274,10 @@ def make_parser(description: str, *, output_help: str = "Markdown file for the r
                             help="torch threads on CPU, the same for every variant (default: %(default)s)")
     if bf16_help is not None:
         parser.add_argument("--bf16", action="store_true", help=bf16_help)
+    if peak_tflops:
+        parser.add_argument("--peak-tflops", type=float, default=None,
+                            help="the device's peak TFLOP/s for the MFU columns (default: the data sheets of the GPUs "
+                                 "in PEAK_TFLOPS; without either, no MFU)")
     timing = parser.add_argument_group("timing (see benchmarks/README.md)")
     timing.add_argument("--samples", type=int, default=SAMPLES,
                         help="timed samples per variant, taken in alternating rounds (default: %(default)s)")
@@ -326,6 +333,26 @@ def time_variants(variants: Mapping[str, Callable[[], Any]], args: argparse.Name
     """:func:`time_alternating` with the timing options of the command line."""
     return time_alternating(variants, samples=args.samples, sample_seconds=args.sample_seconds, warmup=args.warmup,
                             device=device, clock=clock_for(args.clock), self_timed=self_timed)
+
+
+def peak_flops(device: str, bf16: bool, peak_tflops: float | None) -> float | None:
+    """The accelerator's dense peak FLOP/s for the precision used: ``--peak-tflops``, else the data sheet's for the
+    GPUs named in ``PEAK_TFLOPS``; ``None`` (no MFU column) otherwise."""
+    if peak_tflops is not None:
+        return peak_tflops * 1e12
+    if not device.startswith("cuda"):
+        return None
+    name = torch.cuda.get_device_name(device)
+    for model, (bf16_peak, fp32_peak) in PEAK_TFLOPS.items():
+        if model in name:
+            return (bf16_peak if bf16 else fp32_peak) * 1e12
+    return None
+
+
+def mfu(flops: float, seconds: float, peak: float | None) -> str:
+    """Model FLOPs utilisation as a table cell: ``flops`` done in ``seconds`` over the ``peak`` FLOP/s (``-`` without
+    a peak)."""
+    return f"{100 * flops / seconds / peak:.2g}%" if peak else "-"
 
 
 def autocast(device: torch.device, bf16: bool) -> torch.autocast:

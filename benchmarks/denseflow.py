@@ -8,7 +8,9 @@ table (and writes it to ``--output``):
   of the process's peak resident set), in a fresh process per configuration;
 * sampling: images per second of ``flow.sample`` in eval mode;
 * evaluation: seconds per image of the importance-weighted estimate over ``K`` draws of all the noise
-  (``nfkit_core.importance_weighted_log_prob``, ``sample_batch_size`` draws per forward pass).
+  (``nfkit_core.importance_weighted_log_prob``, ``sample_batch_size`` draws per forward pass);
+* on CUDA (or with ``--peak-tflops``), model FLOPs utilisation of training and sampling: FLOPs counted by
+  ``torch.utils.flop_counter`` (convolutions and matrix products) over the data sheet's peak.
 
 With ``--official-root PATH`` it instead compares nf's DenseFlow with the official implementation
 (matejgrcic/DenseFlow, built on didriknielsen/survae_flows) at the official constructor arguments: ``small`` is the
@@ -57,6 +59,7 @@ from pathlib import Path
 
 import common
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from nfkit_core import importance_weighted_log_prob
 from nfkit_core.plugins import DataInfo
@@ -185,17 +188,27 @@ def nf_training_memory(name: str, device_name: str, bf16: bool, threads: int, ti
     return memory.mib
 
 
-def measure_nf(name: str, args) -> dict:
-    """Training steps/s, sampling images/s and evaluation seconds/image of one setup."""
+def measure_nf(name: str, args, count_flops: bool = False) -> dict:
+    """Training steps/s, sampling images/s and evaluation seconds/image of one setup; with ``count_flops``, the model
+    FLOPs of a training step and of a sampling call (``torch.utils.flop_counter``: convolutions and matrix
+    products)."""
     device = torch.device(args.device)
     setup, flow = build_nf(name, device, args.tiny)
     step = training_step(flow, nf_bits_per_dim, levels(setup, setup.train_batch, device), device, args.bf16,
                          fused=True)
     step()  # initialises ActNorm before sampling and evaluation run
     x = levels(setup, setup.eval_images, device)
-    timings = common.time_variants({"train": step, "sample": sampling(flow, setup, device, args.bf16),
+    sample = sampling(flow, setup, device, args.bf16)
+    timings = common.time_variants({"train": step, "sample": sample,
                                     "eval": evaluation(flow, x, setup, device, args.bf16)}, args, device)
-    return dict(name=name, setup=setup, params=sum(p.numel() for p in flow.parameters()),
+    flops = {}
+    if count_flops:
+        for task, fn in (("train", step), ("sample", sample)):
+            with FlopCounterMode(display=False) as counter:
+                fn()
+            flops[task] = float(counter.get_total_flops())
+    return dict(name=name, setup=setup, params=sum(p.numel() for p in flow.parameters()), flops=flops,
+                train_s=timings["train"].spread.median, sample_s=timings["sample"].spread.median,
                 steps_per_s=timings["train"].rate(), images_per_s=timings["sample"].rate(setup.sample_batch),
                 eval_s_per_image=common.Spread.of([s / setup.eval_images for s in timings["eval"].seconds]))
 
@@ -381,23 +394,26 @@ def accuracy_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def table(results: list[dict], memory: dict[str, list[float]], device: str) -> str:
+def table(results: list[dict], memory: dict[str, list[float]], device: str, peak: float | None = None) -> str:
     kind = common.PeakMemory.kind(device)
     lines = [f"| config | image | params | train batch | train steps/s | train memory ({kind}, MiB) | "
-             f"sample batch | sampling img/s | K | draws per pass | K-sample eval, s/image |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"sample batch | sampling img/s | K | draws per pass | K-sample eval, s/image | train MFU | "
+             f"sampling MFU |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         s = r["setup"]
         lines.append(f"| {r['name']} ({s.preset}) | {'x'.join(map(str, s.data.shape))} | {r['params'] / 1e6:.2f} M | "
                      f"{s.train_batch} | {r['steps_per_s'].format()} | {statistics.median(memory[r['name']]):.0f} | "
                      f"{s.sample_batch} | {r['images_per_s'].format()} | {s.eval_samples} | {s.eval_sample_batch} | "
-                     f"{r['eval_s_per_image'].format()} |")
+                     f"{r['eval_s_per_image'].format()} | "
+                     f"{common.mfu(r['flops'].get('train', 0.0), r['train_s'], peak)} | "
+                     f"{common.mfu(r['flops'].get('sample', 0.0), r['sample_s'], peak)} |")
     return "\n".join(lines)
 
 
 def main() -> int:
     parser = common.make_parser(__doc__.splitlines()[0], output_help="Markdown file for the tables",
-                                bf16_help="bf16 autocast (CUDA, or a CPU with native bf16)")
+                                bf16_help="bf16 autocast (CUDA, or a CPU with native bf16)", peak_tflops=True)
     parser.add_argument("--configs", nargs="+", default=list(SETUPS), choices=list(SETUPS))
     parser.add_argument("--official-root", type=Path, default=None, metavar="PATH",
                         help="folder holding the official DenseFlow and survae_flows checkouts: compare with them")
@@ -411,8 +427,10 @@ def main() -> int:
         jobs = {name: (name, args.device, args.bf16, args.threads, args.tiny) for name in args.configs}
         memory = common.run_alternating(nf_training_memory, jobs, args.memory_rounds,
                                         fresh_process=args.device == "cpu")
-        results = [measure_nf(name, args) for name in args.configs]
-        report = f"{stamp.render(['optimizer: fused AdamW (as nf train)'])}\n{table(results, memory, args.device)}\n"
+        peak = common.peak_flops(args.device, args.bf16, args.peak_tflops)
+        results = [measure_nf(name, args, count_flops=peak is not None) for name in args.configs]
+        report = (f"{stamp.render(['optimizer: fused AdamW (as nf train)'])}\n"
+                  f"{table(results, memory, args.device, peak)}\n")
         common.write_report(args.output, report)
         return 0
     if args.bf16:

@@ -44,6 +44,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,10 +84,10 @@ DEFAULT_CONFIGS = ["small", "medium"]
 TINY_OPTIONS = dict(patch_size=2, channels=16, num_blocks=2, layers_per_block=1, head_dim=8)
 TINY_SETUPS = {name: Setup((setup.image_shape[0], 4, 4), setup.num_classes, TINY_OPTIONS, train_batch=4,
                            sample_batch=2, naive=setup.naive) for name, setup in SETUPS.items()}
-# Dense (no sparsity) peak TFLOP/s from the data sheets, (bf16, fp32 without TF32), for the MFU column.
-PEAK_TFLOPS = {"H200": (989.0, 67.0), "H100": (989.0, 67.0), "A100": (312.0, 19.5)}
 GUIDANCE = dict(guidance=2.0, attn_temp=1.0)
 JACOBI = dict(sampler="jacobi", tolerance=1e-6)
+# Under bf16 autocast the iterate moves by bf16 rounding (~1e-3) at every iteration: a tolerance above it.
+JACOBI_BF16 = dict(sampler="jacobi", tolerance=1e-2)
 # The samplers of the plain table, by name: the options of ``flow.sample``.
 SAMPLERS = {"KV cache": dict(sampler="sequential", kv_cache=True), "Jacobi": JACOBI,
             "naive": dict(sampler="sequential", kv_cache=False)}
@@ -106,7 +107,13 @@ TINY_OFFICIAL_CONFIGS = {
 }
 # nf's variants against the official sampler: (sampler options, bf16 autocast) by name.
 OFFICIAL_SAMPLERS = {"sequential": (dict(sampler="sequential"), False), "jacobi": (JACOBI, False),
-                     "sequential bf16": (dict(sampler="sequential"), True), "jacobi bf16": (JACOBI, True)}
+                     "sequential bf16": (dict(sampler="sequential"), True), "jacobi bf16": (JACOBI_BF16, True)}
+# What ``--profile`` profiles (fp32): sampling by the official code, nf's sequential decoding and its Jacobi sampler,
+# and the training step of each with the same optimizer (the per-tensor AdamW of the official train.py).
+PROFILED_SAMPLERS = ("official", "sequential", "jacobi")
+PROFILED_TRAINING = ("official", "fp32")
+# The operators of the linear layers' matrix products (forward and backward) and of attention, by profiler name.
+GEMM_OPS = ("aten::addmm", "aten::mm")
 # nf's training variants against the official step with the same optimizer: (fused AdamW, bf16 autocast) by name.
 OFFICIAL_TRAINING = {"fp32": (False, False), "bf16": (False, True), "fp32, fused AdamW": (True, False),
                      "bf16, fused AdamW": (True, True)}
@@ -226,20 +233,6 @@ def measure(name: str, args: argparse.Namespace, count_flops: bool) -> dict:
                 sampling=timings, iterations=iterations, flops=flops)
 
 
-def peak_flops(device: str, bf16: bool, peak_tflops: float | None) -> float | None:
-    """The accelerator's dense peak FLOP/s for the precision used: ``--peak-tflops``, else the data sheet's for the
-    GPUs named in ``PEAK_TFLOPS``; ``None`` (no MFU column) otherwise."""
-    if peak_tflops is not None:
-        return peak_tflops * 1e12
-    if not device.startswith("cuda"):
-        return None
-    name = torch.cuda.get_device_name(device)
-    for model, (bf16_peak, fp32_peak) in PEAK_TFLOPS.items():
-        if model in name:
-            return (bf16_peak if bf16 else fp32_peak) * 1e12
-    return None
-
-
 def table(results: list[dict], memory: dict[str, list[float]], device: str, peak: float | None) -> str:
     kind = common.PeakMemory.kind(device)
 
@@ -305,6 +298,37 @@ def check_official(official_module, fixtures: Path) -> list[str]:
     return lines
 
 
+def gemm_macs(event) -> int:
+    """Multiply-accumulates of the matrix products a profiler event (grouped by input shape) stands for:
+    ``addmm(bias, (M, K), (K, N))`` or ``mm((M, K), (K, N))``."""
+    shapes = event.input_shapes[1:3] if event.key == "aten::addmm" else event.input_shapes[:2]
+    (m, k), (_, n) = shapes
+    return event.count * m * k * n
+
+
+def op_profile(fn, calls: int = 3) -> dict:
+    """``calls`` calls of ``fn`` under ``torch.profiler`` (after one untimed call): every operator's self time (the
+    median over the calls, so that a call preempted by other work does not count), and the time and arithmetic rate
+    of the linear layers' matrix products (``GEMM_OPS``, multiply-accumulates counted from the recorded shapes)."""
+    fn()
+    per_call: dict[str, list[float]] = {}
+    for _ in range(calls):
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as profiler:
+            fn()
+        seconds: dict[str, float] = {}
+        for event in profiler.key_averages():
+            seconds[event.key] = seconds.get(event.key, 0.0) + event.self_cpu_time_total / 1e6
+        for op, t in seconds.items():
+            per_call.setdefault(op, []).append(t)
+    macs = sum(gemm_macs(event) for event in profiler.key_averages(group_by_input_shape=True)
+               if event.key in GEMM_OPS)
+    ops = {op: statistics.median(times + [0.0] * (calls - len(times))) for op, times in per_call.items()}
+    gemm = sum(ops.get(op, 0.0) for op in GEMM_OPS)
+    attention = sum(t for op, t in ops.items() if "scaled_dot_product" in op)
+    return dict(total=sum(ops.values()), gemm=gemm, gemm_rate=macs / gemm if gemm else 0.0, attention=attention,
+                ops=ops)
+
+
 def run_official_setup(name: str, args: argparse.Namespace, root: Path) -> dict:
     """The official TarFlow and nf's (every sampler, fp32 and bf16) at one official configuration, from the same
     weights and on the same inputs (run in a fresh process on CPU)."""
@@ -349,6 +373,9 @@ def run_official_setup(name: str, args: argparse.Namespace, root: Path) -> dict:
             iterations[variant] = ours.last_iterations
         result["sampling"][weight] = dict(timings=common.time_variants(variants, args, device), errors=errors,
                                           iterations=iterations)
+        if args.profile:
+            result.setdefault("profile", {})[f"sampling, {'CFG 2.0' if weight else 'no guidance'}"] = {
+                variant: op_profile(variants[variant]) for variant in PROFILED_SAMPLERS}
 
     x = torch.rand(setup.train_batch, *setup.image_shape, device=device) * 2 - 1
     train_labels = torch.randint(0, setup.num_classes, (setup.train_batch,), device=device)
@@ -378,6 +405,8 @@ def run_official_setup(name: str, args: argparse.Namespace, root: Path) -> dict:
     steps.update({variant: adamw_step(ours, nf_loss, bf16, fused)
                   for variant, (fused, bf16) in OFFICIAL_TRAINING.items()})
     result["training"] = common.time_variants(steps, args, device)
+    if args.profile:
+        result["profile"]["training step"] = {variant: op_profile(steps[variant]) for variant in PROFILED_TRAINING}
     return result
 
 
@@ -409,25 +438,50 @@ def official_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def profile_table(results: list[dict]) -> str:
+    """Where the time goes (``--profile``): per configuration and task, each profiled implementation's operator
+    time, the share and arithmetic rate of the linear layers' matrix products, attention's share, the largest other
+    operators, and, for nf, the speed-up over the official code that would remain if everything but nf's matrix
+    products took no time."""
+    lines = ["| config | task | implementation | profiled s | matrix products: share, GMAC/s | attention share | "
+             "largest other operators (share) | speed-up bound: official s / nf matrix-product s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        for task, profiles in r["profile"].items():
+            official = profiles["official"]["total"]
+            for variant, p in profiles.items():
+                others = sorted(((t, op) for op, t in p["ops"].items()
+                                 if op not in GEMM_OPS and "scaled_dot_product" not in op), reverse=True)[:3]
+                other_cells = ", ".join(f"`{op.removeprefix('aten::')}` {100 * t / p['total']:.0f}%"
+                                        for t, op in others)
+                bound = "" if variant == "official" else f"{official / p['gemm']:.2f}x"
+                lines.append(f"| {r['name']} | {task} | {'official' if variant == 'official' else 'nf ' + variant} | "
+                             f"{p['total']:.3g} | {100 * p['gemm'] / p['total']:.0f}%, {p['gemm_rate'] / 1e9:.1f} | "
+                             f"{100 * p['attention'] / p['total']:.0f}% | {other_cells} | {bound} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = common.make_parser(__doc__.splitlines()[0], threads=None,
-                                bf16_help="bf16 autocast of the Transformers (CUDA, or a CPU with native bf16)")
+                                bf16_help="bf16 autocast of the Transformers (CUDA, or a CPU with native bf16)",
+                                peak_tflops=True)
     parser.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS, choices=list(SETUPS),
                         help="the configurations (default: %(default)s; with --official-root: small, medium)")
-    parser.add_argument("--peak-tflops", type=float, default=None,
-                        help="the device's peak TFLOP/s for the MFU columns (default: known GPUs' data sheets)")
     parser.add_argument("--official-root", type=Path, default=None, metavar="PATH",
                         help="folder holding the official transformer_flow.py (apple/ml-tarflow): compare with it")
     parser.add_argument("--fixtures", type=Path, default=reference_fixture_dir(), metavar="DIR",
                         help="with --official-root: the reference fixtures the official code must reproduce "
                              "(default: %(default)s)")
+    parser.add_argument("--profile", action="store_true",
+                        help="with --official-root: after timing, profile one call of the official code and of "
+                             "nf's fp32 variants (torch.profiler) and add where their time goes to the report")
     args = common.parse_args(parser)
     if args.official_root is None:
         stamp = common.Stamp("TarFlow benchmark", args)
         memory = common.run_alternating(training_memory,
                                         {name: (name, args.device, args.bf16, args.threads, args.tiny)
                                          for name in args.configs}, args.memory_rounds)
-        peak = peak_flops(args.device, args.bf16, args.peak_tflops)
+        peak = common.peak_flops(args.device, args.bf16, args.peak_tflops)
         results = [measure(name, args, count_flops=peak is not None) for name in args.configs]
         common.write_report(args.output, f"{stamp.render()}\n{table(results, memory, args.device, peak)}\n")
         return 0
@@ -449,8 +503,9 @@ def main() -> int:
     results = [runs[0] for runs in common.run_alternating(run_official_setup, jobs, rounds=1,
                                                           fresh_process=args.device == "cpu").values()]
     fixture_lines = "\n".join(f"- {line}" for line in checks)
+    profile = f"\n## Profile (torch.profiler, one call each)\n\n{profile_table(results)}\n" if args.profile else ""
     common.write_report(args.output, f"{stamp.render()}\nThe official code reproduces the reference fixtures (largest "
-                                     f"differences):\n\n{fixture_lines}\n\n{official_table(results)}\n")
+                                     f"differences):\n\n{fixture_lines}\n\n{official_table(results)}\n{profile}")
     return 0
 
 

@@ -109,8 +109,9 @@ def test_real_sleeps_on_the_wall_clock():
         assert len(timings[name].seconds) == 3
         assert all(s >= seconds for s in timings[name].seconds)
         assert all(calls * s >= 0.05 for calls, s in zip(timings[name].calls, timings[name].seconds))
-    # A sleep overshoots by scheduling delays, which weigh more on the short one, more so on a busy machine.
-    assert 1.5 < timings.speedup("short", "long").median <= 3.1
+    # The ratio of the nominal lengths is 3. Each sleep overshoots by a scheduling delay, which on a busy machine may
+    # be a few milliseconds for either of them: that moves the ratio of medians down or, less, up.
+    assert 1.5 < timings.speedup("short", "long").median <= 3.6
 
 
 def test_fresh_processes_alternate():

@@ -6,6 +6,7 @@ Each test runs the script as its README shows, in a fresh interpreter, and check
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import subprocess
@@ -96,12 +97,14 @@ def test_tarflow_against_the_official_code(tmp_path):
         pytest.skip("set NF_OFFICIAL_TARFLOW to a folder holding apple/ml-tarflow's transformer_flow.py "
                     "(see benchmarks/tarflow.py)")
     fixtures = common.ROOT / "packages" / "nf-arch-tarflow" / "tests" / "fixtures"
-    report = run("tarflow.py", tmp_path, "--threads", "1", "--official-root", root, "--fixtures", str(fixtures))
+    report = run("tarflow.py", tmp_path, "--threads", "1", "--official-root", root, "--fixtures", str(fixtures),
+                 "--profile")
     check_stamp(report, "TarFlow: nf against the official implementation", "1")
     for name in ("tarflow_cond_tiny.pt", "tarflow_uncond_tiny.pt"):  # the official code reproduces the fixtures
         (line,) = [line for line in report.splitlines() if line.startswith(f"- `{name}`")]
         assert all(float(value) < 1e-5 for value in re.findall(r"\d\.\de[+-]\d+", line)), line
-    rows = table_rows(report)
+    table, profile = report.split("## Profile")
+    rows = table_rows(table)
     sampling = ["sequential", "jacobi", "sequential bf16", "jacobi bf16"]
     training = ["fp32", "bf16", "fp32, fused AdamW", "bf16, fused AdamW"]  # each against the official step with
     assert [row[5] for row in rows] == (sampling * 2 + training) * 2    # the same optimizer
@@ -112,6 +115,22 @@ def test_tarflow_against_the_official_code(tmp_path):
             assert float(row[8]) < (1e-4 if "bf16" not in row[5] else 1e-1)  # the same samples as the official code
             iterations = [] if row[9] == "-" else [1 <= int(count) <= 3 for count in row[9].split(", ")]
             assert iterations == ([] if row[5].startswith("sequential") else [True] * 2)  # per block; at most T - 1
+    profiled = [(row[0], row[1], row[2]) for row in table_rows(profile)]
+    tasks = ["sampling, no guidance"] * 3 + ["sampling, CFG 2.0"] * 3 + ["training step"] * 2
+    implementations = ["official", "nf sequential", "nf jacobi"] * 2 + ["official", "nf fp32"]
+    assert profiled == [(config, task, implementation) for config in ("small", "medium")
+                        for task, implementation in zip(tasks, implementations, strict=True)]
+
+
+def test_the_tarflow_profile_counts_the_arithmetic_of_the_matrix_products():
+    import tarflow
+    import torch
+
+    x, weight, bias = torch.randn(8, 16), torch.randn(32, 16), torch.randn(32)
+    profile = tarflow.op_profile(lambda: torch.nn.functional.linear(x, weight, bias) @ weight, calls=2)
+    # addmm of (8 x 16) by (16 x 32), then mm of (8 x 32) by (32 x 16): 8 * 16 * 32 multiply-accumulates each
+    assert profile["gemm_rate"] * profile["gemm"] == pytest.approx(2 * 8 * 16 * 32)
+    assert 0 < profile["gemm"] <= profile["total"]
 
 
 def test_tarflow_refuses_a_missing_official_root_or_fixtures(tmp_path):
@@ -138,6 +157,13 @@ def test_denseflow(tmp_path):
     for cell in (row[4], row[7], row[10]):  # train steps/s, sampling img/s, eval s/image
         spread(cell)
     assert float(row[5]) >= 0
+    assert row[11:13] == ["-", "-"]  # no MFU on a CPU without --peak-tflops
+
+
+def test_denseflow_reports_mfu_against_a_given_peak(tmp_path):
+    report = run("denseflow.py", tmp_path, "--configs", "small", "--peak-tflops", "1")
+    (row,) = table_rows(report)
+    assert [0 < float(cell.rstrip("%")) for cell in row[11:13]] == [True, True]  # train, sampling MFU
 
 
 def test_denseflow_against_the_official_code(tmp_path):
@@ -206,6 +232,37 @@ def test_eval_digits(tmp_path):
     assert report.startswith("# Architectures on digits, one protocol\n") and "--tiny smoke run" in report
     assert "nfkit-eval's speed metric" in report and "glow: trained here" in report
 
+
+
+def check_distillation_table(report: str, section: str, arms: list[str]) -> None:
+    """A section's table: the teacher, then every arm with a mean +- s.e., the nll row first and without wins."""
+    text = report.split(f"## {section}\n", 1)[1]
+    rows = table_rows(text.split("\n## ", 1)[0])
+    assert [row[0] for row in rows] == ["teacher", *arms]
+    assert rows[0][2] == "100%" and rows[1][4] == ""
+    for row in rows[1:]:
+        mean, se = (float(value) for value in row[1].split(" +- "))
+        assert math.isfinite(mean) and se >= 0
+    for row in rows[2:]:
+        assert re.fullmatch(r"\d/2", row[4])  # paired wins over the two seeds
+
+
+def test_distill_digits(tmp_path):
+    report = run("distill_digits.py", tmp_path, "--root", str(tmp_path / "runs"), "--tarflow")
+    assert report.startswith("# Distillation of flows on digits\n") and "--tiny smoke run" in report
+    assert "| FD-digits | KD-digits |" in report
+    check_distillation_table(report, "glow", ["nll", "lkd", "ilkd", "ilkd+skd"])
+    check_distillation_table(report, "tarflow", ["nll", "ilkd"])
+    assert "Teacher: 3 steps, chosen by validation" in report
+
+
+def test_distill_tabular(tmp_path):
+    pytest.importorskip("sklearn", reason="scikit-learn (a dependency of nfkit-eval) ships the data")
+    report = run("distill_tabular.py", tmp_path, "--root", str(tmp_path / "runs"))
+    assert report.startswith("# Distillation of tabular flows on breast cancer\n") and "--tiny smoke run" in report
+    for arch in ("maf", "realnvp"):
+        check_distillation_table(report, arch, ["nll", "lkd", "ilkd", "ilkd+skd"])
+    assert '"nll_unit": "bpd"' in report
 
 def documented_commands() -> list[list[str]]:
     """Every ``python benchmarks/<script>.py ...`` command shown in a README, a docs page or a script's docstring (in

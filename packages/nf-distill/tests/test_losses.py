@@ -103,6 +103,37 @@ def test_skd_decodes_one_latent_with_both_flows():
     assert value.item() == pytest.approx(5 / 12)
 
 
+class ExpDecoder(Transform):
+    """``y = log(x) - c``, decoded by ``x = exp(z + c)``, which overflows for ``z`` near 89 in float32."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return x.log() - self.c, -x.log().sum(dim=1)
+
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        x = (z + self.c).exp()
+        return x, x.log().sum(dim=1)
+
+
+def test_skd_keeps_a_sample_that_overflows_out_of_the_gradient():
+    teacher = NormalizingFlow(Sequential({"a": ScaleShift(1.0, 0.0)}), StandardNormal((2,)))
+    decoder = ExpDecoder()
+    student = NormalizingFlow(Sequential({"a": decoder}), StandardNormal((2,)))
+    teacher.matchable_intermediates = student.matchable_intermediates = [["a"]]
+    config = DistillationConfig(nll_weight=1.0, latent_weight=0.0, sample_weight=1.0)
+    objective = build_objective(config, teacher, student, torch.tensor([[1.0, 2.0], [0.5, 3.0]]))
+    z = torch.tensor([[0.0, 1.0], [100.0, 0.0]])  # the student decodes the second row to (inf, 1)
+    with noise.use(noise.Replay([z])):
+        value = objective.sample_loss(2, None, torch.device("cpu"))
+    value.backward()
+    # Row 1 alone: L1 of (1, e) against (0, 1) is (1 + (e - 1)) / 2, halved for the dropped row; d/dc of that is
+    # (exp(0) + exp(1)) / 4, where the dropped row's exp(100) would have made it NaN.
+    assert value.item() == pytest.approx(math.e / 4)
+    assert decoder.c.grad.item() == pytest.approx((1 + math.e) / 4)
+
 def test_weights_and_choices_are_checked():
     with pytest.raises(ValueError, match="nll_unit"):
         DistillationConfig(nll_unit="bits")

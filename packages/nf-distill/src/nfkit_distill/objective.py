@@ -145,21 +145,40 @@ class DistillationObjective:
         return loss, log_prob, terms
 
     def sample_loss(self, n: int, context: Tensor | None, device: torch.device) -> Tensor:
-        """SKD: decode the same ``z ~ N(0, I)`` with both models (before any dequantizer) and compare."""
+        """SKD: decode the same ``z ~ N(0, I)`` with both models (before any dequantizer) and compare.
+
+        A sample that either model decodes to a non-finite value contributes 0 (:func:`skd_loss`). Dropping its term
+        is not enough to keep it out of the gradient (the backward of an overflowed decoding multiplies 0 by
+        infinity), so the student then decodes the finite rows again, with the same split noise, and only those
+        carry a gradient.
+        """
         c = self.config
         z = noise.randn((n, *self.latent_shape), device=device)
         with noise.use(None, temperature=c.sample_temperature):
             draws = noise.Record(noise.as_source(None))
-            with noise.use(draws if c.shared_split_noise else None):
+            with noise.use(draws):
                 student_samples = self.student.transform.inverse(z, context)[0]
             teacher_noise = noise.Replay(draws.draws) if c.shared_split_noise else None
             with torch.no_grad(), noise.use(teacher_noise):
                 teacher_samples = self.teacher.transform.inverse(z, context)[0]
-        return skd_loss(teacher_samples, student_samples, c.sample_distance)
+            finite = _finite_rows(student_samples) & _finite_rows(teacher_samples)
+            if finite.all():
+                return skd_loss(teacher_samples, student_samples, c.sample_distance)
+            if not finite.any():
+                return torch.zeros((), device=device)
+            with noise.use(noise.Replay([draw[finite] for draw in draws.draws])):
+                student_samples = self.student.transform.inverse(
+                    z[finite], context[finite] if context is not None else None)[0]
+        return skd_loss(teacher_samples[finite], student_samples, c.sample_distance) * (finite.sum() / n)
 
     def state(self) -> dict[str, Any]:
         """The pairing, for ``distill.json``."""
         return {"pairs": [[p.level, p.student, p.teacher] for p in self.pairing.pairs]}
+
+
+def _finite_rows(samples: Tensor) -> Tensor:
+    """Whether each sample (row) is finite in every dimension, shape ``(batch,)``."""
+    return torch.isfinite(samples.detach().flatten(1)).all(dim=1)
 
 
 def _capture_if(enabled: bool, flow: nn.Module, names: list[str],
