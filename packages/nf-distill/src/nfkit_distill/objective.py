@@ -151,6 +151,15 @@ class DistillationObjective:
         is not enough to keep it out of the gradient (the backward of an overflowed decoding multiplies 0 by
         infinity), so the student then decodes the finite rows again, with the same split noise, and only those
         carry a gradient.
+
+        Args:
+            n: the number of latents to decode (the batch size).
+            context: the conditioning of each latent, shape ``(n,)`` for class labels, or ``None``.
+            device: where to draw and decode.
+
+        Returns:
+            the SKD loss, a scalar, the mean per-sample distance of the two decodings with a non-finite sample counting
+            as 0; 0 when no sample is finite.
         """
         c = self.config
         z = noise.randn((n, *self.latent_shape), device=device)
