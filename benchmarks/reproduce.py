@@ -60,7 +60,7 @@ def figures(report: str) -> list[Figure]:
             continue
         if all(set(cell) <= set("-: ") for cell in cells):
             continue
-        label = " | ".join(cell for cell in cells if not FIGURE.search(cell) and not PLAIN.fullmatch(cell))
+        label = " / ".join(cell for cell in cells if not FIGURE.search(cell) and not PLAIN.fullmatch(cell))
         for index, cell in enumerate(cells):
             column = header[index] if index < len(header) else str(index)
             for match in FIGURE.finditer(cell):

@@ -38,7 +38,7 @@ def test_figures_are_read_by_position_and_untimed_cells_are_not_labels():
     figures = reproduce.figures(FIRST)
     assert [f.text for f in figures] == ["108 (92.3-115)", "1.12x (0.971-1.19x)", "1.28x (1.16-1.46x)",
                                          "96.5 (90.8-111)", "0.0113 (0.0101-0.0125)", "1,203 (1,100-1,500)"]
-    assert figures[0].row == "MAF | nf" and figures[0].column == "steps/s" and figures[5].table == 1
+    assert figures[0].row == "MAF / nf" and figures[0].column == "steps/s" and figures[5].table == 1
     assert [f.ratio for f in figures] == [False, True, True, False, False, False]
     assert (figures[5].median, figures[5].low, figures[5].high) == (1203.0, 1100.0, 1500.0)
 
