@@ -29,8 +29,9 @@ ARCHITECTURES = {"nfkit-core": [], "nfkit-glow-maf": ["glow", "maf"], "nfkit-tar
                  "nfkit-distill": []}
 # The `train` extra of nfkit-core: installing the core, an architecture or a plugin must not pull any of them.
 TRAIN_EXTRA = ["matplotlib", "sklearn", "tqdm", "torchvision"]
-# Distributions that depend on nfkit-core[train] (nfkit-eval evaluates on the trainer's datasets and draws figures).
-NEEDS_TRAIN_EXTRA = {"nfkit-eval"}
+# Distributions that depend on nfkit-core[train]: nfkit-eval evaluates on the trainer's datasets and draws figures,
+# nfkit-distill trains its students with the trainer.
+NEEDS_TRAIN_EXTRA = {"nfkit-eval", "nfkit-distill"}
 TOX = ("tox>=4.20", "tox-uv>=1.11")
 # The test tensors are tiny: one OpenMP thread per process is faster than several fighting over two cores.
 TEST_ENV = {"OMP_NUM_THREADS": "1"}
