@@ -1,7 +1,8 @@
 """``nf distill`` under ``torchrun`` (two processes, gloo on CPU) trains exactly like one process with the same global
 batch, as nf-core's ``test_ddp.py`` shows for ``nf train``: the same student weights, logged losses and held-out
-bits/dim. (An integration test: the teacher and student are Glows, from nfkit-glow-maf.) ILKD+SKD exercises both distillation terms: each process feeds its rows of the batch to the frozen teacher,
-and SKD's latents are drawn for the global batch, every process keeping its rows."""
+bits/dim (an integration test: the teacher and student are Glows, from nfkit-glow-maf). ILKD+SKD exercises both
+distillation terms: each process feeds its rows of the batch to the frozen teacher, and SKD's latents are drawn for
+the global batch, every process keeping its rows."""
 
 from __future__ import annotations
 
