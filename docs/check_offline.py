@@ -46,14 +46,21 @@ def external_resources(site: Path) -> list[tuple[Path, str]]:
     return found
 
 
-def main(argv: list[str]) -> int:
+def built_site(argv: list[str], script: str) -> Path:
+    """The built HTML folder a docs check was given on its command line; exits with status 2 and a usage line, or
+    with how to build the site, when it was not given one."""
     if len(argv) != 1:
-        print("usage: python docs/check_offline.py BUILT_HTML_DIR", file=sys.stderr)
-        return 2
+        print(f"usage: python docs/{script} BUILT_HTML_DIR", file=sys.stderr)
+        raise SystemExit(2)
     site = Path(argv[0])
     if not (site / "index.html").is_file():
         print(f"{site} has no index.html: build the docs first (sphinx-build -b html docs {site})", file=sys.stderr)
-        return 2
+        raise SystemExit(2)
+    return site
+
+
+def main(argv: list[str]) -> int:
+    site = built_site(argv, "check_offline.py")
     problems = [f"{page.relative_to(site)}: loads {address}" for page, address in external_resources(site)]
     if not (site / "_static" / "mathjax" / "tex-chtml.js").is_file():
         problems.append("_static/mathjax/tex-chtml.js is missing: the local MathJax was not copied")

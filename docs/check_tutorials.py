@@ -17,6 +17,8 @@ import json
 import sys
 from pathlib import Path
 
+from check_offline import built_site  # the sibling script: this one runs as ``python docs/check_tutorials.py``
+
 DOCS = Path(__file__).resolve().parent
 SOURCES = DOCS / "tutorials"
 GENERATED = DOCS / "auto_tutorials"
@@ -45,13 +47,7 @@ def problems_and_times(site: Path) -> tuple[list[str], dict[str, float]]:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python docs/check_tutorials.py BUILT_HTML_DIR", file=sys.stderr)
-        return 2
-    site = Path(argv[0])
-    if not (site / "index.html").is_file():
-        print(f"{site} has no index.html: build the docs first (sphinx-build -b html docs {site})", file=sys.stderr)
-        return 2
+    site = built_site(argv, "check_tutorials.py")
     problems, times = problems_and_times(site)
     for name, seconds in times.items():
         print(f"{name}: {seconds:.1f} s")
