@@ -4,8 +4,9 @@ Every timed figure of a report is written ``median (low-high)`` (``common.Spread
 reports of the same command, pairs their figures by position (table, row, column, and order within the cell), and
 says for each whether the second run's median lies within the range the first run reports, which is what
 benchmarks/README.md promises a reader who re-runs a committed command on the same machine. Rows are paired only
-when their labels (the cells without figures or plain numbers) agree; reports whose tables differ in shape are an
-error.
+when their labels agree: the cells without figures, plain numbers or the placeholder ``-`` (a column without a
+value on this device, such as MFU on a CPU), led by the first cell of the row above when a row leaves it empty (the
+rows that continue a configuration). Reports whose tables differ in shape are an error.
 
     python benchmarks/reproduce.py FIRST.md SECOND.md
     python benchmarks/reproduce.py FIRST.md SECOND.md --output benchmarks/results/reproducibility_x.md
@@ -22,6 +23,7 @@ from pathlib import Path
 NUMBER = r"[0-9][0-9,]*(?:\.[0-9]+)?(?:e[+-]?[0-9]+)?"
 FIGURE = re.compile(rf"({NUMBER})(x?) \(({NUMBER})x?-({NUMBER})x?\)")
 PLAIN = re.compile(rf"{NUMBER}")  # an untimed figure (e.g. a memory median): not part of a row's label
+PLACEHOLDERS = {"", "-"}  # an empty cell, or a column without a value here: not part of a row's label either
 
 
 @dataclass(frozen=True)
@@ -49,18 +51,21 @@ def _cells(line: str) -> list[str]:
 def figures(report: str) -> list[Figure]:
     """Every ``median (low-high)`` figure of a Markdown report, table by table, row by row, left to right."""
     found: list[Figure] = []
-    table, header, in_table = -1, [], False
+    table, header, in_table, leading = -1, [], False, ""
     for line in report.splitlines():
         if not line.lstrip().startswith("|"):
             in_table = False
             continue
         cells = _cells(line)
         if not in_table:
-            table, header, in_table = table + 1, cells, True
+            table, header, in_table, leading = table + 1, cells, True, ""
             continue
         if all(set(cell) <= set("-: ") for cell in cells):
             continue
-        label = " / ".join(cell for cell in cells if not FIGURE.search(cell) and not PLAIN.fullmatch(cell))
+        leading = cells[0] or leading
+        labels = [leading] + [cell for cell in cells[1:] if cell not in PLACEHOLDERS and not FIGURE.search(cell)
+                              and not PLAIN.fullmatch(cell)]
+        label = " / ".join(cell for cell in labels if cell not in PLACEHOLDERS)
         for index, cell in enumerate(cells):
             column = header[index] if index < len(header) else str(index)
             for match in FIGURE.finditer(cell):

@@ -55,3 +55,12 @@ def test_reports_of_different_commands_are_refused():
         reproduce.compare(FIRST, SECOND.replace("| MAF | zuko", "| MAF | other"))
     with pytest.raises(SystemExit, match="hold 6 and 1 figures"):
         reproduce.compare(FIRST, "| a | b |\n|---|---|\n| x | 1 (0-2) |\n")
+
+
+def test_continuation_rows_are_labelled_by_the_row_above_and_placeholders_are_no_labels():
+    first = ("| config | variant | steps/s | MFU |\n|---|---|---|---|\n| small | | | |\n"
+             "| | nf | 1.5 (1.2-1.8) | - |\n| large | nf | 0.2 (0.1-0.3) | - |\n")
+    figures = reproduce.figures(first)
+    assert [f.row for f in figures] == ["small / nf", "large / nf"]
+    second = first.replace(" | MFU |", " |").replace("|---|---|---|---|", "|---|---|---|").replace(" | - |", " |")
+    assert [ok for *_, ok in reproduce.compare(first, second)[0]] == [True, True]
