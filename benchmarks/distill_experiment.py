@@ -62,7 +62,8 @@ Outcome = dict[str, Any] | Diverged
 class TunedArm:
     """An arm beyond the paper: the arm ``base`` with the training option ``option`` (e.g. ``grad_clip``), whose value
     is chosen among ``candidates`` by the validation score of the first seed; the chosen one runs for every seed. A
-    candidate that diverges on the first seed is never chosen."""
+    candidate that diverges on the first seed is never chosen; if every one does, the arm is not run further (and
+    the report says so)."""
 
     name: str
     base: str
@@ -72,6 +73,12 @@ class TunedArm:
     def arm(self, value: float) -> str:
         """The arm (and run folder) name of one candidate, e.g. ``ilkd+skd-clip1``."""
         return f"{self.name}{value:g}"
+
+    def choose(self, validation: Mapping[float, float | Diverged], higher_is_better: bool) -> float | None:
+        """The candidate with the best validation score (first seed), ``None`` if every candidate diverged."""
+        if all(isinstance(score, Diverged) for score in validation.values()):
+            return None
+        return best_by_validation(validation, higher_is_better)
 
 
 @dataclass
@@ -326,7 +333,8 @@ def run_setting(setting: Setting, root: Path, teacher_steps: Sequence[int], step
     arms = s.arms
     if s.tuned is not None:
         tuned_val = {c: _score(s, student(s.tuned.arm(c), n, first_seed), "val") for c in s.tuned.candidates}
-        arms = (*arms, s.tuned.arm(best_by_validation(tuned_val, better)))
+        if (value := s.tuned.choose(tuned_val, better)) is not None:
+            arms = (*arms, s.tuned.arm(value))
     reports = {(arm, seed): student(arm, n, seed) for seed in seeds for arm in arms}
     if not table_only:
         return ""
@@ -345,9 +353,14 @@ def run_setting(setting: Setting, root: Path, teacher_steps: Sequence[int], step
             + f". Students: {n} steps, the length at which the likelihood-only arm's validation {s.unit} (seed "
             f"{first_seed}) was best among " + ", ".join(f"{m} ({_shown(v)})" for m, v in nll_val.items()) + ".\n\n")
     if s.tuned is not None:
-        text += (f"Beyond the paper: `{arms[-1]}` is {s.tuned.base} with train.{s.tuned.option} = "
-                 f"{variants[arms[-1]][1][s.tuned.option]:g}, chosen by the validation {s.unit} of seed {first_seed} "
-                 f"among " + ", ".join(f"{c:g} ({_shown(v)})" for c, v in tuned_val.items()) + ".\n\n")
+        candidates = ", ".join(f"{c:g} ({_shown(v)})" for c, v in tuned_val.items())
+        if arms[-1] in s.arms:
+            text += (f"Beyond the paper: {s.tuned.base} with train.{s.tuned.option} among {candidates}: every "
+                     f"candidate diverged on seed {first_seed}, so no such arm was run for the other seeds.\n\n")
+        else:
+            text += (f"Beyond the paper: `{arms[-1]}` is {s.tuned.base} with train.{s.tuned.option} = "
+                     f"{variants[arms[-1]][1][s.tuned.option]:g}, chosen by the validation {s.unit} of seed "
+                     f"{first_seed} among {candidates}.\n\n")
     text += table(results, s.score(teacher, "test"), s.unit, better, params, latency, extra)
     diverged = [f"{arm} seed {seed} at step {reports[arm, seed].step}" for arm in arms for seed in seeds
                 if isinstance(reports[arm, seed], Diverged)]

@@ -7,7 +7,16 @@ import json
 import math
 
 import pytest
-from distill_experiment import Diverged, best_by_validation, diverged_at, seed_table, summarize, table, train_student
+from distill_experiment import (
+    Diverged,
+    TunedArm,
+    best_by_validation,
+    diverged_at,
+    seed_table,
+    summarize,
+    table,
+    train_student,
+)
 
 TEACHER = 2.30  # bits/dim: lower is better
 NLL = [2.70, 2.75, 2.65, 2.60, 2.68]
@@ -57,6 +66,10 @@ def test_a_diverged_candidate_is_never_chosen():
     assert best_by_validation({1: Diverged(5), 10: 2.9, 100: 3.1}, higher_is_better=False) == 10
     with pytest.raises(RuntimeError, match="every candidate diverged: 1: diverged at step 5"):
         best_by_validation({1: Diverged(5)}, higher_is_better=False)
+    clipped = TunedArm("ilkd+skd-clip", "ilkd+skd", "grad_clip", (1.0, 10.0))
+    assert clipped.arm(10.0) == "ilkd+skd-clip10"
+    assert clipped.choose({1.0: Diverged(501), 10.0: 2.8}, higher_is_better=False) == 10.0
+    assert clipped.choose({1.0: Diverged(501), 10.0: Diverged(503)}, higher_is_better=False) is None
 
 
 def test_a_run_that_stopped_on_a_non_finite_loss_is_read_as_diverged_not_retrained(tmp_path):
