@@ -217,8 +217,9 @@ class ArmSummary:
     Attributes:
         seeds: how many seeds were run; finished: how many of those runs finished (the others diverged).
         mean, se: mean and standard error over the finished seeds (NaN if none finished).
-        gap_closed: over the seeds where both this arm and the baseline finished, the share of the mean
-            teacher-baseline gap that the arm's mean closes (NaN without such a seed).
+        paired: the seeds where both this arm and the baseline finished.
+        gap_closed: over those seeds, the share of the mean teacher-baseline gap that the arm's mean closes (NaN
+            without such a seed).
         per_seed_gap: mean and standard error of the share of the gap closed seed by seed, over the same seeds.
         wins, compared: the seeds where the arm beat the baseline, out of those where the baseline finished (a seed
             where the arm diverged is a loss).
@@ -228,6 +229,7 @@ class ArmSummary:
     finished: int
     mean: float
     se: float
+    paired: int
     gap_closed: float
     per_seed_gap: tuple[float, float]
     wins: int
@@ -249,13 +251,14 @@ def summarize(values: Sequence[float | Diverged], baseline: Sequence[float | Div
         closed = (arm_mean - base_mean) / (teacher - base_mean) if teacher != base_mean else math.nan
         per_seed = mean_se([(v - b) / (teacher - b) for v, b in paired])
     wins = sum(sign * (v - b) > 0 for v, b in paired)
-    return ArmSummary(len(values), len(finished), mean, se, closed, per_seed, wins, len(compared))
+    return ArmSummary(len(values), len(finished), mean, se, len(paired), closed, per_seed, wins, len(compared))
 
 
 def table(results: Mapping[str, Sequence[float | Diverged]], teacher: float, unit: str, higher_is_better: bool,
           params: Mapping[str, int], latency: Mapping[str, float],
           extra: Mapping[str, Mapping[str, list[float]]] | None = None) -> str:
-    """The Markdown table: per arm mean +- s.e. over the seeds that finished ("k/n finished" when some diverged),
+    """The Markdown table: per arm mean +- s.e. over the seeds that finished ("k/n finished" when some diverged; the
+    value alone when one did),
     share of the gap closed (the share of the mean gap, and the mean over seeds of the paired share), paired wins over
     ``nll`` (see :func:`summarize`), ``extra`` columns (``{column: {arm or "teacher": values}}``, mean +- s.e.),
     parameters and sampling latency."""
@@ -277,11 +280,12 @@ def table(results: Mapping[str, Sequence[float | Diverged]], teacher: float, uni
                  f"{latency['teacher']:.4f} |")
     for arm, values in results.items():
         s = summarize(values, results["nll"], teacher, higher_is_better)
-        score = f"{s.mean:.4f} +- {s.se:.4f}"
+        score = f"{s.mean:.4f} +- {s.se:.4f}" if s.finished > 1 else f"{s.mean:.4f}"
         if s.finished < s.seeds:
             score = f"{score} ({s.finished}/{s.seeds} finished)" if s.finished else f"0/{s.seeds} finished"
         closed = "0%" if arm == "nll" else "" if math.isnan(s.gap_closed) else f"{s.gap_closed:.1%}"
-        paired = "" if arm == "nll" or math.isnan(s.gap_closed) else "{:.1%} +- {:.1%}".format(*s.per_seed_gap)
+        paired = ("" if arm == "nll" or not s.paired else f"{s.per_seed_gap[0]:.1%}" if s.paired == 1 else
+                  "{:.1%} +- {:.1%}".format(*s.per_seed_gap))
         wins = "" if arm == "nll" else f"{s.wins}/{s.compared}"
         lines.append(f"| {arm} | {score} | {closed} | {paired} | {wins} |{extras(arm)} {params['student']} | "
                      f"{latency['student']:.4f} |")

@@ -25,7 +25,8 @@ SKD = [2.69, Diverged(511), Diverged(510), 2.62, 2.66]
 
 def test_a_diverged_seed_is_left_out_of_the_mean_and_lost_in_the_paired_wins():
     s = summarize(SKD, NLL, TEACHER, higher_is_better=False)
-    assert (s.seeds, s.finished, s.wins, s.compared) == (5, 3, 2, 5)  # seeds 0 and 4 won, 3 lost, 1 and 2 diverged
+    # Seeds 0 and 4 won, 3 lost, 1 and 2 diverged (lost).
+    assert (s.seeds, s.finished, s.paired, s.wins, s.compared) == (5, 3, 3, 2, 5)
     assert s.mean == pytest.approx((2.69 + 2.62 + 2.66) / 3)
     assert s.se == pytest.approx(0.0202759, abs=1e-7)  # stdev 0.0351188 of the three, over sqrt(3)
     # Against the likelihood-only students of the same seeds (0, 3, 4: mean 2.66), not of all five.
@@ -48,13 +49,15 @@ def test_an_arm_that_never_finished_has_no_mean_and_no_wins():
 
 
 def test_the_table_states_how_many_seeds_finished():
-    text = table({"nll": NLL, "ilkd+skd": SKD, "never": [Diverged(2)] * 5}, TEACHER, "bits/dim", False,
+    once = [3.0, *[Diverged(2)] * 4]
+    text = table({"nll": NLL, "ilkd+skd": SKD, "once": once, "never": [Diverged(2)] * 5}, TEACHER, "bits/dim", False,
                  {"teacher": 100, "student": 10}, {"teacher": 0.5, "student": 0.1})
     rows = [line for line in text.splitlines() if line.startswith("| ")][1:]
     assert rows == [
         "| teacher | 2.3000 | 100% | | | 100 | 0.5000 |",
         "| nll | 2.6760 +- 0.0250 | 0% |  |  | 10 | 0.1000 |",
         "| ilkd+skd | 2.6567 +- 0.0203 (3/5 finished) | 0.9% | 0.4% +- 3.6% | 2/5 | 10 | 0.1000 |",
+        "| once | 3.0000 (1/5 finished) | -75.0% | -75.0% | 0/5 | 10 | 0.1000 |",  # no s.e. of one seed
         "| never | 0/5 finished |  |  | 0/5 | 10 | 0.1000 |",
     ]
     assert seed_table({"nll": NLL[:2], "ilkd+skd": SKD[:2]}, [0, 1], "bits/dim").splitlines()[2:] == [
