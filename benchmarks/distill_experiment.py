@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from common import Stamp, make_parser, parse_args, write_report
+from common import Stamp, clock_for, make_parser, parse_args, write_report
 
 from nfkit_core.checkpoint import load_checkpoint
 from nfkit_core.train import NonFiniteLossError, RunConfig, Trainer, make_run_config
@@ -190,17 +190,19 @@ def _train_student(out: Path, setting: Setting, arm: str, teacher: Path, steps: 
 
 
 @torch.no_grad()
-def sampling_latency(runs: Mapping[str, Path], batch: int, rounds: int = 5) -> dict[str, float]:
-    """Seconds to draw one batch of ``batch`` samples from each run's flow, taking turns, best of ``rounds``."""
+def sampling_latency(runs: Mapping[str, Path], batch: int, rounds: int = 5,
+                     clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
+    """Seconds of ``clock`` to draw one batch of ``batch`` samples from each run's flow, taking turns, best of
+    ``rounds``."""
     flows = {name: load_checkpoint(path) for name, path in runs.items()}
     best = dict.fromkeys(flows, math.inf)
     for flow in flows.values():  # warm-up
         flow.sample(batch, generator=torch.Generator().manual_seed(0))
     for round_ in range(rounds):
         for name in (list(flows) if round_ % 2 == 0 else list(reversed(flows))):
-            start = time.perf_counter()
+            start = clock()
             flows[name].sample(batch, generator=torch.Generator().manual_seed(round_))
-            best[name] = min(best[name], time.perf_counter() - start)
+            best[name] = min(best[name], clock() - start)
     return best
 
 
@@ -310,9 +312,11 @@ def best_by_validation(candidates: Mapping[Any, float | Diverged], higher_is_bet
 
 
 def run_setting(setting: Setting, root: Path, teacher_steps: Sequence[int], steps: Sequence[int],
-                seeds: Sequence[int], latency_batch: int, table_only: bool = True, first_seed: int = 0) -> str:
+                seeds: Sequence[int], latency_batch: int, table_only: bool = True, first_seed: int = 0,
+                clock: Callable[[], float] = time.perf_counter) -> str:
     """Train (or read) every run of ``setting`` and return its section of the report (``table_only=False``: only
-    train, for a process that runs some of the seeds). Choices by validation use ``first_seed``'s runs."""
+    train, for a process that runs some of the seeds). Choices by validation use ``first_seed``'s runs; the sampling
+    latency is measured on ``clock``."""
     s, better = setting, setting.higher_is_better
     teachers = {n: train_teacher(root / f"{s.name}-teacher-{n}steps", s, n) for n in teacher_steps}
     chosen = best_by_validation({n: s.score(r, "val") for n, r in teachers.items()}, better)
@@ -350,7 +354,8 @@ def run_setting(setting: Setting, root: Path, teacher_steps: Sequence[int], step
                                                        if not isinstance(reports[arm, seed], Diverged)]:
             for column, value in s.extra(path, cache).items():
                 extra.setdefault(column, {}).setdefault(key, []).append(value)
-    latency = sampling_latency({"teacher": teacher_dir, "student": folder("nll", n, seeds[0])}, batch=latency_batch)
+    latency = sampling_latency({"teacher": teacher_dir, "student": folder("nll", n, seeds[0])}, batch=latency_batch,
+                               clock=clock)
     params = {"teacher": teacher["parameters"], "student": reports["nll", seeds[0]]["parameters"]}
     text = (f"Teacher: {chosen} steps, chosen by validation among "
             + ", ".join(f"{m} steps ({s.score(r, 'val'):.4f})" for m, r in teachers.items())
@@ -420,13 +425,14 @@ def main(doc: str, title: str, settings: Callable[[argparse.Namespace], list[Set
     if args.tiny:  # a smoke run of the whole pipeline
         args.teacher_steps, args.steps, args.seeds = [3], [2], 2
     seeds = list(range(args.seeds)) if args.only_seed is None else [args.only_seed]
+    clock = {"wall": "wall-clock time", "thread": "the timing thread's CPU time"}[args.clock]
     stamp = Stamp(title, args, timing=f"sampling latency: best of 5 alternating rounds of sampling {latency_batch} "
-                                      f"per model (wall-clock, on a shared machine)")
+                                      f"per model ({clock}, on a shared machine)")
     chosen = settings(args)
     sections = []
     for setting in chosen:
         text = run_setting(setting, args.root, args.teacher_steps, args.steps, seeds, latency_batch,
-                           table_only=args.only_seed is None, first_seed=0)
+                           table_only=args.only_seed is None, first_seed=0, clock=clock_for(args.clock))
         train = setting.train
         sections += ["", f"## {setting.name}", "",
                      f"Every run: batch {train['batch_size']}, AdamW lr {train['lr']:g} ({train['warmup_steps']} "
