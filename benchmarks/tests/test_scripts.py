@@ -264,6 +264,18 @@ def test_distill_digits(tmp_path):
     assert "Teacher: 3 steps, chosen by validation" in report
 
 
+def test_skd_gradients(tmp_path):
+    report = run("skd_gradients.py", tmp_path)
+    assert report.startswith("# The SKD term's gradient at the students' checkpoints\n")
+    assert "--tiny smoke run" in report
+    rows = table_rows(report)
+    assert [(row[0], row[1]) for row in rows] == [("tiny", "0.7"), ("tiny", "0.5"), ("tiny", "0.3")]
+    for row in rows:
+        assert re.fullmatch(r"[0-2]/2", row[2])
+        if row[2] != "2/2":
+            assert 0 <= float(row[3]) <= float(row[4]) < math.inf
+
+
 def test_distill_tabular(tmp_path):
     pytest.importorskip("sklearn", reason="scikit-learn (a dependency of nfkit-eval) ships the data")
     report = run("distill_tabular.py", tmp_path, "--root", str(tmp_path / "runs"))
