@@ -260,10 +260,9 @@ def table(results: Mapping[str, Sequence[float | Diverged]], teacher: float, uni
           params: Mapping[str, int], latency: Mapping[str, float],
           extra: Mapping[str, Mapping[str, list[float]]] | None = None) -> str:
     """The Markdown table: per arm mean +- s.e. over the seeds that finished ("k/n finished" when some diverged; the
-    value alone when one did),
-    share of the gap closed (the share of the mean gap, and the mean over seeds of the paired share), paired wins over
-    ``nll`` (see :func:`summarize`), ``extra`` columns (``{column: {arm or "teacher": values}}``, mean +- s.e.),
-    parameters and sampling latency."""
+    value alone when one did), share of the gap closed (the share of the mean gap, and the mean over seeds of the
+    paired share), paired wins over ``nll`` (see :func:`summarize`), ``extra`` columns (``{column: {arm or "teacher":
+    values}}``, mean +- s.e.), parameters and sampling latency."""
     extra = extra or {}
 
     def cell(values: Sequence[float], digits: int = 4) -> str:
