@@ -235,25 +235,45 @@ def test_eval_digits(tmp_path):
 
 
 def check_distillation_table(report: str, section: str, arms: list[str]) -> None:
-    """A section's table: the teacher, then every arm with a mean +- s.e., the nll row first and without wins."""
-    text = report.split(f"## {section}\n", 1)[1]
-    rows = table_rows(text.split("\n## ", 1)[0])
+    """A section's table: the teacher, then every arm with a mean +- s.e. (and how many seeds finished, if not all),
+    the nll row first and without wins; then the table of every run's score, a row per seed."""
+    text = report.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    summary, runs = text.split("\n| arm |", 1)[1].split("\n| seed |", 1)
+    rows = table_rows("| arm |" + summary.split("\n\n", 1)[0])
     assert [row[0] for row in rows] == ["teacher", *arms]
-    assert rows[0][2] == "100%" and rows[1][4] == ""
+    assert rows[0][2] == "100%" and rows[1][2] == "0%" and rows[1][4] == ""
     for row in rows[1:]:
-        mean, se = (float(value) for value in row[1].split(" +- "))
-        assert math.isfinite(mean) and se >= 0
+        match = re.fullmatch(r"(-?[\d.]+)(?: \+- ([\d.]+))?(?: \(1/2 finished\))?", row[1])  # no s.e. of one
+        assert match and (match[2] is None) == row[1].endswith("(1/2 finished)"), row[1]
+        assert math.isfinite(float(match[1])) and (match[2] is None or float(match[2]) >= 0)
     for row in rows[2:]:
         assert re.fullmatch(r"\d/2", row[4])  # paired wins over the two seeds
+    seeds = table_rows("| seed |" + runs.split("\n\n", 1)[0])
+    assert [row[0] for row in seeds] == ["0", "1"] and all(len(row) == len(arms) + 1 for row in seeds)
 
 
 def test_distill_digits(tmp_path):
-    report = run("distill_digits.py", tmp_path, "--root", str(tmp_path / "runs"), "--tarflow")
+    report = run("distill_digits.py", tmp_path, "--root", str(tmp_path / "runs"), "--tarflow", "--clipped-skd", "1,10")
     assert report.startswith("# Distillation of flows on digits\n") and "--tiny smoke run" in report
     assert "| FD-digits | KD-digits |" in report
-    check_distillation_table(report, "glow", ["nll", "lkd", "ilkd", "ilkd+skd"])
+    clipped = re.search(r"`(ilkd\+skd-clip(1|10))` is ilkd\+skd with train.grad_clip = (1|10), chosen by the "
+                        r"validation bits/dim of seed 0 among 1 \([\d.]+\), 10 \([\d.]+\)", report)
+    assert clipped and clipped[2] == clipped[3], report
+    check_distillation_table(report, "glow", ["nll", "lkd", "ilkd", "ilkd+skd", clipped[1]])
     check_distillation_table(report, "tarflow", ["nll", "ilkd"])
     assert "Teacher: 3 steps, chosen by validation" in report
+
+
+def test_skd_gradients(tmp_path):
+    report = run("skd_gradients.py", tmp_path)
+    assert report.startswith("# The SKD term's gradient at the students' checkpoints\n")
+    assert "--tiny smoke run" in report
+    rows = table_rows(report)
+    assert [(row[0], row[1]) for row in rows] == [("tiny", "0.7"), ("tiny", "0.5"), ("tiny", "0.3")]
+    for row in rows:
+        assert re.fullmatch(r"[0-2]/2", row[2])
+        if row[2] != "2/2":
+            assert 0 <= float(row[3]) <= float(row[4]) < math.inf
 
 
 def test_distill_tabular(tmp_path):
