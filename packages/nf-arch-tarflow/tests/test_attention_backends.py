@@ -15,6 +15,7 @@ from nfkit_core.plugins import AttentionBackend, PluginManager, hookimpl
 from nfkit_core.specs import DataInfo
 from nfkit_tarflow import TarFlowConfig, build_tarflow
 from nfkit_tarflow import plugin as tarflow_plugin
+from nfkit_tarflow.transformer import AttentionBlock, LayerKVCache
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -36,6 +37,24 @@ def test_sdpa_and_reference_agree(make_flow):
         z, samples = run(flow, backend, x, labels)
         torch.testing.assert_close(z, z_ref, rtol=0, atol=1e-5)
         torch.testing.assert_close(samples, samples_ref, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["sdpa", "reference", "auto"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_decoding_step_equals_the_layers_forward(backend, dtype):
+    """``AttentionBlock.step`` (one query over the cached keys, the query shorter than the keys) computes the row of
+    the full causal forward at its position, with and without an attention temperature."""
+    torch.manual_seed(0)
+    layer = AttentionBlock(channels=32, head_dim=8, backend=backend).to(dtype)
+    x = torch.randn(3, 6, 32, dtype=dtype)
+    temperature = torch.tensor([1.0, 0.7, 1.3], dtype=dtype)
+    tolerance = 1e-5 if dtype == torch.float32 else 1e-12
+    with torch.no_grad():
+        for tau in (None, temperature):
+            full = layer(x, tau)
+            cache = LayerKVCache(max_tokens=6)
+            steps = torch.stack([layer.step(x[:, i], tau, cache, i) for i in range(6)], dim=1)
+            torch.testing.assert_close(steps, full, rtol=0, atol=tolerance)
 
 
 def test_unknown_backend_is_a_clear_error(make_flow):

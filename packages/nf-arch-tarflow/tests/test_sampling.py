@@ -6,6 +6,8 @@ import pytest
 import torch
 
 from nfkit_core import noise
+from nfkit_core.attention import sdpa_attention
+from nfkit_core.specs import AttentionBackend
 from nfkit_tarflow import Guidance
 from nfkit_tarflow.transformer import KVCache, LayerKVCache
 
@@ -41,11 +43,16 @@ def test_guidance_changes_samples_and_zero_weight_is_plain(conditional_flow):
 def test_guided_step_batches_both_passes_into_one_forward(conditional_flow):
     block = conditional_flow.blocks[0]
     batches = []
-    handle = block.proj_in.register_forward_hook(lambda module, args, out: batches.append(args[0].shape[0]))
+
+    def counting(q, k, v, causal=False, scale=None):
+        batches.append(q.shape[0])
+        return sdpa_attention(q, k, v, causal=causal, scale=scale)
+
+    for layer in block.attn_blocks:
+        layer.attention.set_backend(AttentionBackend("counting", counting))
     with torch.no_grad():
         block.inverse(torch.randn(3, block.num_tokens, block.token_dim), torch.tensor([0, 1, 2]), guidance=1.0)
-    handle.remove()
-    assert batches == [6] * (block.num_tokens - 1)
+    assert batches == [6] * len(block.attn_blocks) * (block.num_tokens - 1)
 
 
 def test_guidance_formula_and_annealing():

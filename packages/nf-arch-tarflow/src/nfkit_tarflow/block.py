@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nfkit_core import Transform
@@ -183,6 +184,15 @@ class TarFlowBlock(Transform):
                 a, b = guidance.combine((a[:batch], b[:batch]), (a[batch:], b[batch:]), steps, num_tokens)
             return a, b
 
+        def affine_step(x: Tensor, position: int, cache: KVCache) -> tuple[Tensor, Tensor]:
+            """Guided ``(a, b)`` of token ``position + 1``, predicted from token ``position`` (``x``, ``(batch, D)``)
+            and the cached ones before it."""
+            inputs = torch.cat([x, x]) if guidance.active else x
+            a, b = self._split(self._predict_step(inputs, class_embedding, temperature, pos_embed, cache, position))
+            if guidance.active:
+                a, b = guidance.combine((a[:batch], b[:batch]), (a[batch:], b[batch:]), position, num_tokens)
+            return a, b
+
         z = self.permute(z)
         cache = KVCache(len(self.attn_blocks), num_tokens) if kv_cache else None
         x, log_scales, settled = z, torch.zeros_like(z), 1
@@ -204,10 +214,9 @@ class TarFlowBlock(Transform):
         tokens, scales = list(x[:, :settled].unbind(1)), list(log_scales[:, :settled].unbind(1))
         for i in range(settled - 1, num_tokens - 1):
             if cache is not None:
-                a, b = affine(tokens[i][:, None], i, cache)
+                a, b = affine_step(tokens[i], i, cache)
             else:
-                a, b = affine(torch.stack(tokens, dim=1), 0, None)
-            a, b = a[:, -1], b[:, -1]
+                a, b = (p[:, -1] for p in affine(torch.stack(tokens, dim=1), 0, None))
             tokens.append(z[:, i + 1] * torch.exp(a) + b)
             scales.append(a)
         x, log_scales = torch.stack(tokens, dim=1), torch.stack(scales, dim=1)
@@ -224,6 +233,18 @@ class TarFlowBlock(Transform):
         for index, layer in enumerate(self.attn_blocks):
             h = layer(h, temperature, cache[index] if cache is not None else None, position)
         return at_least_float32(self.proj_out(h))
+
+    def _predict_step(self, x: Tensor, class_embedding: Tensor | None, temperature: Tensor | None,
+                      pos_embed: Tensor, cache: KVCache, position: int) -> Tensor:
+        """:meth:`_predict` of the one token ``x`` (``(batch, D)``) at ``position``, with the cache holding the tokens
+        before it: the step of sequential decoding, on ``(batch, channels)`` tensors (see
+        :meth:`~nfkit_tarflow.transformer.AttentionBlock.step`)."""
+        h = F.linear(x, self.proj_in.weight, self.proj_in.bias) + pos_embed[position]
+        if class_embedding is not None:
+            h = h + class_embedding.reshape(-1, h.shape[-1])
+        for index, layer in enumerate(self.attn_blocks):
+            h = layer.step(h, temperature, cache[index], position)
+        return at_least_float32(F.linear(h, self.proj_out.weight, self.proj_out.bias))
 
     def _class_embedding(self, labels: Tensor | None) -> Tensor | None:
         """``(batch, 1, channels)`` embeddings (``None`` when unconditional); no label (``None`` or ``-1``) gets the

@@ -7,6 +7,7 @@ setting, resolved once when the layer is built.
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nfkit_core.attention import attend, resolve_backend
@@ -53,9 +54,9 @@ class LayerKVCache:
             shape = (k.shape[0], k.shape[1], self.max_tokens, k.shape[3])
             self.keys = k.new_empty(shape)
             self.values = v.new_empty(shape)
-        self.keys[:, :, position:end] = k
-        self.values[:, :, position:end] = v
-        return self.keys[:, :, :end], self.values[:, :, :end]
+        self.keys.narrow(2, position, k.shape[2]).copy_(k)
+        self.values.narrow(2, position, v.shape[2]).copy_(v)
+        return self.keys.narrow(2, 0, end), self.values.narrow(2, 0, end)
 
 
 class KVCache:
@@ -132,6 +133,31 @@ class Attention(nn.Module):
         out = attend(q, k, v, causal=tokens > 1, backend=self.backend)
         return self.proj(out.transpose(1, 2).reshape(batch, tokens, channels))
 
+    def step(self, x: Tensor, temperature: Tensor | None, cache: LayerKVCache, position: int) -> Tensor:
+        """:meth:`forward` of one token at ``position`` with the cache, on ``(batch, channels)`` (a decoding step).
+
+        It computes what :meth:`forward` computes, through the parameters directly (see :meth:`AttentionBlock.step`).
+
+        Args:
+            x: the residual stream of the token, shape ``(batch, channels)``.
+            temperature: optional per-sample attention temperature of shape ``(batch,)``.
+            cache: this layer's cache, holding the tokens before ``position``; the token's keys and values are
+                written at ``position``.
+            position: the token's index in the sequence.
+
+        Returns:
+            the attention output (projected, without the residual), of ``x``'s shape.
+        """
+        batch, channels = x.shape
+        h = F.layer_norm(at_least_float32(x), (channels,), self.norm.weight, self.norm.bias, self.norm.eps)
+        qkv = F.linear(h.type(x.dtype), self.qkv.weight, self.qkv.bias)
+        q, k, v = qkv.view(batch, 3, self.num_heads, 1, self.head_dim).unbind(1)
+        if temperature is not None:
+            q = q / temperature.to(q.dtype).view(-1, 1, 1, 1)
+        k, v = cache.write(position, k, v)
+        out = attend(q, k, v, backend=self.backend)  # one query over every key so far: no mask
+        return F.linear(out.reshape(batch, channels), self.proj.weight, self.proj.bias)
+
 
 class MLP(nn.Module):
     """Pre-LayerNorm two-layer GELU MLP of hidden width ``expansion * channels``.
@@ -160,6 +186,20 @@ class MLP(nn.Module):
             a tensor of ``x``'s shape.
         """
         return self.main(self.norm(at_least_float32(x)).type(x.dtype))
+
+    def step(self, x: Tensor) -> Tensor:
+        """:meth:`forward` of one token, shape ``(batch, channels)``, through the parameters directly (see
+        :meth:`AttentionBlock.step`).
+
+        Args:
+            x: the residual stream of the token.
+
+        Returns:
+            a tensor of ``x``'s shape.
+        """
+        norm, inner, outer = self.norm, self.main[0], self.main[2]
+        h = F.layer_norm(at_least_float32(x), (x.shape[-1],), norm.weight, norm.bias, norm.eps).type(x.dtype)
+        return F.linear(F.gelu(F.linear(h, inner.weight, inner.bias)), outer.weight, outer.bias)
 
 
 class AttentionBlock(nn.Module):
@@ -194,5 +234,24 @@ class AttentionBlock(nn.Module):
         """
         x = x + self.attention(x, temperature, cache, position)
         return x + self.mlp(x)
+
+    def step(self, x: Tensor, temperature: Tensor | None, cache: LayerKVCache, position: int) -> Tensor:
+        """:meth:`forward` of one token at ``position`` with the cache, on ``(batch, channels)``: one step of
+        sequential decoding.
+
+        The step calls the functional operators on the layers' parameters instead of the submodules: at one token
+        per call the Python cost of a dozen module calls per layer is a sizeable share of a small model's step.
+
+        Args:
+            x: the residual stream of the token, shape ``(batch, channels)``.
+            temperature: per-sample attention temperature of shape ``(batch,)``, or ``None``.
+            cache: this layer's key/value cache, holding the tokens before ``position``.
+            position: the token's index in the sequence.
+
+        Returns:
+            the updated residual stream, of ``x``'s shape.
+        """
+        x = x + self.attention.step(x, temperature, cache, position)
+        return x + self.mlp.step(x)
 
 
