@@ -1,11 +1,13 @@
-"""nfkit-distill across the architectures: declared intermediates, pairing, frozen teacher, the command line, and a
-short distillation on digits that beats likelihood-only training at the same steps."""
+"""nfkit-distill across the architectures: declared intermediates, pairing, frozen teacher, the command line, a short
+distillation on breast cancer that beats likelihood-only training at the same steps, and one on digits that pulls the
+student's latents towards its teacher's."""
 
 from __future__ import annotations
 
 import copy
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -148,6 +150,38 @@ def test_nf_distill_writes_an_ordinary_run_that_resumes_and_samples(maf_teacher,
     assert main(["distill", "--teacher", str(maf_teacher), "--arch", "glow", "--out", str(tmp_path / "bad"),
                  "--set", "train.steps=1", "--set", "train.progress=false"]) == 2
     assert "levels" in capsys.readouterr().err
+
+
+def test_a_short_distillation_lowers_the_students_held_out_bits_per_dim_below_likelihood_only_training(tmp_path):
+    """A MAF teacher (6 MADE blocks) trained by likelihood on breast cancer, then two students of its architecture with
+    the same seed, initialisation, batches and optimizer for 300 steps: likelihood only, and ILKD (every block matched)
+    with weights (0.5, 0.5) through :func:`nfkit_distill.distill`. The distilled student reaches a lower test bits/dim.
+
+    The regime is one where the student can represent its teacher: on digits (Glow, MAF) and with a shallower MAF
+    student on breast cancer, a short ILKD or LKD run measured no robust gain at any weight (see the report of
+    benchmarks/results/distill_tabular.md for the longer comparison).
+    """
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer().data.astype(np.float32)  # 569 x 30; the dataset standardises with training statistics
+    order = np.random.default_rng(0).permutation(len(data))
+    for name, part in zip(("train", "val", "test"), np.split(data[order], [341, 455])):
+        np.save(tmp_path / f"{name}.npy", part)
+    maf = {"num_layers": 6, "hidden_features": 32, "hidden_layers": 2}
+    common = {**QUIET, "batch_size": 64, "lr": 3e-3, "warmup_steps": 50, "log_every": 100}
+    teacher_dir = tmp_path / "teacher"
+    teacher = Trainer(make_run_config("maf", "tabular", model=maf, data={"root": str(tmp_path)},
+                                      train={**common, "steps": 400, "seed": 1000}), teacher_dir).fit()
+    train = {**common, "steps": 300, "seed": 0}
+    alone = Trainer(make_run_config("maf", "tabular", model=maf, data={"root": str(tmp_path)}, train=train),
+                    tmp_path / "alone").fit()
+    distilled = distill(teacher_dir, tmp_path / "distilled", model=maf, train=train, loss="ilkd",
+                        options={"nll_weight": 0.5, "latent_weight": 0.5})
+
+    assert teacher["test_bpd"] < alone["test_bpd"] - 0.03  # measured: 0.1849 against 0.2515
+    # Measured over student seeds 0-9 (this one: 0.1213 against 0.2515): the distilled student lower by 0.031-0.130
+    # bits/dim on test in every seed; on validation (where the regime was chosen) by -0.005-0.311, 9 of 10 seeds.
+    assert distilled["test_bpd"] < alone["test_bpd"] - 0.02
 
 
 def test_a_short_distillation_on_digits_pulls_the_student_to_its_teacher_at_little_likelihood_cost(tmp_path):
