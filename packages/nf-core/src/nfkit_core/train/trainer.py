@@ -611,6 +611,7 @@ class Trainer:
         }
         self.folder.write_report(report)
         self.say(self._summary(report))
+        self.dist.barrier()  # every process returns once the run's files are written, and leaves the group together
         return report
 
     def _summary(self, report: dict[str, Any]) -> str:
