@@ -4,9 +4,10 @@ Every timed figure of a report is written ``median (low-high)`` (``common.Spread
 reports of the same command, pairs their figures by position (table, row, column, and order within the cell), and
 says for each whether the second run's median lies within the range the first run reports, which is what
 benchmarks/README.md promises a reader who re-runs a committed command on the same machine. Rows are paired only
-when their labels agree: the cells without figures, plain numbers or the placeholder ``-`` (a column without a
-value on this device, such as MFU on a CPU), led by the first cell of the row above when a row leaves it empty (the
-rows that continue a configuration). Reports whose tables differ in shape are an error.
+when their labels agree: the cells without figures, plain numbers (or lists of them, such as iteration counts) or
+the placeholder ``-`` (a column without a value on this device, such as MFU on a CPU), led by the first cell of the
+row above when a row leaves it empty (the rows that continue a configuration). Reports whose tables differ in shape
+are an error.
 
     python benchmarks/reproduce.py FIRST.md SECOND.md
     python benchmarks/reproduce.py FIRST.md SECOND.md --output benchmarks/results/reproducibility_x.md
@@ -22,7 +23,7 @@ from pathlib import Path
 
 NUMBER = r"[0-9][0-9,]*(?:\.[0-9]+)?(?:e[+-]?[0-9]+)?"
 FIGURE = re.compile(rf"({NUMBER})(x?) \(({NUMBER})x?-({NUMBER})x?\)")
-PLAIN = re.compile(rf"{NUMBER}")  # an untimed figure (e.g. a memory median): not part of a row's label
+PLAIN = re.compile(rf"{NUMBER}(?:, {NUMBER})*")  # untimed figures (a memory median, iteration counts): no label
 PLACEHOLDERS = {"", "-"}  # an empty cell, or a column without a value here: not part of a row's label either
 
 

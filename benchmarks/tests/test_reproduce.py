@@ -64,3 +64,10 @@ def test_continuation_rows_are_labelled_by_the_row_above_and_placeholders_are_no
     assert [f.row for f in figures] == ["small / nf", "large / nf"]
     second = first.replace(" | MFU |", " |").replace("|---|---|---|---|", "|---|---|---|").replace(" | - |", " |")
     assert [ok for *_, ok in reproduce.compare(first, second)[0]] == [True, True]
+
+
+def test_lists_of_untimed_counts_are_no_labels():
+    first = "| config | img/s | iterations per block |\n|---|---|---|\n| small | 480 (398-516) | 7, 8, 8, 8 |\n"
+    second = first.replace("480 (398-516)", "430 (400-470)").replace("7, 8, 8, 8", "8, 10, 10, 10")
+    assert [f.row for f in reproduce.figures(first)] == ["small"]
+    assert [ok for *_, ok in reproduce.compare(first, second)[0]] == [True]
