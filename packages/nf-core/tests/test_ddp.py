@@ -11,7 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
 import nfkit_core.testing.tiny as tiny
@@ -39,14 +38,7 @@ def train(out_dir: str | Path) -> Trainer:
     return trainer
 
 
-@pytest.fixture
-def restore_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
-def test_two_processes_train_like_one(tmp_path, restore_threads):
+def test_two_processes_train_like_one(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", __file__,
                str(tmp_path / "ddp")]
