@@ -262,11 +262,13 @@ def run_alternating(fn: Callable[..., T], jobs: Mapping[str, tuple], rounds: int
 
 def make_parser(description: str, *, output_help: str = "Markdown file for the report",
                 bf16_help: str | None = None, threads: int | None = 1,
-                threads_option: bool = True, peak_tflops: bool = False) -> argparse.ArgumentParser:
+                threads_option: bool = True, peak_tflops: bool = False,
+                memory: bool = True) -> argparse.ArgumentParser:
     """A parser with the options every benchmark has: ``--device``, ``--threads`` (default ``threads``; left out
     without ``threads_option``, for a script whose variants are thread counts), ``--output``, ``--note``, the timing
-    options of :func:`time_alternating`, ``--memory-rounds``, ``--clock``, ``--tiny``, where ``bf16_help`` is given,
-    ``--bf16``, and with ``peak_tflops``, ``--peak-tflops`` (see :func:`peak_flops`)."""
+    options of :func:`time_alternating`, ``--memory-rounds`` (left out without ``memory``, for a script that measures
+    no memory), ``--clock``, ``--tiny``, where ``bf16_help`` is given, ``--bf16``, and with ``peak_tflops``,
+    ``--peak-tflops`` (see :func:`peak_flops`)."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:index]")
     if threads_option:
@@ -285,9 +287,10 @@ def make_parser(description: str, *, output_help: str = "Markdown file for the r
                         help="a sample repeats its call until this many seconds have passed (default: %(default)s)")
     timing.add_argument("--warmup", type=int, default=WARMUP,
                         help="untimed calls of every variant first (default: %(default)s)")
-    timing.add_argument("--memory-rounds", type=int, default=MEMORY_ROUNDS,
-                        help="fresh processes per variant for the peak memory, in alternating order "
-                             "(default: %(default)s)")
+    if memory:
+        timing.add_argument("--memory-rounds", type=int, default=MEMORY_ROUNDS,
+                            help="fresh processes per variant for the peak memory, in alternating order "
+                                 "(default: %(default)s)")
     timing.add_argument("--clock", choices=["wall", "thread"], default="wall",
                         help="wall: elapsed time; thread: the timing thread's CPU time, which other processes cannot "
                              "inflate (only with --threads 1) (default: %(default)s)")
@@ -317,9 +320,10 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = Non
     if args.tiny:
         if args.output is not None and RESULTS in args.output.resolve().parents:
             parser.error(f"--tiny figures mean nothing: write them elsewhere than {args.output}")
-        args.samples, args.sample_seconds = TINY_SAMPLES, TINY_SAMPLE_SECONDS
-        args.warmup, args.memory_rounds = TINY_WARMUP, TINY_MEMORY_ROUNDS
-    if args.samples < 1 or args.memory_rounds < 1 or args.warmup < 0 or args.sample_seconds < 0:
+        args.samples, args.sample_seconds, args.warmup = TINY_SAMPLES, TINY_SAMPLE_SECONDS, TINY_WARMUP
+        if "memory_rounds" in args:
+            args.memory_rounds = TINY_MEMORY_ROUNDS
+    if args.samples < 1 or getattr(args, "memory_rounds", 1) < 1 or args.warmup < 0 or args.sample_seconds < 0:
         parser.error("--samples and --memory-rounds must be at least 1, --warmup and --sample-seconds at least 0")
     if "threads" in args:
         if args.threads:
@@ -416,6 +420,8 @@ class Stamp:
         else:
             hardware = f"{cpu_model()}, {os.cpu_count()} logical CPUs, torch threads: {threads or a.threads}"
         clock = {"wall": "wall-clock time", "thread": "the timing thread's CPU time"}[a.clock]
+        memory = (f"; peak memory: median of {a.memory_rounds} fresh process(es) per variant, in alternating order"
+                  if "memory_rounds" in a else "")
         facts = [
             f"command: `{self.command}`",
             f"commit {commit()}; date {self.start:%Y-%m-%d %H:%M} UTC; torch {torch.__version__}, "
@@ -426,8 +432,7 @@ class Stamp:
                           f"{a.warmup} warm-up calls per variant, then {a.samples} alternating rounds of one sample "
                           f"per variant, each sample at least {a.sample_seconds:g} s of repeated calls ({clock}); "
                           f"median (min-max over the samples); ratios: ratio of medians (min-max of the per-round "
-                          f"ratios); peak memory: median of {a.memory_rounds} fresh process(es) per variant, in "
-                          f"alternating order"),
+                          f"ratios){memory}"),
         ]
         if a.tiny:
             facts.append("**--tiny smoke run: these figures mean nothing**")

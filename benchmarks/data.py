@@ -11,7 +11,11 @@ decoded to float levels and uniformly dequantized (as the trainer prepares them)
 * **streamed**: the same shards read front to back in large sequential reads (what a shard-streaming format gives at
   best: no random access and no global shuffle), warm and cold.
 
-The variants take turns, round by round (best round reported), so that all see the same load on a shared machine.
+The paths are timed by the shared method of ``common.time_alternating`` (warm-up calls, then alternating rounds of
+samples of at least ``--sample-seconds``; median and range of images/s, and each path's speed-up over the in-memory
+array with the range of its per-round ratios). One call opens the loader (after evicting or warming the shards where
+the path says so), draws two untimed batches (worker start-up excluded) and then times ``--batches`` batches, in
+wall-clock time: loader workers are other processes, which a thread's CPU time would miss.
 The GPU column is the most a training step can consume: ``peak FLOP/s / training FLOPs per image``, with the FLOPs
 per image counted by ``torch.utils.flop_counter`` on the nf presets (forward + backward, batch 1) and the H100 SXM's
 dense bf16 peak of 989 TFLOP/s (NVIDIA H100 datasheet); real steps reach a fraction of it, so a loader faster than
@@ -106,8 +110,9 @@ class SequentialShards(IterableDataset):
                     yield torch.from_numpy(images).float(), torch.from_numpy(labels[start:start + count])
 
 
-def images_per_second(make_batches: Callable[[], Iterator], batch_size: int, batches: int) -> float:
-    """Images/s over ``batches`` batches (dequantized), after two warm-up batches (worker start-up excluded)."""
+def load_batches(make_batches: Callable[[], Iterator], batches: int) -> float:
+    """Seconds to draw ``batches`` batches and dequantize them, after two untimed batches (worker start-up
+    excluded)."""
     iterator = make_batches()
     for _ in range(2):
         next(iterator)
@@ -115,7 +120,20 @@ def images_per_second(make_batches: Callable[[], Iterator], batch_size: int, bat
     for _ in range(batches):
         x, _ = next(iterator)
         uniform_dequantize(x, 256)
-    return batches * batch_size / (time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    del iterator  # shuts the loader's workers down before the next path starts its own
+    return seconds
+
+
+def timed_path(prepare: Callable[[Path], None] | None, folder: Path, make_batches: Callable[[], Iterator],
+               batches: int) -> Callable[[], float]:
+    """One call of a path for :func:`common.time_variants` (``self_timed``): prepare the page cache, then
+    :func:`load_batches`."""
+    def call() -> float:
+        if prepare is not None:
+            prepare(folder)
+        return load_batches(make_batches, batches)
+    return call
 
 
 def count_flops() -> None:
@@ -140,24 +158,23 @@ def count_flops() -> None:
 
 
 def main() -> None:
-    parser = common.make_parser(__doc__.split("\n\n")[0])
+    parser = common.make_parser(__doc__.split("\n\n")[0], memory=False)
     parser.add_argument("--images", type=int, default=20000, help="images per size")
     parser.add_argument("--sizes", type=int, nargs="+", default=[32, 64])
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--batches", type=int, default=30, help="timed batches per measurement")
+    parser.add_argument("--batches", type=int, default=30, help="timed batches per call")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--count-flops", action="store_true", help="only print the FLOPs per training image")
     args = common.parse_args(parser)
     if args.device != "cpu":
         parser.error("the data loader runs on the CPU; --device does not apply (the GPU column comes from FLOPs)")
+    if args.clock != "wall":
+        parser.error("--clock thread would miss the loader workers' time (other processes): use --clock wall")
     if args.count_flops:
         count_flops()
         return
-    torch.set_num_threads(1)
-    stamp = common.Stamp("Loader throughput", args, precision="uint8 -> float32 + dequantization",
-                         timing=f"best of {args.rounds} rounds of {args.batches} batches per path; the paths take "
-                                f"turns within every round")
+    stamp = common.Stamp("Loader throughput", args, precision="uint8 -> float32 + dequantization")
+    images_per_call = args.batches * args.batch_size
     rows = []
     with tempfile.TemporaryDirectory(prefix="nf-data-bench-") as scratch:
         for side in args.sizes:
@@ -172,33 +189,35 @@ def main() -> None:
                     return lambda: iter(DataLoader(open_dataset(), batch_sampler=sampler.epoch(epoch),
                                                    num_workers=workers))
 
-                def shards(folder=folder):  # opened afresh for each run: a mapped page cannot be evicted
+                def shards(folder=folder):  # opened afresh for each call: a mapped page cannot be evicted
                     return ShardedImages(folder, "train")
 
                 def streamed(workers=workers, folder=folder):
                     dataset = SequentialShards(ShardedImages(folder, "train"), args.batch_size)
                     return lambda: iter(DataLoader(dataset, batch_size=None, num_workers=workers))
 
-                variants = {
-                    "in memory": (None, random_order(lambda in_memory=in_memory: in_memory)),
-                    "memory-mapped, warm": (warm, random_order(shards)),
-                    "memory-mapped, cold": (evict, random_order(shards, epoch=1)),
-                    "streamed, warm": (warm, streamed()),
-                    "streamed, cold": (evict, streamed()),
+                paths = {
+                    "in memory": timed_path(None, folder, random_order(lambda in_memory=in_memory: in_memory),
+                                            args.batches),
+                    "memory-mapped, warm": timed_path(warm, folder, random_order(shards), args.batches),
+                    "memory-mapped, cold": timed_path(evict, folder, random_order(shards, epoch=1), args.batches),
+                    "streamed, warm": timed_path(warm, folder, streamed(), args.batches),
+                    "streamed, cold": timed_path(evict, folder, streamed(), args.batches),
                 }
-                best = dict.fromkeys(variants, 0.0)
-                for _ in range(args.rounds):
-                    for name, (prepare, make) in variants.items():
-                        if prepare is not None:
-                            prepare(folder)
-                        best[name] = max(best[name], images_per_second(make, args.batch_size, args.batches))
-                for name, speed in best.items():
-                    rows.append((side, workers, name, speed))
-                    print(f"3x{side}x{side} workers {workers} {name}: {speed:,.0f} images/s", file=sys.stderr)
+                timings = common.time_variants(paths, args, self_timed=True)
+                for name in paths:
+                    rate = timings[name].rate(images_per_call)
+                    speedup = "baseline" if name == "in memory" else \
+                        timings.speedup(name, "in memory").format(suffix="x")
+                    rows.append((side, workers, name, rate.format(), speedup))
+                    print(f"3x{side}x{side} workers {workers} {name}: {rate.format()} images/s", file=sys.stderr)
 
-    lines = [stamp.render(threads="1"), f"{args.images} images per size, batch {args.batch_size}.", "",
-             "| image | num_workers | path | images/s |", "|---|---|---|---|"]
-    lines += [f"| 3x{side}x{side} | {workers} | {name} | {speed:,.0f} |" for side, workers, name, speed in rows]
+    lines = [stamp.render(extra=[f"one call: open the loader, 2 untimed batches, then {args.batches} timed batches "
+                                 f"of {args.batch_size} images (only these are timed)"]),
+             f"{args.images} images per size, batch {args.batch_size}.", "",
+             "| image | num_workers | path | images/s | speed-up over in memory |", "|---|---|---|---|---|"]
+    lines += [f"| 3x{side}x{side} | {workers} | {name} | {rate} | {speedup} |"
+              for side, workers, name, rate, speedup in rows]
     lines += ["", "What a training step can consume at most on one H100 (989 TFLOP/s dense bf16, NVIDIA's datasheet) "
               "at 100% utilisation, from the FLOPs per training image counted on the nf presets "
               "(`python benchmarks/data.py --count-flops`):", "",

@@ -216,14 +216,24 @@ def test_train_throughput(tmp_path):
 
 
 def test_data(tmp_path):
-    report = run("data.py", tmp_path, "--images", "600", "--batch-size", "64", "--batches", "2", "--rounds", "1",
-                 "--workers", "0", "--sizes", "32")
-    assert report.startswith("# Loader throughput\n") and f"commit {common.commit()}" in report
-    assert "best of 1 rounds of 2 batches per path" in report and "--tiny smoke run" in report
+    report = run("data.py", tmp_path, "--images", "600", "--batch-size", "64", "--batches", "2", "--workers", "0",
+                 "--sizes", "32")
+    check_stamp(report, "Loader throughput", "1")
+    assert "2 timed batches of 64 images" in report
     loader = table_rows(report)[:5]  # the loader's table; the H100 ceilings follow
     assert [row[2] for row in loader] == ["in memory", "memory-mapped, warm", "memory-mapped, cold",
                                           "streamed, warm", "streamed, cold"]
-    assert all(float(row[3].replace(",", "")) > 0 for row in loader)
+    for row in loader:
+        spread(row[3])  # images/s: a median inside its range
+    assert loader[0][4] == "baseline"
+    for row in loader[1:]:
+        spread(row[4])  # the speed-up over the in-memory array, with the range of its per-round ratios
+
+
+def test_data_refuses_the_thread_clock(tmp_path):
+    completed = subprocess.run([sys.executable, str(common.ROOT / "benchmarks" / "data.py"), "--tiny", "--clock",
+                                "thread"], capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 2 and "would miss the loader workers' time" in completed.stderr
 
 
 def test_eval_digits(tmp_path):
