@@ -3,9 +3,14 @@
 Every architecture is trained by the same short recipe — ``nf train --arch A --data digits --set train.steps=STEPS``:
 its ``digits`` preset and the trainer's default options (batch 64, AdamW at 1e-3 with 100 warm-up steps and cosine
 decay, seed 0, one CPU thread) — MAF on the flattened digits (its build flattens image data) — and then evaluated by
-``nfkit_eval.evaluate_run`` on the test split with the metrics ``bpd, iwbo, fid, kid, prc, interp, speed``. A run
-folder that already holds a finished run (``report.json``) is evaluated as it is, so training and evaluation can be
-done in separate invocations; with ``--reuse-evals`` so can the evaluations.
+``nfkit_eval.evaluate_run`` on the test split with the metrics ``bpd, iwbo, fid, kid, prc, interp``. A run folder
+that already holds a finished run (``report.json``) is evaluated as it is, so training and evaluation can be done in
+separate invocations; with ``--reuse-evals`` so can the evaluations.
+
+Speed and size come from the shared timing method (``common.time_alternating``), the architectures taking turns:
+sampling ``--speed-batch`` digits, and the discrete likelihood of as many test digits (the test split repeated), each
+call under ``torch.no_grad``; the peak memory of one sampling call in a fresh process per architecture, in
+alternating order.
 
     python benchmarks/eval_digits.py --runs /tmp/eval_digits_runs --output benchmarks/results/eval_digits.md
     python benchmarks/eval_digits.py --runs /tmp/quick --steps 20 -K 4 --archs glow,maf   # a quick check
@@ -16,13 +21,16 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
+import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import common
 import torch
 
-METRICS = ["bpd", "iwbo", "fid", "kid", "prc", "interp", "speed"]
+METRICS = ["bpd", "iwbo", "fid", "kid", "prc", "interp"]
 ARCHITECTURES = "glow,maf,realnvp,tarflow,denseflow"
 
 
@@ -39,6 +47,61 @@ def train(arch: str, out: Path, steps: int) -> float:
     return time.perf_counter() - started
 
 
+def timed_calls(run: Path, batch: int, device: str) -> tuple[Callable[[], object], Callable[[], object], int]:
+    """The two calls the speed table times for the flow of ``run`` — sampling ``batch`` digits at T=1, and the
+    discrete likelihood of ``batch`` test digits — and the flow's parameter count."""
+    from nfkit_eval import DiscreteLikelihood, EvalContext, EvalOptions, load_run
+
+    flow, data, _ = load_run(run, device=device)
+    flow.eval()
+    context = EvalContext(flow, data, EvalOptions(device=device, progress=False))
+    values, labels = context.reference()
+    repeat = math.ceil(batch / len(values))
+    x = values.repeat(repeat, *([1] * (values.dim() - 1)))[:batch].to(device)
+    condition = data.context(labels.repeat(repeat)[:batch].to(device))
+    likelihood = DiscreteLikelihood(flow, data.preprocessing)
+    generator = torch.Generator(device=device).manual_seed(0)
+
+    @torch.no_grad()
+    def sample() -> object:
+        return flow.sample(batch, context.sample_context(batch), generator=generator)
+
+    @torch.no_grad()
+    def log_prob() -> object:
+        return likelihood.log_prob(x, condition)
+
+    return sample, log_prob, sum(p.numel() for p in flow.parameters())
+
+
+def sampling_memory(run: str, batch: int, device: str) -> float:
+    """Peak memory (MiB) of one sampling call of ``batch`` digits, after an untimed one (which allocates the
+    libraries' lazy state); run in a fresh process."""
+    torch.set_num_threads(1)
+    sample, _, _ = timed_calls(Path(run), batch, device)
+    sample()
+    with common.PeakMemory(torch.device(device)) as memory:
+        sample()
+    return memory.mib
+
+
+def speed_table(runs: Path, archs: list[str], args) -> str:
+    """The speed and size table: every architecture's parameters, sampling and likelihood rates (median and range
+    over the samples, the architectures taking turns) and the peak memory of sampling."""
+    memory = common.run_alternating(sampling_memory, {arch: (str(runs / arch), args.speed_batch, args.device)
+                                                      for arch in archs}, args.memory_rounds,
+                                    fresh_process=args.device == "cpu")
+    calls = {arch: timed_calls(runs / arch, args.speed_batch, args.device) for arch in archs}
+    device = torch.device(args.device)
+    sampling = common.time_variants({arch: calls[arch][0] for arch in archs}, args, device)
+    likelihood = common.time_variants({arch: calls[arch][1] for arch in archs}, args, device)
+    lines = [f"| architecture | parameters | sampling, samples/s | likelihood, examples/s | peak sampling memory "
+             f"({common.PeakMemory.kind(args.device)}, MiB) |", "|---|---|---|---|---|"]
+    lines += [f"| {arch} | {calls[arch][2]:,} | {sampling[arch].rate(args.speed_batch).format()} | "
+              f"{likelihood[arch].rate(args.speed_batch).format()} | {statistics.median(memory[arch]):.1f} |"
+              for arch in archs]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     from nfkit_eval import EvalOptions, Report, evaluate_run, side_by_side
 
@@ -48,14 +111,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000, help="training steps of the shared recipe")
     parser.add_argument("-K", "--importance-samples", type=int, default=100, help="K of the importance-weighted bound")
     parser.add_argument("--seed", type=int, default=0, help="seed of the evaluation")
+    parser.add_argument("--speed-batch", type=int, default=256,
+                        help="digits per timed sampling or likelihood call (default: %(default)s, nf eval's "
+                             "speed_large_batch)")
     parser.add_argument("--reuse-evals", action="store_true",
                         help="take an architecture's numbers from RUNS/<arch>-eval/eval.json when it was made with "
                              "the same options (to evaluate the architectures in separate invocations)")
     args = common.parse_args(parser)
-    torch.set_num_threads(1)
     archs = [a.strip() for a in args.archs.split(",") if a.strip()]
-    stamp = common.Stamp("Architectures on digits, one protocol", args,
-                         timing="nfkit-eval's speed metric (latency after warm-up, mean +- sd over batches)")
+    stamp = common.Stamp("Architectures on digits, one protocol", args)
     reports, notes = [], []
     for arch in archs:
         run = args.runs / arch
@@ -81,12 +145,15 @@ def main() -> None:
                      f"{sum(report.header['seconds'].values()):.0f} s (" + ", ".join(
                          f"{name} {seconds:.0f} s" for name, seconds in report.header["seconds"].items()) + ")")
     table = side_by_side(reports, archs)
-    text = (f"{stamp.render(threads='1')}\n"
+    speed = speed_table(args.runs, archs, args)
+    text = (f"{stamp.render()}\n"
             f"Recipe: `nf train --arch A --data digits --set train.steps={args.steps}` (each architecture's `digits` "
             f"preset, the trainer's defaults); evaluation: `nf eval` metrics {', '.join(METRICS)} on the test split "
             f"(180 images), K={args.importance_samples}, seed {args.seed}, 180 generated samples at T=1, FD/KD in "
             f"the features of nfkit-eval's digits classifier (not comparable with published FIDs).\n\n"
-            f"{table}\n" + "\n".join(f"- {note}" for note in notes) + "\n")
+            f"{table}\n" + "\n".join(f"- {note}" for note in notes) + "\n\n"
+            f"Speed and size (batch {args.speed_batch}; the timed calls: sampling at T=1, and the discrete likelihood "
+            f"of test digits, the split repeated to fill the batch):\n\n{speed}")
     common.write_report(args.output, text)
 
 

@@ -238,9 +238,16 @@ def test_data_refuses_the_thread_clock(tmp_path):
 
 def test_eval_digits(tmp_path):
     report = run("eval_digits.py", tmp_path, "--runs", str(tmp_path / "runs"), "--steps", "5", "-K", "2",
-                 "--archs", "glow")
-    assert report.startswith("# Architectures on digits, one protocol\n") and "--tiny smoke run" in report
-    assert "nfkit-eval's speed metric" in report and "glow: trained here" in report
+                 "--archs", "glow,maf", "--speed-batch", "16")
+    check_stamp(report, "Architectures on digits, one protocol", "1")
+    assert "glow: trained here" in report and "maf: trained here" in report
+    speed = [line for line in report.split("Speed and size (batch 16;")[1].splitlines() if line.startswith("|")]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in speed[2:]]
+    assert [row[0] for row in rows] == ["glow", "maf"]
+    for row in rows:
+        assert int(row[1].replace(",", "")) > 1000  # parameters
+        spread(row[2]), spread(row[3])  # samples/s and examples/s: medians inside their ranges
+        assert float(row[4]) >= 0  # peak RSS rise of a sampling call
 
 
 
