@@ -179,6 +179,10 @@ def time_alternating(variants: Mapping[str, Callable[[], Any]], *, samples: int 
     return Timings({name: Timing(tuple(seconds[name]), tuple(calls[name])) for name in names}, tuple(order))
 
 
+CLOCK_DESCRIPTIONS = {"wall": "wall-clock time", "thread": "the timing thread's CPU time"}
+"""How a report names each ``--clock``."""
+
+
 def clock_for(name: str) -> Callable[[], float]:
     """``"wall"``: ``time.perf_counter``; ``"thread"``: the calling thread's CPU time, which other processes cannot
     inflate but which misses work done by other threads (use it only with one torch thread and no loader workers)."""
@@ -419,7 +423,7 @@ class Stamp:
             hardware = f"{torch.cuda.get_device_name(a.device)} ({a.device})"
         else:
             hardware = f"{cpu_model()}, {os.cpu_count()} logical CPUs, torch threads: {threads or a.threads}"
-        clock = {"wall": "wall-clock time", "thread": "the timing thread's CPU time"}[a.clock]
+        clock = CLOCK_DESCRIPTIONS[a.clock]
         memory = (f"; peak memory: median of {a.memory_rounds} fresh process(es) per variant, in alternating order"
                   if "memory_rounds" in a else "")
         facts = [

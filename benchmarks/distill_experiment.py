@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from common import Stamp, clock_for, make_parser, parse_args, write_report
+from common import CLOCK_DESCRIPTIONS, Stamp, clock_for, make_parser, parse_args, write_report
 
 from nfkit_core.checkpoint import load_checkpoint
 from nfkit_core.train import NonFiniteLossError, RunConfig, Trainer, make_run_config
@@ -407,7 +407,7 @@ def main(doc: str, title: str, settings: Callable[[argparse.Namespace], list[Set
          add_arguments: Callable[[argparse.ArgumentParser], None] | None = None) -> None:
     """The command line of a distillation script: ``doc`` is its docstring; ``settings(args)`` its comparisons;
     the other arguments are defaults."""
-    parser = make_parser(doc.split("\n\n")[0])
+    parser = make_parser(doc.split("\n\n")[0], memory=False)
     parser.add_argument("--root", type=Path, default=root, help="folder for the runs (default: %(default)s)")
     parser.add_argument("--teacher-steps", type=int_list, default=teacher_steps,
                         help="the teacher's candidate lengths, the best on validation is kept (default: %(default)s)")
@@ -424,7 +424,7 @@ def main(doc: str, title: str, settings: Callable[[argparse.Namespace], list[Set
     if args.tiny:  # a smoke run of the whole pipeline
         args.teacher_steps, args.steps, args.seeds = [3], [2], 2
     seeds = list(range(args.seeds)) if args.only_seed is None else [args.only_seed]
-    clock = {"wall": "wall-clock time", "thread": "the timing thread's CPU time"}[args.clock]
+    clock = CLOCK_DESCRIPTIONS[args.clock]
     stamp = Stamp(title, args, timing=f"sampling latency: best of 5 alternating rounds of sampling {latency_batch} "
                                       f"per model ({clock}, on a shared machine)")
     chosen = settings(args)

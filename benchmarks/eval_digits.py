@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import math
 import statistics
 import time
 from collections.abc import Callable
@@ -55,10 +54,7 @@ def timed_calls(run: Path, batch: int, device: str) -> tuple[Callable[[], object
     flow, data, _ = load_run(run, device=device)
     flow.eval()
     context = EvalContext(flow, data, EvalOptions(device=device, progress=False))
-    values, labels = context.reference()
-    repeat = math.ceil(batch / len(values))
-    x = values.repeat(repeat, *([1] * (values.dim() - 1)))[:batch].to(device)
-    condition = data.context(labels.repeat(repeat)[:batch].to(device))
+    x, condition = context.reference_batch(batch)
     likelihood = DiscreteLikelihood(flow, data.preprocessing)
     generator = torch.Generator(device=device).manual_seed(0)
 

@@ -11,7 +11,7 @@ from nfkit_core import noise
 from nfkit_core.data import ArrayDataset, Preprocessing
 from nfkit_core.plugins import DataInfo
 from nfkit_core.testing.tiny import TinyConfig, build_tiny
-from nfkit_eval import EvalData, EvalOptions, evaluate, load_run
+from nfkit_eval import EvalContext, EvalData, EvalOptions, evaluate, load_run
 from nfkit_eval.data import DiscreteLikelihood
 from nfkit_eval.likelihood import likelihood_measurements
 
@@ -79,3 +79,12 @@ def test_evaluate_from_python_returns_a_report_and_writes_nothing_without_out_di
     assert set(report.header["seconds"]) == {"bpd", "iwbo"}
     assert report.to_dict()["metrics"]["bpd"]["unit"] == "bits/dim"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_reference_batch_repeats_the_held_out_split_to_the_batch_size():
+    data = level_data(n=30)
+    context = EvalContext(build_tiny(TinyConfig(), data.info), data, EvalOptions())
+    values, _ = context.reference()
+    x, condition = context.reference_batch(70)
+    assert x.shape == (70, 1, 4, 4) and condition is None  # an unconditional flow gets no context
+    assert torch.equal(x[:30], values) and torch.equal(x[30:60], values) and torch.equal(x[60:], values[:10])

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -146,6 +147,18 @@ class EvalContext:
     def reference(self) -> tuple[Tensor, Tensor]:
         """The held-out split's values and labels."""
         return self.once("reference", lambda: stack(self.data.held_out))
+
+    def reference_batch(self, n: int) -> tuple[Tensor, Tensor | None]:
+        """``n`` held-out examples on the device, the split repeated as often as needed, and the flow's context for
+        them (their labels for a class-conditional flow, else ``None``).
+
+        Args:
+            n: the batch size.
+        """
+        values, labels = self.reference()
+        repeat = math.ceil(n / len(values))
+        x = values.repeat(repeat, *([1] * (values.dim() - 1)))[:n].to(self.device)
+        return x, self.data.context(labels.repeat(repeat)[:n].to(self.device))
 
     def num_samples(self) -> int:
         """How many samples the sample metrics generate: ``options.num_samples``, else the held-out split's size."""

@@ -15,7 +15,6 @@ Every timing synchronizes CUDA before reading the clock; device and dtype are pa
 from __future__ import annotations
 
 import json
-import math
 import statistics
 import subprocess
 import sys
@@ -103,10 +102,7 @@ def measure_speed(context: EvalContext) -> list[Measurement]:
         large_repeats = max(1, min(3, o.speed_repeats))
         sampling = timed(sample(o.speed_large_batch), device, large_repeats)
         update(1)
-        values, labels = context.reference()
-        repeat = math.ceil(o.speed_large_batch / len(values))
-        x = values.repeat(repeat, *([1] * (values.dim() - 1)))[:o.speed_large_batch].to(device)
-        cond = context.data.context(labels.repeat(repeat)[:o.speed_large_batch].to(device))
+        x, cond = context.reference_batch(o.speed_large_batch)
         model = DiscreteLikelihood(flow, context.data.preprocessing)
         with torch.no_grad():
             likelihood = timed(lambda: model.log_prob(x, cond), device, large_repeats)
