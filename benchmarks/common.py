@@ -9,6 +9,11 @@ and their spread (min-max, interquartile range) says how far a second run may la
 the ratio of their medians; its range is the range of the per-round ratios (the two samples of one round ran back to
 back, under the same load).
 
+A script's timing as a whole runs in several fresh processes, one after another (:func:`time_in_processes`), each
+taking its share of the rounds, and the samples of all of them are pooled: one process's samples, taken within a
+minute, cannot show what differs between processes (where the allocator places the tensors) or between minutes (the
+host's other tenants on a virtual machine's shared caches), and a second run of the script differs by both.
+
 Memory (:func:`run_alternating`): each measurement runs in a fresh spawned process, so that its peak is its own, and
 the variants take turns there too.
 
@@ -30,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,11 +49,12 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 # Defaults for a shared 2-core VM: nine samples (an odd count, so that the median is a measured sample) of at least
-# one second each, after two untimed calls of every variant. Whether a second run's medians land within the first
-# one's ranges at these settings is checked when the tables are re-measured (issue 17); not yet shown.
+# one second each, after two untimed calls of every variant, the rounds split over three fresh processes run one
+# after another. How far a second run lands is recorded in benchmarks/results/reproducibility.md.
 SAMPLES = 9
 SAMPLE_SECONDS = 1.0
 WARMUP = 2
+PROCESSES = 3
 MEMORY_ROUNDS = 3
 
 # Dense (no sparsity) peak TFLOP/s from the data sheets, (bf16, fp32 without TF32), for the MFU columns.
@@ -57,6 +64,7 @@ PEAK_TFLOPS = {"H200": (989.0, 67.0), "H100": (989.0, 67.0), "A100": (312.0, 19.
 TINY_SAMPLES = 3
 TINY_SAMPLE_SECONDS = 0.0
 TINY_WARMUP = 1
+TINY_PROCESSES = 2
 TINY_MEMORY_ROUNDS = 1
 
 
@@ -246,19 +254,105 @@ class PeakMemory:
 def run_alternating(fn: Callable[..., T], jobs: Mapping[str, tuple], rounds: int = MEMORY_ROUNDS,
                     fresh_process: bool = True) -> dict[str, list[T]]:
     """``fn(*jobs[name])`` for every job, ``rounds`` times, the jobs in the given order in even rounds and reversed in
-    odd ones; with ``fresh_process`` each call in its own spawned process, so that its peak memory is its own (``fn``
-    must then be a module-level function and its arguments and result picklable). Returns each job's results."""
+    odd ones; with ``fresh_process`` each call in its own spawned process (:func:`call_in_fresh_process`), so that its
+    peak memory is its own. Returns each job's results."""
     names = list(jobs)
     results: dict[str, list[T]] = {name: [] for name in names}
-    order = [name for round_ in range(rounds) for name in (names if round_ % 2 == 0 else names[::-1])]
-    if not fresh_process:
-        for name in order:
-            results[name].append(fn(*jobs[name]))
-        return results
-    with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
-        for name in order:
-            results[name].append(pool.apply(fn, jobs[name]))
+    for round_ in range(rounds):
+        for name in names if round_ % 2 == 0 else names[::-1]:
+            results[name].append(call_in_fresh_process(fn, *jobs[name]) if fresh_process else fn(*jobs[name]))
     return results
+
+
+# ---------------------------------------------------------------------------------------------- processes
+
+
+def _call_and_send(connection: Any, fn: Callable[..., Any], args: tuple) -> None:
+    try:
+        connection.send(("result", fn(*args)))
+    except BaseException:
+        connection.send(("error", traceback.format_exc()))
+    finally:
+        connection.close()
+
+
+def call_in_fresh_process(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in a newly spawned Python process, which ends with the call; its result comes back.
+
+    ``fn`` must be a module-level function, its arguments and result picklable. The process is not a daemon, so
+    ``fn`` may start processes of its own (a data loader's workers).
+
+    Raises:
+        RuntimeError: ``fn`` raised (the message holds the child's traceback) or the process died.
+    """
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_call_and_send, args=(sender, fn, args))
+    process.start()
+    sender.close()
+    try:
+        kind, payload = receiver.recv()
+    except EOFError:
+        kind, payload = "error", "the process ended without a result"
+    finally:
+        process.join()
+        receiver.close()
+    if kind == "error":
+        raise RuntimeError(f"{getattr(fn, '__qualname__', fn)} failed in a fresh process (exit code "
+                           f"{process.exitcode}):\n{payload}")
+    return payload
+
+
+def split_rounds(samples: int, processes: int) -> list[int]:
+    """``samples`` rounds shared out over ``processes`` as evenly as possible, the larger shares first."""
+    if not 1 <= processes <= samples:
+        raise ValueError(f"need 1 <= processes <= samples, got {processes} processes for {samples} samples")
+    return [samples // processes + (index < samples % processes) for index in range(processes)]
+
+
+def merge_processes(results: Sequence[Any]) -> Any:
+    """Pool what :func:`time_in_processes`' processes returned: every :class:`Timings` gets the samples of all of
+    them in the order they were taken; dicts, lists and tuples are merged item by item; any other value (a parameter
+    count, a sample's error) is the first process's.
+
+    Raises:
+        TypeError: a :class:`Spread` is among the results: a spread must be taken of the pooled samples, after this.
+    """
+    first = results[0]
+    if isinstance(first, Spread):
+        raise TypeError("a process returned a Spread; return the Timings and take the spread after merging")
+    if isinstance(first, Timings):
+        variants = {name: Timing(tuple(s for r in results for s in r[name].seconds),
+                                 tuple(c for r in results for c in r[name].calls)) for name in first.variants}
+        return Timings(variants, tuple(name for r in results for name in r.order))
+    if isinstance(first, dict):
+        return {key: merge_processes([r[key] for r in results]) for key in first}
+    if isinstance(first, (list, tuple)):
+        items = [merge_processes(column) for column in zip(*results, strict=True)]
+        return type(first)(*items) if hasattr(first, "_fields") else type(first)(items)
+    return first
+
+
+def _measure_here(measure: Callable[[argparse.Namespace], T], args: argparse.Namespace) -> T:
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+    return measure(args)
+
+
+def time_in_processes(measure: Callable[[argparse.Namespace], T], args: argparse.Namespace) -> T:
+    """A script's timing, ``measure(args)``, run in ``args.processes`` fresh processes one after another.
+
+    Each process gets its share of the ``args.samples`` rounds (:func:`split_rounds`; the warm-up calls in every one)
+    and the results are pooled by :func:`merge_processes`, so every median and range spans the whole run. ``measure``
+    must be a module-level function that builds its variants, times them with :func:`time_variants` and returns the
+    :class:`Timings` (and anything else picklable); spreads and ratios are taken of the pooled result. With one
+    process, ``measure(args)`` runs in this one.
+    """
+    if args.processes == 1:
+        return measure(args)
+    shares = [argparse.Namespace(**{**vars(args), "samples": share, "processes": 1})
+              for share in split_rounds(args.samples, args.processes)]
+    return merge_processes([call_in_fresh_process(_measure_here, measure, share) for share in shares])
 
 
 # ---------------------------------------------------------------------------------------------- options
@@ -267,12 +361,13 @@ def run_alternating(fn: Callable[..., T], jobs: Mapping[str, tuple], rounds: int
 def make_parser(description: str, *, output_help: str = "Markdown file for the report",
                 bf16_help: str | None = None, threads: int | None = 1,
                 threads_option: bool = True, peak_tflops: bool = False,
-                memory: bool = True) -> argparse.ArgumentParser:
+                memory: bool = True, processes: bool = True) -> argparse.ArgumentParser:
     """A parser with the options every benchmark has: ``--device``, ``--threads`` (default ``threads``; left out
     without ``threads_option``, for a script whose variants are thread counts), ``--output``, ``--note``, the timing
-    options of :func:`time_alternating`, ``--memory-rounds`` (left out without ``memory``, for a script that measures
-    no memory), ``--clock``, ``--tiny``, where ``bf16_help`` is given, ``--bf16``, and with ``peak_tflops``,
-    ``--peak-tflops`` (see :func:`peak_flops`)."""
+    options of :func:`time_alternating`, ``--processes`` of :func:`time_in_processes` (left out without
+    ``processes``, for a script that does not time with them), ``--memory-rounds`` (left out without ``memory``, for a
+    script that measures no memory), ``--clock``, ``--tiny``, where ``bf16_help`` is given, ``--bf16``, and with
+    ``peak_tflops``, ``--peak-tflops`` (see :func:`peak_flops`)."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:index]")
     if threads_option:
@@ -290,7 +385,11 @@ def make_parser(description: str, *, output_help: str = "Markdown file for the r
     timing.add_argument("--sample-seconds", type=float, default=SAMPLE_SECONDS,
                         help="a sample repeats its call until this many seconds have passed (default: %(default)s)")
     timing.add_argument("--warmup", type=int, default=WARMUP,
-                        help="untimed calls of every variant first (default: %(default)s)")
+                        help="untimed calls of every variant first, in every process (default: %(default)s)")
+    if processes:
+        timing.add_argument("--processes", type=int, default=PROCESSES,
+                            help="fresh processes, one after another, that share the rounds out; their samples are "
+                                 "pooled (default: %(default)s)")
     if memory:
         timing.add_argument("--memory-rounds", type=int, default=MEMORY_ROUNDS,
                             help="fresh processes per variant for the peak memory, in alternating order "
@@ -299,9 +398,9 @@ def make_parser(description: str, *, output_help: str = "Markdown file for the r
                         help="wall: elapsed time; thread: the timing thread's CPU time, which other processes cannot "
                              "inflate (only with --threads 1) (default: %(default)s)")
     timing.add_argument("--tiny", action="store_true",
-                        help=f"smoke run: tiny models, {TINY_SAMPLES} samples of one call, "
-                             f"{TINY_MEMORY_ROUNDS} memory round; checks that the script works, its figures mean "
-                             f"nothing (refuses an --output under benchmarks/results)")
+                        help=f"smoke run: tiny models, {TINY_SAMPLES} samples of one call in {TINY_PROCESSES} "
+                             f"processes, {TINY_MEMORY_ROUNDS} memory round; checks that the script works, its figures "
+                             f"mean nothing (refuses an --output under benchmarks/results)")
     parser.add_argument("--output", type=Path, default=None, metavar="FILE", help=output_help)
     parser.add_argument("--note", default="",
                         help="a sentence for the report's header, e.g. what else ran on the machine")
@@ -327,8 +426,13 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = Non
         args.samples, args.sample_seconds, args.warmup = TINY_SAMPLES, TINY_SAMPLE_SECONDS, TINY_WARMUP
         if "memory_rounds" in args:
             args.memory_rounds = TINY_MEMORY_ROUNDS
+        if "processes" in args:
+            args.processes = TINY_PROCESSES
     if args.samples < 1 or getattr(args, "memory_rounds", 1) < 1 or args.warmup < 0 or args.sample_seconds < 0:
         parser.error("--samples and --memory-rounds must be at least 1, --warmup and --sample-seconds at least 0")
+    if not 1 <= getattr(args, "processes", 1) <= args.samples:
+        parser.error(f"--processes must be between 1 and --samples ({args.samples}): each process takes at least one "
+                     "round")
     if "threads" in args:
         if args.threads:
             torch.set_num_threads(args.threads)
@@ -426,6 +530,9 @@ class Stamp:
         clock = CLOCK_DESCRIPTIONS[a.clock]
         memory = (f"; peak memory: median of {a.memory_rounds} fresh process(es) per variant, in alternating order"
                   if "memory_rounds" in a else "")
+        processes = (f", in {a.processes} fresh processes one after another "
+                     f"({' + '.join(map(str, split_rounds(a.samples, a.processes)))} rounds), the samples pooled"
+                     if getattr(a, "processes", 1) > 1 else "")
         facts = [
             f"command: `{self.command}`",
             f"commit {commit()}; date {self.start:%Y-%m-%d %H:%M} UTC; torch {torch.__version__}, "
@@ -434,7 +541,8 @@ class Stamp:
             f"precision: {self.precision}",
             "timing: " + (self.timing or
                           f"{a.warmup} warm-up calls per variant, then {a.samples} alternating rounds of one sample "
-                          f"per variant, each sample at least {a.sample_seconds:g} s of repeated calls ({clock}); "
+                          f"per variant, each sample at least {a.sample_seconds:g} s of repeated calls ({clock})"
+                          f"{processes}; "
                           f"median (min-max over the samples); ratios: ratio of medians (min-max of the per-round "
                           f"ratios){memory}"),
         ]

@@ -188,29 +188,32 @@ def nf_training_memory(name: str, device_name: str, bf16: bool, threads: int, ti
     return memory.mib
 
 
-def measure_nf(name: str, args, count_flops: bool = False) -> dict:
-    """Training steps/s, sampling images/s and evaluation seconds/image of one setup; with ``count_flops``, the model
-    FLOPs of a training step and of a sampling call (``torch.utils.flop_counter``: convolutions and matrix
-    products)."""
+def time_nf(args) -> list[dict]:
+    """Every configuration's training steps, sampling calls and evaluations, timed taking turns (one process's share
+    of the rounds: see ``common.time_in_processes``), with its parameter count and, where there is a peak for the MFU
+    columns, the model FLOPs of a training step and of a sampling call (``torch.utils.flop_counter``: convolutions and
+    matrix products)."""
     device = torch.device(args.device)
-    setup, flow = build_nf(name, device, args.tiny)
-    step = training_step(flow, nf_bits_per_dim, levels(setup, setup.train_batch, device), device, args.bf16,
-                         fused=True)
-    step()  # initialises ActNorm before sampling and evaluation run
-    x = levels(setup, setup.eval_images, device)
-    sample = sampling(flow, setup, device, args.bf16)
-    timings = common.time_variants({"train": step, "sample": sample,
-                                    "eval": evaluation(flow, x, setup, device, args.bf16)}, args, device)
-    flops = {}
-    if count_flops:
-        for task, fn in (("train", step), ("sample", sample)):
-            with FlopCounterMode(display=False) as counter:
-                fn()
-            flops[task] = float(counter.get_total_flops())
-    return dict(name=name, setup=setup, params=sum(p.numel() for p in flow.parameters()), flops=flops,
-                train_s=timings["train"].spread.median, sample_s=timings["sample"].spread.median,
-                steps_per_s=timings["train"].rate(), images_per_s=timings["sample"].rate(setup.sample_batch),
-                eval_s_per_image=common.Spread.of([s / setup.eval_images for s in timings["eval"].seconds]))
+    count_flops = common.peak_flops(args.device, args.bf16, args.peak_tflops) is not None
+    results = []
+    for name in args.configs:
+        setup, flow = build_nf(name, device, args.tiny)
+        step = training_step(flow, nf_bits_per_dim, levels(setup, setup.train_batch, device), device, args.bf16,
+                             fused=True)
+        step()  # initialises ActNorm before sampling and evaluation run
+        x = levels(setup, setup.eval_images, device)
+        sample = sampling(flow, setup, device, args.bf16)
+        timings = common.time_variants({"train": step, "sample": sample,
+                                        "eval": evaluation(flow, x, setup, device, args.bf16)}, args, device)
+        flops = {}
+        if count_flops:
+            for task, fn in (("train", step), ("sample", sample)):
+                with FlopCounterMode(display=False) as counter:
+                    fn()
+                flops[task] = float(counter.get_total_flops())
+        results.append(dict(name=name, params=sum(p.numel() for p in flow.parameters()), flops=flops,
+                            timings=timings))
+    return results
 
 
 def import_official(root: Path):
@@ -305,17 +308,24 @@ def bf16_error(log_prob, x: torch.Tensor, device: torch.device, num_dims: int) -
     return ((bf16 - fp32).abs().max() / (num_dims * math.log(2))).item()
 
 
+def time_official(args) -> list[dict]:
+    """:func:`measure_official` of every configuration (one process's share of the rounds: see
+    ``common.time_in_processes``)."""
+    OfficialDenseFlow, iwbo_batched = import_official(args.official_root)
+    return [measure_official(name, args, iwbo_batched, OfficialDenseFlow) for name in args.configs]
+
+
 def measure_official(name: str, args, iwbo_batched, OfficialDenseFlow) -> dict:
     """The official DenseFlow and nf's, from the same weights and on the same inputs, at one official configuration:
     training (every variant of ``OFFICIAL_VARIANTS``), sampling and K-sample evaluation (official fp32, nf fp32, nf
-    bf16), and how far bf16 autocast moves each one's bits/dim."""
+    bf16), timed taking turns, and how far bf16 autocast moves each one's bits/dim."""
     device = torch.device(args.device)
     setup, config = official_setup(name, args.tiny)
     torch.manual_seed(0)
     x = levels(setup, setup.train_batch, device)
     official, ours, weights = official_models(OfficialDenseFlow, name, config, args.fixture, x, device)
     num_dims = math.prod(setup.data.shape)
-    result = dict(name=name, setup=setup, weights=weights, params=sum(p.numel() for p in ours.parameters()),
+    result = dict(name=name, weights=weights, params=sum(p.numel() for p in ours.parameters()),
                   official_params=sum(p.numel() for p in official.parameters()))
 
     def seeded_official_log_prob(x: torch.Tensor) -> torch.Tensor:
@@ -357,7 +367,7 @@ def official_table(results: list[dict]) -> str:
              "train speed-up | fused AdamW's gain | sampling img/s | sampling speed-up | K-sample eval s/image | "
              "eval speed-up |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
-        s = r["setup"]
+        s = official_setup(r["name"], r["tiny"])[0]
         lines.append(f"| {r['name']} ({s.preset}) | {'x'.join(map(str, s.data.shape))} | "
                      f"{r['params'] / 1e6:.2f} M / {r['official_params'] / 1e6:.2f} M | batches: train "
                      f"{s.train_batch}, sample {s.sample_batch}, eval {s.eval_images} image(s), K = {s.eval_samples} "
@@ -389,25 +399,29 @@ def accuracy_table(results: list[dict]) -> str:
     """What bf16 autocast does to the likelihood: nf's and the official code run under the same autocast."""
     lines = ["| config | weights | largest bits/dim change under bf16 autocast: nf | official |", "|---|---|---|---|"]
     for r in results:
-        lines.append(f"| {r['name']} ({r['setup'].preset}) | {r['weights']} | {r['bf16_error']:.2g} | "
+        lines.append(f"| {r['name']} ({official_setup(r['name'], r['tiny'])[0].preset}) | {r['weights']} | "
+                     f"{r['bf16_error']:.2g} | "
                      f"{r['official_bf16_error']:.2g} |")
     return "\n".join(lines)
 
 
-def table(results: list[dict], memory: dict[str, list[float]], device: str, peak: float | None = None) -> str:
-    kind = common.PeakMemory.kind(device)
+def table(results: list[dict], memory: dict[str, list[float]], args, peak: float | None = None) -> str:
+    """Speed of nf's DenseFlow, a row per configuration."""
+    kind = common.PeakMemory.kind(args.device)
     lines = [f"| config | image | params | train batch | train steps/s | train memory ({kind}, MiB) | "
              f"sample batch | sampling img/s | K | draws per pass | K-sample eval, s/image | train MFU | "
              f"sampling MFU |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
-        s = r["setup"]
+        s, timings = (TINY_SETUPS if args.tiny else SETUPS)[r["name"]], r["timings"]
+        eval_s_per_image = common.Spread.of([t / s.eval_images for t in timings["eval"].seconds])
         lines.append(f"| {r['name']} ({s.preset}) | {'x'.join(map(str, s.data.shape))} | {r['params'] / 1e6:.2f} M | "
-                     f"{s.train_batch} | {r['steps_per_s'].format()} | {statistics.median(memory[r['name']]):.0f} | "
-                     f"{s.sample_batch} | {r['images_per_s'].format()} | {s.eval_samples} | {s.eval_sample_batch} | "
-                     f"{r['eval_s_per_image'].format()} | "
-                     f"{common.mfu(r['flops'].get('train', 0.0), r['train_s'], peak)} | "
-                     f"{common.mfu(r['flops'].get('sample', 0.0), r['sample_s'], peak)} |")
+                     f"{s.train_batch} | {timings['train'].rate().format()} | "
+                     f"{statistics.median(memory[r['name']]):.0f} | {s.sample_batch} | "
+                     f"{timings['sample'].rate(s.sample_batch).format()} | {s.eval_samples} | {s.eval_sample_batch} | "
+                     f"{eval_s_per_image.format()} | "
+                     f"{common.mfu(r['flops'].get('train', 0.0), timings['train'].spread.median, peak)} | "
+                     f"{common.mfu(r['flops'].get('sample', 0.0), timings['sample'].spread.median, peak)} |")
     return "\n".join(lines)
 
 
@@ -428,29 +442,29 @@ def main() -> int:
         memory = common.run_alternating(nf_training_memory, jobs, args.memory_rounds,
                                         fresh_process=args.device == "cpu")
         peak = common.peak_flops(args.device, args.bf16, args.peak_tflops)
-        results = [measure_nf(name, args, count_flops=peak is not None) for name in args.configs]
+        results = common.time_in_processes(time_nf, args)
         report = (f"{stamp.render(['optimizer: fused AdamW (as nf train)'])}\n"
-                  f"{table(results, memory, args.device, peak)}\n")
+                  f"{table(results, memory, args, peak)}\n")
         common.write_report(args.output, report)
         return 0
     if args.bf16:
         parser.error("--official-root always measures nf in fp32 and in bf16; leave out --bf16")
-    root = args.official_root.resolve()
+    root = args.official_root = args.official_root.resolve()
     try:
         if "small" in args.configs:
             check_fixture(args.fixture, OFFICIAL_CONFIGS["small"])
-        OfficialDenseFlow, iwbo_batched = import_official(root)
+        import_official(root)
     except (FileNotFoundError, ValueError) as error:
         parser.error(str(error))
     stamp = common.Stamp("DenseFlow: nf against the official implementation", args,
                          precision="official in fp32; nf in fp32 and under bf16 autocast")
-    results = []
-    for name in args.configs:
-        memory = common.run_alternating(
-            official_training_memory,
-            {variant: (name, variant, args.device, args.threads, root, args.fixture, args.tiny)
-             for variant in OFFICIAL_VARIANTS}, args.memory_rounds, fresh_process=args.device == "cpu")
-        results.append({**measure_official(name, args, iwbo_batched, OfficialDenseFlow), "memory": memory})
+    memory = {name: common.run_alternating(
+        official_training_memory,
+        {variant: (name, variant, args.device, args.threads, root, args.fixture, args.tiny)
+         for variant in OFFICIAL_VARIANTS}, args.memory_rounds, fresh_process=args.device == "cpu")
+        for name in args.configs}
+    results = [{**timed, "memory": memory[timed["name"]], "tiny": args.tiny}
+               for timed in common.time_in_processes(time_official, args)]
     speedups = ("speed-ups: over the official code with the same optimizer (per-tensor AdamW, the official script's, "
                 "or both fused); fused AdamW's gain: over the same implementation and precision with the per-tensor "
                 "loop; train MiB: peak memory rise of a training step")

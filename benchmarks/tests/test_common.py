@@ -125,6 +125,61 @@ def test_fresh_processes_alternate():
     assert len(set(everyone)) == 4 and os.getpid() not in everyone
 
 
+def test_rounds_are_shared_out_over_the_processes():
+    assert common.split_rounds(9, 3) == [3, 3, 3]
+    assert common.split_rounds(8, 3) == [3, 3, 2]
+    assert common.split_rounds(5, 1) == [5]
+    with pytest.raises(ValueError, match="processes"):
+        common.split_rounds(2, 3)
+
+
+def timings(seconds: dict[str, tuple[float, ...]]) -> common.Timings:
+    """Timings of one call per sample, taken in the order a, b (one round)."""
+    variants = {name: common.Timing(values, (1,) * len(values)) for name, values in seconds.items()}
+    return common.Timings(variants, tuple(name for round_ in zip(*seconds.values()) for name in seconds))
+
+
+def test_merging_pools_the_samples_of_every_process_and_keeps_other_values():
+    first = {"params": 10, "rows": [timings({"a": (1.0, 2.0), "b": (2.0, 4.0)})], "pair": (timings({"a": (1.0,)}),)}
+    second = {"params": 10, "rows": [timings({"a": (3.0,), "b": (9.0,)})], "pair": (timings({"a": (5.0,)}),)}
+    merged = common.merge_processes([first, second])
+    assert merged["params"] == 10
+    pooled = merged["rows"][0]
+    assert pooled["a"].seconds == (1.0, 2.0, 3.0) and pooled["b"].seconds == (2.0, 4.0, 9.0)
+    assert pooled.order == ("a", "b", "a", "b", "a", "b")
+    assert merged["pair"][0]["a"].seconds == (1.0, 5.0)
+    # The ratio of the pooled medians (4 / 2), its range that of the three rounds' ratios (2, 2, 3).
+    assert pooled.speedup("a", "b") == common.Spread(2.0, 2.0, 3.0, 2.0, 2.5)
+    with pytest.raises(TypeError, match="Spread"):
+        common.merge_processes([common.Spread.of([1.0]), common.Spread.of([2.0])])
+
+
+def measure_pid(args) -> dict:
+    """A fake script's timing: one variant whose sample is the process id; ``args.samples`` rounds."""
+    return {"pid": os.getpid(), "timings": timings({"pid": (float(os.getpid()),) * args.samples}),
+            "threads": torch.get_num_threads()}
+
+
+def test_a_script_times_in_fresh_processes_one_after_another():
+    threads = torch.get_num_threads()
+    try:
+        args = parse("--threads", "1", "--samples", "5", "--processes", "2")
+    finally:
+        torch.set_num_threads(threads)
+    result = common.time_in_processes(measure_pid, args)
+    pids = result["timings"]["pid"].seconds
+    assert len(pids) == 5 and len(set(pids[:3])) == len(set(pids[3:])) == 1  # shares of 3 and 2
+    assert pids[0] != pids[3] and os.getpid() not in pids and result["pid"] == pids[0]
+    assert result["threads"] == 1  # --threads reaches every process
+    alone = common.time_in_processes(measure_pid, parse("--samples", "2", "--processes", "1"))
+    assert alone["pid"] == os.getpid()
+
+
+def test_an_error_in_a_fresh_process_comes_back_with_its_traceback():
+    with pytest.raises(RuntimeError, match="ZeroDivisionError"):
+        common.call_in_fresh_process(divmod, 1, 0)
+
+
 def test_peak_memory_resets_between_blocks():
     with common.PeakMemory(torch.device("cpu")) as memory:
         block = torch.ones(64 * 2**20 // 4)  # 64 MiB, written
@@ -144,7 +199,8 @@ def test_options_tiny_and_checks(tmp_path):
     threads = torch.get_num_threads()
     try:
         args = parse("--tiny", "--threads", "1", "--output", str(tmp_path / "t.md"))
-        assert (args.samples, args.sample_seconds, args.warmup, args.memory_rounds) == (3, 0.0, 1, 1)
+        assert (args.samples, args.sample_seconds, args.warmup, args.memory_rounds, args.processes) == (3, 0.0, 1, 1,
+                                                                                                         2)
         assert args.threads == 1 == torch.get_num_threads()
         with pytest.raises(SystemExit):
             parse("--tiny", "--output", str(common.RESULTS / "x.md"))
@@ -152,6 +208,8 @@ def test_options_tiny_and_checks(tmp_path):
             parse("--clock", "thread", "--threads", "2")
         with pytest.raises(SystemExit):
             parse("--samples", "0")
+        with pytest.raises(SystemExit):
+            parse("--samples", "2", "--processes", "3")
     finally:
         torch.set_num_threads(threads)
 
@@ -159,7 +217,7 @@ def test_options_tiny_and_checks(tmp_path):
 def test_stamp_names_commit_cpu_threads_date_and_method():
     threads = torch.get_num_threads()
     try:
-        args = parse("--threads", "1", "--samples", "5", "--note", "shared machine")
+        args = parse("--threads", "1", "--samples", "5", "--processes", "2", "--note", "shared machine")
         text = common.Stamp("A benchmark", args).render(["zuko 1.0"])
     finally:
         torch.set_num_threads(threads)
@@ -168,3 +226,4 @@ def test_stamp_names_commit_cpu_threads_date_and_method():
     assert common.cpu_model() in text and "torch threads: 1" in text
     assert time.strftime("%Y-%m-%d", time.gmtime()) in text and " UTC" in text
     assert "5 alternating rounds" in text and "note: shared machine" in text and "- zuko 1.0" in text
+    assert "in 2 fresh processes one after another (3 + 2 rounds), the samples pooled" in text
