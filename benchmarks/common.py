@@ -333,10 +333,12 @@ def merge_processes(results: Sequence[Any]) -> Any:
     return first
 
 
-def _measure_here(measure: Callable[[argparse.Namespace], T], args: argparse.Namespace) -> T:
+def run_with_threads(fn: Callable[[argparse.Namespace], T], args: argparse.Namespace) -> T:
+    """``fn(args)`` with ``args.threads`` torch threads (where the script has that option): what a fresh process runs
+    (``call_in_fresh_process(run_with_threads, fn, args)``), which does not inherit the setting."""
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
-    return measure(args)
+    return fn(args)
 
 
 def time_in_processes(measure: Callable[[argparse.Namespace], T], args: argparse.Namespace) -> T:
@@ -352,7 +354,7 @@ def time_in_processes(measure: Callable[[argparse.Namespace], T], args: argparse
         return measure(args)
     shares = [argparse.Namespace(**{**vars(args), "samples": share, "processes": 1})
               for share in split_rounds(args.samples, args.processes)]
-    return merge_processes([call_in_fresh_process(_measure_here, measure, share) for share in shares])
+    return merge_processes([call_in_fresh_process(run_with_threads, measure, share) for share in shares])
 
 
 # ---------------------------------------------------------------------------------------------- options

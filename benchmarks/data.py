@@ -157,6 +157,40 @@ def count_flops() -> None:
         print(f"{arch} {preset} {side}x{side}: {counter.get_total_flops() / 1e9:.1f} GFLOP per training image")
 
 
+def time_paths(args) -> dict[tuple[int, int], common.Timings]:
+    """Every path of every image size (written under ``args.scratch`` by :func:`main`) and loader worker count, the
+    paths taking turns (one process's share of the rounds: see ``common.time_in_processes``)."""
+    timed = {}
+    for side in args.sizes:
+        source, folder = args.scratch / f"source{side}", args.scratch / f"converted{side}"
+        in_memory = get_registry().load_dataset("imagenet-npz", ImagenetNpzConfig(str(source), in_memory=True),
+                                                "train")
+        sampler = EpochSampler(args.images, args.batch_size, seed=0)
+        for workers in args.workers:
+            def random_order(open_dataset, epoch=0, workers=workers, sampler=sampler):
+                return lambda: iter(DataLoader(open_dataset(), batch_sampler=sampler.epoch(epoch),
+                                               num_workers=workers))
+
+            def shards(folder=folder):  # opened afresh for each call: a mapped page cannot be evicted
+                return ShardedImages(folder, "train")
+
+            def streamed(workers=workers, folder=folder):
+                dataset = SequentialShards(ShardedImages(folder, "train"), args.batch_size)
+                return lambda: iter(DataLoader(dataset, batch_size=None, num_workers=workers))
+
+            paths = {
+                "in memory": timed_path(None, folder, random_order(lambda in_memory=in_memory: in_memory),
+                                        args.batches),
+                "memory-mapped, warm": timed_path(warm, folder, random_order(shards), args.batches),
+                "memory-mapped, cold": timed_path(evict, folder, random_order(shards, epoch=1), args.batches),
+                "streamed, warm": timed_path(warm, folder, streamed(), args.batches),
+                "streamed, cold": timed_path(evict, folder, streamed(), args.batches),
+            }
+            timed[side, workers] = common.time_variants(paths, args, self_timed=True)
+            print(f"3x{side}x{side} workers {workers}: timed", file=sys.stderr)
+    return timed
+
+
 def main() -> None:
     parser = common.make_parser(__doc__.split("\n\n")[0], memory=False)
     parser.add_argument("--images", type=int, default=20000, help="images per size")
@@ -177,40 +211,17 @@ def main() -> None:
     images_per_call = args.batches * args.batch_size
     rows = []
     with tempfile.TemporaryDirectory(prefix="nf-data-bench-") as scratch:
+        args.scratch = Path(scratch)
         for side in args.sizes:
-            source = write_source(Path(scratch) / f"source{side}", args.images, side, per_file=args.images // 4)
-            folder = convert(conversion_source(ImagenetNpzConfig(str(source))), Path(scratch) / f"converted{side}",
-                             splits=("train",), progress=False)
-            in_memory = get_registry().load_dataset("imagenet-npz", ImagenetNpzConfig(str(source), in_memory=True),
-                                                    "train")
-            sampler = EpochSampler(args.images, args.batch_size, seed=0)
-            for workers in args.workers:
-                def random_order(open_dataset, epoch=0, workers=workers, sampler=sampler):
-                    return lambda: iter(DataLoader(open_dataset(), batch_sampler=sampler.epoch(epoch),
-                                                   num_workers=workers))
-
-                def shards(folder=folder):  # opened afresh for each call: a mapped page cannot be evicted
-                    return ShardedImages(folder, "train")
-
-                def streamed(workers=workers, folder=folder):
-                    dataset = SequentialShards(ShardedImages(folder, "train"), args.batch_size)
-                    return lambda: iter(DataLoader(dataset, batch_size=None, num_workers=workers))
-
-                paths = {
-                    "in memory": timed_path(None, folder, random_order(lambda in_memory=in_memory: in_memory),
-                                            args.batches),
-                    "memory-mapped, warm": timed_path(warm, folder, random_order(shards), args.batches),
-                    "memory-mapped, cold": timed_path(evict, folder, random_order(shards, epoch=1), args.batches),
-                    "streamed, warm": timed_path(warm, folder, streamed(), args.batches),
-                    "streamed, cold": timed_path(evict, folder, streamed(), args.batches),
-                }
-                timings = common.time_variants(paths, args, self_timed=True)
-                for name in paths:
-                    rate = timings[name].rate(images_per_call)
-                    speedup = "baseline" if name == "in memory" else \
-                        timings.speedup(name, "in memory").format(suffix="x")
-                    rows.append((side, workers, name, rate.format(), speedup))
-                    print(f"3x{side}x{side} workers {workers} {name}: {rate.format()} images/s", file=sys.stderr)
+            source = write_source(args.scratch / f"source{side}", args.images, side, per_file=args.images // 4)
+            convert(conversion_source(ImagenetNpzConfig(str(source))), args.scratch / f"converted{side}",
+                    splits=("train",), progress=False)
+        timed = common.time_in_processes(time_paths, args)
+    for (side, workers), timings in timed.items():
+        for name in timings.variants:
+            rate = timings[name].rate(images_per_call)
+            speedup = "baseline" if name == "in memory" else timings.speedup(name, "in memory").format(suffix="x")
+            rows.append((side, workers, name, rate.format(), speedup))
 
     lines = [stamp.render(extra=[f"one call: open the loader, 2 untimed batches, then {args.batches} timed batches "
                                  f"of {args.batch_size} images (only these are timed)"]),

@@ -407,7 +407,7 @@ def main(doc: str, title: str, settings: Callable[[argparse.Namespace], list[Set
          add_arguments: Callable[[argparse.ArgumentParser], None] | None = None) -> None:
     """The command line of a distillation script: ``doc`` is its docstring; ``settings(args)`` its comparisons;
     the other arguments are defaults."""
-    parser = make_parser(doc.split("\n\n")[0], memory=False)
+    parser = make_parser(doc.split("\n\n")[0], memory=False, processes=False)
     parser.add_argument("--root", type=Path, default=root, help="folder for the runs (default: %(default)s)")
     parser.add_argument("--teacher-steps", type=int_list, default=teacher_steps,
                         help="the teacher's candidate lengths, the best on validation is kept (default: %(default)s)")

@@ -80,19 +80,34 @@ def sampling_memory(run: str, batch: int, device: str) -> float:
     return memory.mib
 
 
-def speed_table(runs: Path, archs: list[str], args) -> str:
+def architectures(args) -> list[str]:
+    """The architectures of ``--archs``, in order."""
+    return [a.strip() for a in args.archs.split(",") if a.strip()]
+
+
+def time_speed(args) -> dict:
+    """Every architecture's sampling and likelihood calls, the architectures taking turns (one process's share of the
+    rounds: see ``common.time_in_processes``), with its parameter count."""
+    calls = {arch: timed_calls(args.runs / arch, args.speed_batch, args.device) for arch in architectures(args)}
+    device = torch.device(args.device)
+    return dict(params={arch: params for arch, (_, _, params) in calls.items()},
+                sampling=common.time_variants({arch: sample for arch, (sample, _, _) in calls.items()}, args, device),
+                likelihood=common.time_variants({arch: log_prob for arch, (_, log_prob, _) in calls.items()}, args,
+                                                device))
+
+
+def speed_table(args) -> str:
     """The speed and size table: every architecture's parameters, sampling and likelihood rates (median and range
     over the samples, the architectures taking turns) and the peak memory of sampling."""
-    memory = common.run_alternating(sampling_memory, {arch: (str(runs / arch), args.speed_batch, args.device)
+    archs = architectures(args)
+    memory = common.run_alternating(sampling_memory, {arch: (str(args.runs / arch), args.speed_batch, args.device)
                                                       for arch in archs}, args.memory_rounds,
                                     fresh_process=args.device == "cpu")
-    calls = {arch: timed_calls(runs / arch, args.speed_batch, args.device) for arch in archs}
-    device = torch.device(args.device)
-    sampling = common.time_variants({arch: calls[arch][0] for arch in archs}, args, device)
-    likelihood = common.time_variants({arch: calls[arch][1] for arch in archs}, args, device)
+    timed = common.time_in_processes(time_speed, args)
+    sampling, likelihood = timed["sampling"], timed["likelihood"]
     lines = [f"| architecture | parameters | sampling, samples/s | likelihood, examples/s | peak sampling memory "
              f"({common.PeakMemory.kind(args.device)}, MiB) |", "|---|---|---|---|---|"]
-    lines += [f"| {arch} | {calls[arch][2]:,} | {sampling[arch].rate(args.speed_batch).format()} | "
+    lines += [f"| {arch} | {timed['params'][arch]:,} | {sampling[arch].rate(args.speed_batch).format()} | "
               f"{likelihood[arch].rate(args.speed_batch).format()} | {statistics.median(memory[arch]):.1f} |"
               for arch in archs]
     return "\n".join(lines) + "\n"
@@ -114,7 +129,7 @@ def main() -> None:
                         help="take an architecture's numbers from RUNS/<arch>-eval/eval.json when it was made with "
                              "the same options (to evaluate the architectures in separate invocations)")
     args = common.parse_args(parser)
-    archs = [a.strip() for a in args.archs.split(",") if a.strip()]
+    archs = architectures(args)
     stamp = common.Stamp("Architectures on digits, one protocol", args)
     reports, notes = [], []
     for arch in archs:
@@ -141,7 +156,7 @@ def main() -> None:
                      f"{sum(report.header['seconds'].values()):.0f} s (" + ", ".join(
                          f"{name} {seconds:.0f} s" for name, seconds in report.header["seconds"].items()) + ")")
     table = side_by_side(reports, archs)
-    speed = speed_table(args.runs, archs, args)
+    speed = speed_table(args)
     text = (f"{stamp.render()}\n"
             f"Recipe: `nf train --arch A --data digits --set train.steps={args.steps}` (each architecture's `digits` "
             f"preset, the trainer's defaults); evaluation: `nf eval` metrics {', '.join(METRICS)} on the test split "

@@ -183,26 +183,35 @@ def peak_memory(case_index: int, name: str, device_name: str, threads: int, tiny
     return training.mib, sampling.mib
 
 
-def measure(case: Case, index: int, args) -> list[str]:
-    """The table rows of one case."""
+def time_cases(args) -> list[dict]:
+    """Every case's training steps and sampling calls, the implementations taking turns (one process's share of the
+    rounds: see ``common.time_in_processes``), with their parameter counts."""
     device = torch.device(args.device)
-    memory = common.run_alternating(
-        peak_memory, {name: (index, name, args.device, args.threads, args.tiny) for name in case.implementations},
-        args.memory_rounds, fresh_process=device.type == "cpu")
-    models = {name: build(case, name, device) for name in case.implementations}
-    training = common.time_variants({name: m.train_step for name, m in models.items()}, args, device)
-    sampling = common.time_variants({name: m.sample for name, m in models.items()}, args, device)
-    rows = []
-    for name, model in models.items():
+    results = []
+    for case in cases(args.tiny):
+        models = {name: build(case, name, device) for name in case.implementations}
+        results.append(dict(params={name: m.params for name, m in models.items()},
+                            training=common.time_variants({name: m.train_step for name, m in models.items()}, args,
+                                                          device),
+                            sampling=common.time_variants({name: m.sample for name, m in models.items()}, args,
+                                                          device)))
+        del models
+    return results
+
+
+def rows(case: Case, timed: dict, memory: dict[str, list[tuple[float, float]]]) -> list[str]:
+    """The table rows of one case."""
+    training, sampling = timed["training"], timed["sampling"]
+    lines = []
+    for name in case.implementations:
         train_mib, sample_mib = (statistics.median(phase) for phase in zip(*memory[name]))
         speedup = ("baseline" if name == case.baseline else
                    f"{training.speedup(name, case.baseline).format(suffix='x')} / "
                    f"{sampling.speedup(name, case.baseline).format(suffix='x')}")
-        rows.append(f"| {case.model} | {case.size} | {name} | {model.params:,} | {case.batch} | "
-                    f"{training[name].rate().format()} | {sampling[name].rate(case.num_samples).format()} | "
-                    f"{train_mib:.1f} | {sample_mib:.1f} | {speedup} |")
-        print(rows[-1], flush=True)
-    return rows
+        lines.append(f"| {case.model} | {case.size} | {name} | {timed['params'][name]:,} | {case.batch} | "
+                     f"{training[name].rate().format()} | {sampling[name].rate(case.num_samples).format()} | "
+                     f"{train_mib:.1f} | {sample_mib:.1f} | {speedup} |")
+    return lines
 
 
 def main() -> None:
@@ -218,8 +227,13 @@ def main() -> None:
     kind = common.PeakMemory.kind(args.device)
     lines = ["| model | size | implementation | params | batch | train steps/s | samples/s | "
              f"train MiB ({kind}) | sampling MiB ({kind}) | speed-up train / sampling |", "|" + "---|" * 10]
-    for index, case in enumerate(cases(args.tiny)):
-        lines += measure(case, index, args)
+    memory = [common.run_alternating(peak_memory, {name: (index, name, args.device, args.threads, args.tiny)
+                                                   for name in case.implementations},
+                                     args.memory_rounds, fresh_process=args.device == "cpu")
+              for index, case in enumerate(cases(args.tiny))]
+    for case, timed, case_memory in zip(cases(args.tiny), common.time_in_processes(time_cases, args), memory,
+                                        strict=True):
+        lines += rows(case, timed, case_memory)
     versions = (f"zuko {zuko.__version__}, normflows {normflows.__version__}; every speed-up is nf's (or nf's with "
                 "batch norm) over the other library's row of its case, same seed, not the same weights (the "
                 "parameterisations differ)")

@@ -55,7 +55,7 @@ def tiny_flow(steps_per_level: int) -> torch.nn.Module:
 
 
 def main() -> None:
-    parser = make_parser(__doc__.split("\n\n")[0], memory=False)
+    parser = make_parser(__doc__.split("\n\n")[0], memory=False, processes=False)
     parser.add_argument("--teacher", type=Path, help="the teacher's run folder")
     parser.add_argument("--students", type=Path, nargs="+", default=[], help="the students' run folders")
     parser.add_argument("--temperatures", default="0.7,0.5,0.3",

@@ -205,10 +205,17 @@ def counted_with_sdpa(flow: TarFlow, fn) -> float:
             layer.attention.backend = backend
 
 
+def time_setups(args: argparse.Namespace) -> list[dict]:
+    """:func:`measure` of every configuration (one process's share of the rounds: see
+    ``common.time_in_processes``)."""
+    count_flops = common.peak_flops(args.device, args.bf16, args.peak_tflops) is not None
+    return [measure(name, args, count_flops) for name in args.configs]
+
+
 def measure(name: str, args: argparse.Namespace, count_flops: bool) -> dict:
-    """Training steps/s and every sampler's images/s of one setup, timed with the shared method; with
-    ``count_flops``, the model FLOPs of a training step and of sequential decoding with the KV cache (the useful
-    work; the Jacobi sampler's repeated iterations are not counted)."""
+    """Training steps and every sampler's calls of one setup, timed with the shared method; with ``count_flops``,
+    the model FLOPs of a training step and of sequential decoding with the KV cache (the useful work; the Jacobi
+    sampler's repeated iterations are not counted)."""
     device = torch.device(args.device)
     setup = setups(args.tiny)[name]
     flow = build(setup, device)
@@ -228,13 +235,13 @@ def measure(name: str, args: argparse.Namespace, count_flops: bool) -> dict:
             flops[guided] = counted_with_sdpa(flow, sampling(flow, setup, device, args.bf16, SAMPLERS["KV cache"],
                                                              guided))
     num_tokens, token_dim = flow.prior.event_shape
-    return dict(name=name, setup=setup, tokens=f"{num_tokens}x{token_dim}",
-                params=sum(p.numel() for p in flow.parameters()), steps_per_s=training["train"].rate(),
-                sampling=timings, iterations=iterations, flops=flops)
+    return dict(name=name, tokens=f"{num_tokens}x{token_dim}", params=sum(p.numel() for p in flow.parameters()),
+                training=training, sampling=timings, iterations=iterations, flops=flops)
 
 
-def table(results: list[dict], memory: dict[str, list[float]], device: str, peak: float | None) -> str:
-    kind = common.PeakMemory.kind(device)
+def table(results: list[dict], memory: dict[str, list[float]], args: argparse.Namespace, peak: float | None) -> str:
+    """Speed of nf's TarFlow, two rows (without and with guidance) per configuration."""
+    kind = common.PeakMemory.kind(args.device)
 
     def mfu(r: dict, key, per_second: float) -> str:
         return f"{100 * r['flops'][key] * per_second / peak:.2g}%" if peak else "-"
@@ -246,13 +253,14 @@ def table(results: list[dict], memory: dict[str, list[float]], device: str, peak
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        setup, timings, batch = r["setup"], r["sampling"], r["setup"].sample_batch
+        setup, timings = setups(args.tiny)[r["name"]], r["sampling"]
+        batch, steps_per_s = setup.sample_batch, r["training"]["train"].rate()
         for guided in (False, True):
             suffix = ", cfg" if guided else ""
             cached = timings[f"KV cache{suffix}"].rate(batch)
             first = (f"| {r['name']} | {'x'.join(map(str, setup.image_shape))} | {r['tokens']} | "
-                     f"{r['params'] / 1e6:.2f} M | {setup.train_batch} | {r['steps_per_s'].format()} | "
-                     f"{mfu(r, 'train', r['steps_per_s'].median)} | "
+                     f"{r['params'] / 1e6:.2f} M | {setup.train_batch} | {steps_per_s.format()} | "
+                     f"{mfu(r, 'train', steps_per_s.median)} | "
                      f"{common.Spread.of(memory[r['name']]).median:.0f} | " if not guided else "| | | | | | | | | ")
             naive_cells = (f"{timings[f'naive{suffix}'].rate(batch).format()} | "
                            f"{timings.speedup(f'KV cache{suffix}', f'naive{suffix}').format(suffix='x')}"
@@ -329,13 +337,14 @@ def op_profile(fn, calls: int = 3) -> dict:
                 ops=ops)
 
 
-def run_official_setup(name: str, args: argparse.Namespace, root: Path) -> dict:
-    """The official TarFlow and nf's (every sampler, fp32 and bf16) at one official configuration, from the same
-    weights and on the same inputs (run in a fresh process on CPU)."""
-    torch.set_num_threads(args.threads)
+def official_variants(name: str, args: argparse.Namespace) -> dict:
+    """The official TarFlow and nf's at one official configuration, from the same weights and on the same inputs:
+    ``sampling[weight]``, the samplers (official, and nf's of ``OFFICIAL_SAMPLERS``) at guidance ``weight``, each
+    with the largest difference of its samples from the official ones and its Jacobi iterations; ``training``, the
+    AdamW steps of the official code and of nf's ``OFFICIAL_TRAINING`` variants."""
     device = torch.device(args.device)
     arguments, setup = (TINY_OFFICIAL_CONFIGS if args.tiny else OFFICIAL_CONFIGS)[name]
-    official_module = import_official(root)
+    official_module = import_official(args.official_root)
     torch.manual_seed(0)
     official = official_module.Model(**arguments)
     with torch.no_grad():  # a fresh model's output projections are zero: random ones make the blocks non-trivial
@@ -343,7 +352,7 @@ def run_official_setup(name: str, args: argparse.Namespace, root: Path) -> dict:
             block.proj_out.weight.normal_(0.0, 1e-3)
     official = official.to(device).eval()
     ours = from_official_state_dict(official.state_dict(), arguments).to(device).eval()
-    result = dict(name=name, setup=setup, params=sum(p.numel() for p in ours.parameters()), sampling={})
+    result = dict(params=sum(p.numel() for p in ours.parameters()), sampling={})
 
     n = setup.sample_batch
     num_tokens, token_dim = ours.prior.event_shape
@@ -371,11 +380,7 @@ def run_official_setup(name: str, args: argparse.Namespace, root: Path) -> dict:
         for variant in OFFICIAL_SAMPLERS:
             errors[variant] = (variants[variant]() - reference).abs().max().item()
             iterations[variant] = ours.last_iterations
-        result["sampling"][weight] = dict(timings=common.time_variants(variants, args, device), errors=errors,
-                                          iterations=iterations)
-        if args.profile:
-            result.setdefault("profile", {})[f"sampling, {'CFG 2.0' if weight else 'no guidance'}"] = {
-                variant: op_profile(variants[variant]) for variant in PROFILED_SAMPLERS}
+        result["sampling"][weight] = dict(variants=variants, errors=errors, iterations=iterations)
 
     x = torch.rand(setup.train_batch, *setup.image_shape, device=device) * 2 - 1
     train_labels = torch.randint(0, setup.num_classes, (setup.train_batch,), device=device)
@@ -404,10 +409,37 @@ def run_official_setup(name: str, args: argparse.Namespace, root: Path) -> dict:
              "official, fused AdamW": adamw_step(official, official_loss, False, True)}
     steps.update({variant: adamw_step(ours, nf_loss, bf16, fused)
                   for variant, (fused, bf16) in OFFICIAL_TRAINING.items()})
-    result["training"] = common.time_variants(steps, args, device)
-    if args.profile:
-        result["profile"]["training step"] = {variant: op_profile(steps[variant]) for variant in PROFILED_TRAINING}
+    result["training"] = steps
     return result
+
+
+def time_official(args: argparse.Namespace) -> list[dict]:
+    """Every official configuration's samplers and training steps, each group timed taking turns (one process's
+    share of the rounds: see ``common.time_in_processes``), with the samplers' errors and iterations."""
+    device = torch.device(args.device)
+    results = []
+    for name in args.configs:
+        pair = official_variants(name, args)
+        sampling = {weight: dict(timings=common.time_variants(group.pop("variants"), args, device), **group)
+                    for weight, group in pair["sampling"].items()}
+        results.append(dict(name=name, params=pair["params"], sampling=sampling,
+                            training=common.time_variants(pair["training"], args, device)))
+        del pair
+    return results
+
+
+def profile_official(args: argparse.Namespace) -> dict[str, dict]:
+    """Per configuration and task, :func:`op_profile` of the official code and of nf's fp32 variants."""
+    profiles = {}
+    for name in args.configs:
+        pair = official_variants(name, args)
+        tasks = {f"sampling, {'CFG 2.0' if weight else 'no guidance'}": {
+            variant: op_profile(group["variants"][variant]) for variant in PROFILED_SAMPLERS}
+            for weight, group in pair["sampling"].items()}
+        tasks["training step"] = {variant: op_profile(pair["training"][variant]) for variant in PROFILED_TRAINING}
+        profiles[name] = tasks
+        del pair
+    return profiles
 
 
 def official_table(results: list[dict]) -> str:
@@ -417,7 +449,7 @@ def official_table(results: list[dict]) -> str:
              "max sample difference from official | Jacobi iterations per block |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
-        setup = r["setup"]
+        setup = (TINY_OFFICIAL_CONFIGS if r["tiny"] else OFFICIAL_CONFIGS)[r["name"]][1]
         head = f"{r['name']} ({'x'.join(map(str, setup.image_shape))}) | {r['params'] / 1e6:.2f} M"
         for weight, sampling_result in r["sampling"].items():
             timings = sampling_result["timings"]
@@ -438,7 +470,7 @@ def official_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def profile_table(results: list[dict]) -> str:
+def profile_table(profiles: dict[str, dict]) -> str:
     """Where the time goes (``--profile``): per configuration and task, each profiled implementation's operator
     time, the share and arithmetic rate of the linear layers' matrix products, attention's share, the largest other
     operators, and, for nf, the speed-up over the official code that would remain if everything but nf's matrix
@@ -446,16 +478,16 @@ def profile_table(results: list[dict]) -> str:
     lines = ["| config | task | implementation | profiled s | matrix products: share, GMAC/s | attention share | "
              "largest other operators (share) | speed-up bound: official s / nf matrix-product s |",
              "|---|---|---|---|---|---|---|---|"]
-    for r in results:
-        for task, profiles in r["profile"].items():
-            official = profiles["official"]["total"]
-            for variant, p in profiles.items():
+    for name, tasks in profiles.items():
+        for task, implementations in tasks.items():
+            official = implementations["official"]["total"]
+            for variant, p in implementations.items():
                 others = sorted(((t, op) for op, t in p["ops"].items()
                                  if op not in GEMM_OPS and "scaled_dot_product" not in op), reverse=True)[:3]
                 other_cells = ", ".join(f"`{op.removeprefix('aten::')}` {100 * t / p['total']:.0f}%"
                                         for t, op in others)
                 bound = "" if variant == "official" else f"{official / p['gemm']:.2f}x"
-                lines.append(f"| {r['name']} | {task} | {'official' if variant == 'official' else 'nf ' + variant} | "
+                lines.append(f"| {name} | {task} | {'official' if variant == 'official' else 'nf ' + variant} | "
                              f"{p['total']:.3g} | {100 * p['gemm'] / p['total']:.0f}%, {p['gemm_rate'] / 1e9:.1f} | "
                              f"{100 * p['attention'] / p['total']:.0f}% | {other_cells} | {bound} |")
     return "\n".join(lines)
@@ -482,15 +514,15 @@ def main() -> int:
                                         {name: (name, args.device, args.bf16, args.threads, args.tiny)
                                          for name in args.configs}, args.memory_rounds)
         peak = common.peak_flops(args.device, args.bf16, args.peak_tflops)
-        results = [measure(name, args, count_flops=peak is not None) for name in args.configs]
-        common.write_report(args.output, f"{stamp.render()}\n{table(results, memory, args.device, peak)}\n")
+        results = common.time_in_processes(time_setups, args)
+        common.write_report(args.output, f"{stamp.render()}\n{table(results, memory, args, peak)}\n")
         return 0
 
     if args.bf16:
         parser.error("--official-root always measures nf in fp32 and in bf16; leave out --bf16")
     if not set(args.configs) <= set(OFFICIAL_CONFIGS):
         parser.error(f"--official-root compares the configurations {', '.join(OFFICIAL_CONFIGS)} only")
-    root = args.official_root.resolve()
+    root = args.official_root = args.official_root.resolve()
     if not (root / "transformer_flow.py").is_file():
         parser.error(f"--official-root {root}: transformer_flow.py not found (a checkout of apple/ml-tarflow)")
     if not any(args.fixtures.glob("tarflow_*.pt")):
@@ -499,11 +531,12 @@ def main() -> int:
     stamp = common.Stamp("TarFlow: nf against the official implementation", args,
                          precision="official in fp32, nf in fp32 and under bf16 autocast")
     checks = check_official(import_official(root), args.fixtures)
-    jobs = {name: (name, args, root) for name in args.configs}
-    results = [runs[0] for runs in common.run_alternating(run_official_setup, jobs, rounds=1,
-                                                          fresh_process=args.device == "cpu").values()]
+    results = [{**timed, "tiny": args.tiny} for timed in common.time_in_processes(time_official, args)]
     fixture_lines = "\n".join(f"- {line}" for line in checks)
-    profile = f"\n## Profile (torch.profiler, one call each)\n\n{profile_table(results)}\n" if args.profile else ""
+    profile = ""
+    if args.profile:
+        profiles = common.call_in_fresh_process(common.run_with_threads, profile_official, args)
+        profile = f"\n## Profile (torch.profiler, one call each)\n\n{profile_table(profiles)}\n"
     common.write_report(args.output, f"{stamp.render()}\nThe official code reproduces the reference fixtures (largest "
                                      f"differences):\n\n{fixture_lines}\n\n{official_table(results)}\n{profile}")
     return 0

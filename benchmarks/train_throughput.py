@@ -75,6 +75,25 @@ def peak_memory(arch: str, data: str, batch_size: int, device: str, threads: int
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def time_trainers(args) -> dict:
+    """One trainer per thread count, taking turns (one process's share of the rounds: see
+    ``common.time_in_processes``); with the model's preset, parameter count and device."""
+    names = thread_names(args.thread_counts)
+    with tempfile.TemporaryDirectory() as out:
+        trainers = {t: make_trainer(args.arch, args.data, args.batch_size, args.device, t, f"{out}/{t}")
+                    for t in args.thread_counts}
+        first = trainers[args.thread_counts[0]]
+        timings = common.time_variants({names[t]: (lambda t=t: train(trainers[t], t, args.chunk))
+                                        for t in args.thread_counts}, args, first.device, self_timed=True)
+    return dict(timings=timings, preset=first.run.preset or "defaults", device=str(first.device),
+                params=sum(p.numel() for p in first.flow.parameters()))
+
+
+def thread_names(counts: list[int]) -> dict[int, str]:
+    """Each thread count's row name: ``1 thread``, ``2 threads``."""
+    return {threads: f"{threads} thread{'s' if threads > 1 else ''}" for threads in counts}
+
+
 def main() -> None:
     parser = common.make_parser(__doc__.split("\n\n")[0], threads_option=False,
                                 output_help="also write the table, the machine and the command here")
@@ -90,26 +109,22 @@ def main() -> None:
     if args.tiny:
         args.chunk = 2
     stamp = common.Stamp("Training throughput of nf train", args)
-    names = {threads: f"{threads} thread{'s' if threads > 1 else ''}" for threads in args.thread_counts}
+    names = thread_names(args.thread_counts)
     job = (args.arch, args.data, args.batch_size, args.device)
     counts = args.thread_counts
     memory = common.run_alternating(
         peak_memory, {names[t]: (*job, t, (args.warmup + 1) * args.chunk) for t in counts}, args.memory_rounds)
-    with tempfile.TemporaryDirectory() as out:
-        trainers = {t: make_trainer(*job, t, f"{out}/{t}") for t in counts}
-        timings = common.time_variants({names[t]: (lambda t=t: train(trainers[t], t, args.chunk))
-                                        for t in counts}, args, trainers[counts[0]].device,
-                                       self_timed=True)
-    first = trainers[counts[0]]
-    kind = "cuda allocated" if first.device.type == "cuda" else "process peak RSS"
+    timed = common.time_in_processes(time_trainers, args)
+    timings = timed["timings"]
+    kind = "cuda allocated" if timed["device"].startswith("cuda") else "process peak RSS"
     lines = [f"| arch (preset) | data | device | threads | batch | parameters | samples/s | ms/step | "
              f"speed-up over {names[counts[0]]} | peak memory ({kind}, MiB) |",
              "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for t in counts:
         timing, name = timings[names[t]], names[t]
         speedup = "baseline" if t == counts[0] else timings.speedup(name, names[counts[0]]).format(suffix="x")
-        lines.append(f"| {args.arch} ({first.run.preset or 'defaults'}) | {args.data} | {first.device} | {t} | "
-                     f"{args.batch_size} | {sum(p.numel() for p in first.flow.parameters()):,} | "
+        lines.append(f"| {args.arch} ({timed['preset']}) | {args.data} | {timed['device']} | {t} | "
+                     f"{args.batch_size} | {timed['params']:,} | "
                      f"{timing.rate(args.chunk * args.batch_size).format()} | "
                      f"{1000 * timing.spread.median / args.chunk:.1f} | {speedup} | "
                      f"{statistics.median(memory[name]):.0f} |")

@@ -6,6 +6,7 @@ Each test runs the script as its README shows, in a fresh interpreter, and check
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import re
@@ -43,8 +44,8 @@ def check_stamp(report: str, title: str, threads: str) -> None:
 
 def table_rows(report: str) -> list[list[str]]:
     """The cells of every row of the report's first table, without its header and rule."""
-    lines = report.split("\n|", 1)[1].split("\n\n", 1)[0].splitlines()
-    lines[0] = "|" + lines[0]
+    lines = list(itertools.takewhile(lambda line: line.startswith("|"),
+                                     itertools.dropwhile(lambda line: not line.startswith("|"), report.splitlines())))
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
     return [row for row in rows[2:] if not set("".join(row)) <= set("-")]
 
