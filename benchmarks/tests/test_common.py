@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import common
 import pytest
@@ -154,25 +158,44 @@ def test_merging_pools_the_samples_of_every_process_and_keeps_other_values():
         common.merge_processes([common.Spread.of([1.0]), common.Spread.of([2.0])])
 
 
-def measure_pid(args) -> dict:
-    """A fake script's timing: one variant whose sample is the process id; ``args.samples`` rounds."""
-    return {"pid": os.getpid(), "timings": timings({"pid": (float(os.getpid()),) * args.samples}),
-            "threads": torch.get_num_threads()}
+FAKE_SCRIPT = """
+import json, os, sys
+sys.path.insert(0, {benchmarks!r})
+import common, torch
 
 
-def test_a_script_times_in_fresh_processes_one_after_another():
-    threads = torch.get_num_threads()
-    try:
-        args = parse("--threads", "1", "--samples", "5", "--processes", "2")
-    finally:
-        torch.set_num_threads(threads)
-    result = common.time_in_processes(measure_pid, args)
-    pids = result["timings"]["pid"].seconds
+def measure(args):
+    seconds = (float(os.getpid()),) * args.samples
+    return {{"pid": os.getpid(), "threads": torch.get_num_threads(),
+            "timings": common.Timings({{"pid": common.Timing(seconds, (1,) * args.samples)}}, ("pid",) * args.samples)}}
+
+
+if __name__ == "__main__":
+    args = common.parse_args(common.make_parser("fake"), sys.argv[1:])
+    result = common.time_in_processes(measure, args)
+    print(json.dumps({{"parent": os.getpid(), "pid": result["pid"], "threads": result["threads"],
+                      "pids": result["timings"]["pid"].seconds}}))
+"""
+
+
+def run_fake_script(tmp_path, *argv: str) -> dict:
+    """A script whose timing (one variant, each sample the id of the process that took it) runs through
+    :func:`common.time_in_processes`, as every benchmark's does: its measure function lives in the script itself."""
+    script = tmp_path / "fake_benchmark.py"
+    script.write_text(FAKE_SCRIPT.format(benchmarks=str(Path(common.__file__).parent)))
+    completed = subprocess.run([sys.executable, str(script), *argv], capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return json.loads(completed.stdout)
+
+
+def test_a_script_times_in_fresh_processes_one_after_another(tmp_path):
+    result = run_fake_script(tmp_path, "--threads", "1", "--samples", "5", "--processes", "2")
+    pids = result["pids"]
     assert len(pids) == 5 and len(set(pids[:3])) == len(set(pids[3:])) == 1  # shares of 3 and 2
-    assert pids[0] != pids[3] and os.getpid() not in pids and result["pid"] == pids[0]
+    assert pids[0] != pids[3] and result["parent"] not in pids and result["pid"] == pids[0]
     assert result["threads"] == 1  # --threads reaches every process
-    alone = common.time_in_processes(measure_pid, parse("--samples", "2", "--processes", "1"))
-    assert alone["pid"] == os.getpid()
+    alone = run_fake_script(tmp_path, "--samples", "2", "--processes", "1")
+    assert alone["pids"] == [alone["parent"]] * 2 == [alone["pid"]] * 2
 
 
 def test_an_error_in_a_fresh_process_comes_back_with_its_traceback():
