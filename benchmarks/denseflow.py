@@ -169,8 +169,12 @@ def sampling(flow, setup: Setup, device: torch.device, bf16: bool):
     return sample
 
 
+def setups(tiny: bool) -> dict[str, Setup]:
+    return TINY_SETUPS if tiny else SETUPS
+
+
 def build_nf(name: str, device: torch.device, tiny: bool):
-    setup = (TINY_SETUPS if tiny else SETUPS)[name]
+    setup = setups(tiny)[name]
     torch.manual_seed(0)
     config = DenseFlowConfig(**PRESETS[setup.preset])
     return setup, build_denseflow(config, setup.data).to(device)
@@ -221,7 +225,8 @@ def import_official(root: Path):
     model_file = root / "DenseFlow" / "experiments" / "image" / "model" / "dense_flow.py"
     if not model_file.is_file():
         raise FileNotFoundError(f"--official-root {root}: {model_file} not found (see this script's docstring)")
-    sys.path[:0] = [str(root / "DenseFlow"), str(model_file.parents[1]), str(root / "survae_flows")]
+    sys.path[:0] = [path for path in (str(root / "DenseFlow"), str(model_file.parents[1]), str(root / "survae_flows"))
+                    if path not in sys.path]
     from denseflow.utils import iwbo_batched
     from model.dense_flow import DenseFlow as OfficialDenseFlow
     return OfficialDenseFlow, iwbo_batched
@@ -361,13 +366,13 @@ def measure_official(name: str, args, iwbo_batched, OfficialDenseFlow) -> dict:
     return result
 
 
-def official_table(results: list[dict]) -> str:
+def official_table(results: list[dict], tiny: bool) -> str:
     """Speed: the official code and nf, each variant a row; speed-ups are over the official code at equal settings."""
     lines = ["| config | image | params (nf / official) | variant | AdamW | train steps/s | train MiB | "
              "train speed-up | fused AdamW's gain | sampling img/s | sampling speed-up | K-sample eval s/image | "
              "eval speed-up |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
-        s = official_setup(r["name"], r["tiny"])[0]
+        s = official_setup(r["name"], tiny)[0]
         lines.append(f"| {r['name']} ({s.preset}) | {'x'.join(map(str, s.data.shape))} | "
                      f"{r['params'] / 1e6:.2f} M / {r['official_params'] / 1e6:.2f} M | batches: train "
                      f"{s.train_batch}, sample {s.sample_batch}, eval {s.eval_images} image(s), K = {s.eval_samples} "
@@ -395,11 +400,11 @@ def official_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def accuracy_table(results: list[dict]) -> str:
+def accuracy_table(results: list[dict], tiny: bool) -> str:
     """What bf16 autocast does to the likelihood: nf's and the official code run under the same autocast."""
     lines = ["| config | weights | largest bits/dim change under bf16 autocast: nf | official |", "|---|---|---|---|"]
     for r in results:
-        lines.append(f"| {r['name']} ({official_setup(r['name'], r['tiny'])[0].preset}) | {r['weights']} | "
+        lines.append(f"| {r['name']} ({official_setup(r['name'], tiny)[0].preset}) | {r['weights']} | "
                      f"{r['bf16_error']:.2g} | "
                      f"{r['official_bf16_error']:.2g} |")
     return "\n".join(lines)
@@ -413,7 +418,7 @@ def table(results: list[dict], memory: dict[str, list[float]], args, peak: float
              f"sampling MFU |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
-        s, timings = (TINY_SETUPS if args.tiny else SETUPS)[r["name"]], r["timings"]
+        s, timings = setups(args.tiny)[r["name"]], r["timings"]
         eval_s_per_image = common.Spread.of([t / s.eval_images for t in timings["eval"].seconds])
         lines.append(f"| {r['name']} ({s.preset}) | {'x'.join(map(str, s.data.shape))} | {r['params'] / 1e6:.2f} M | "
                      f"{s.train_batch} | {timings['train'].rate().format()} | "
@@ -463,12 +468,13 @@ def main() -> int:
         {variant: (name, variant, args.device, args.threads, root, args.fixture, args.tiny)
          for variant in OFFICIAL_VARIANTS}, args.memory_rounds, fresh_process=args.device == "cpu")
         for name in args.configs}
-    results = [{**timed, "memory": memory[timed["name"]], "tiny": args.tiny}
+    results = [{**timed, "memory": memory[timed["name"]]}
                for timed in common.time_in_processes(time_official, args)]
     speedups = ("speed-ups: over the official code with the same optimizer (per-tensor AdamW, the official script's, "
                 "or both fused); fused AdamW's gain: over the same implementation and precision with the per-tensor "
                 "loop; train MiB: peak memory rise of a training step")
-    report = f"{stamp.render([speedups])}\n{official_table(results)}\n\n{accuracy_table(results)}\n"
+    report = (f"{stamp.render([speedups])}\n{official_table(results, args.tiny)}\n\n"
+              f"{accuracy_table(results, args.tiny)}\n")
     common.write_report(args.output, report)
     return 0
 

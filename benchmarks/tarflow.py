@@ -128,6 +128,10 @@ def setups(tiny: bool) -> dict[str, Setup]:
     return TINY_SETUPS if tiny else SETUPS
 
 
+def official_configs(tiny: bool) -> dict[str, tuple[dict, Setup]]:
+    return TINY_OFFICIAL_CONFIGS if tiny else OFFICIAL_CONFIGS
+
+
 def build(setup: Setup, device: torch.device) -> TarFlow:
     config = TarFlowConfig(**setup.options, attention_backend="auto")
     torch.manual_seed(0)
@@ -343,7 +347,7 @@ def official_variants(name: str, args: argparse.Namespace) -> dict:
     with the largest difference of its samples from the official ones and its Jacobi iterations; ``training``, the
     AdamW steps of the official code and of nf's ``OFFICIAL_TRAINING`` variants."""
     device = torch.device(args.device)
-    arguments, setup = (TINY_OFFICIAL_CONFIGS if args.tiny else OFFICIAL_CONFIGS)[name]
+    arguments, setup = official_configs(args.tiny)[name]
     official_module = import_official(args.official_root)
     torch.manual_seed(0)
     official = official_module.Model(**arguments)
@@ -442,14 +446,14 @@ def profile_official(args: argparse.Namespace) -> dict[str, dict]:
     return profiles
 
 
-def official_table(results: list[dict]) -> str:
+def official_table(results: list[dict], tiny: bool) -> str:
     """Sampling and training: seconds per call, median (min-max over the samples), and the speed-up over the official
     code (ratio of the medians, min-max of the per-round ratios)."""
     lines = ["| config | params | task | batch | official s | nf variant | nf s | speed-up | "
              "max sample difference from official | Jacobi iterations per block |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
-        setup = (TINY_OFFICIAL_CONFIGS if r["tiny"] else OFFICIAL_CONFIGS)[r["name"]][1]
+        setup = official_configs(tiny)[r["name"]][1]
         head = f"{r['name']} ({'x'.join(map(str, setup.image_shape))}) | {r['params'] / 1e6:.2f} M"
         for weight, sampling_result in r["sampling"].items():
             timings = sampling_result["timings"]
@@ -531,14 +535,15 @@ def main() -> int:
     stamp = common.Stamp("TarFlow: nf against the official implementation", args,
                          precision="official in fp32, nf in fp32 and under bf16 autocast")
     checks = check_official(import_official(root), args.fixtures)
-    results = [{**timed, "tiny": args.tiny} for timed in common.time_in_processes(time_official, args)]
+    results = common.time_in_processes(time_official, args)
     fixture_lines = "\n".join(f"- {line}" for line in checks)
     profile = ""
     if args.profile:
         profiles = common.call_in_fresh_process(common.run_with_threads, profile_official, args)
         profile = f"\n## Profile (torch.profiler, one call each)\n\n{profile_table(profiles)}\n"
     common.write_report(args.output, f"{stamp.render()}\nThe official code reproduces the reference fixtures (largest "
-                                     f"differences):\n\n{fixture_lines}\n\n{official_table(results)}\n{profile}")
+                                     f"differences):\n\n{fixture_lines}\n\n{official_table(results, args.tiny)}\n"
+                                     f"{profile}")
     return 0
 
 
