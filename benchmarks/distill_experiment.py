@@ -22,14 +22,13 @@ import argparse
 import json
 import math
 import statistics
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from common import CLOCK_DESCRIPTIONS, Stamp, clock_for, make_parser, parse_args, write_report
+from common import Stamp, Timings, make_parser, parse_args, time_in_processes, time_variants, write_report
 
 from nfkit_core.checkpoint import load_checkpoint
 from nfkit_core.train import NonFiniteLossError, RunConfig, Trainer, make_run_config
@@ -189,21 +188,26 @@ def _train_student(out: Path, setting: Setting, arm: str, teacher: Path, steps: 
         trainer.close()
 
 
-@torch.no_grad()
-def sampling_latency(runs: Mapping[str, Path], batch: int, rounds: int = 5,
-                     clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
-    """Seconds of ``clock`` to draw one batch of ``batch`` samples from each run's flow, taking turns, best of
-    ``rounds``."""
-    flows = {name: load_checkpoint(path) for name, path in runs.items()}
-    best = dict.fromkeys(flows, math.inf)
-    for flow in flows.values():  # warm-up
-        flow.sample(batch, generator=torch.Generator().manual_seed(0))
-    for round_ in range(rounds):
-        for name in (list(flows) if round_ % 2 == 0 else list(reversed(flows))):
-            start = clock()
-            flows[name].sample(batch, generator=torch.Generator().manual_seed(round_))
-            best[name] = min(best[name], clock() - start)
-    return best
+def measure_latency(args: argparse.Namespace) -> Timings:
+    """Seconds to draw one batch of ``args.latency_batch`` samples from each flow of ``args.latency_runs`` (name ->
+    run folder), taking turns with the shared timing method: what each of :func:`sampling_latency`'s processes
+    runs."""
+    flows = {name: load_checkpoint(path) for name, path in args.latency_runs.items()}
+
+    def sampler(flow: torch.nn.Module) -> Callable[[], None]:
+        @torch.no_grad()
+        def sample() -> None:
+            flow.sample(args.latency_batch, generator=torch.Generator().manual_seed(0))
+        return sample
+
+    return time_variants({name: sampler(flow) for name, flow in flows.items()}, args)
+
+
+def sampling_latency(runs: Mapping[str, Path], batch: int, args: argparse.Namespace) -> Timings:
+    """The sampling latency of a batch of ``batch`` from each run's flow (name -> run folder), timed as every
+    benchmark is (:func:`common.time_in_processes`, with the timing options of the command line)."""
+    return time_in_processes(measure_latency, argparse.Namespace(**vars(args), latency_runs=dict(runs),
+                                                                 latency_batch=batch))
 
 
 def mean_se(values: Sequence[float]) -> tuple[float, float]:
@@ -257,12 +261,13 @@ def summarize(values: Sequence[float | Diverged], baseline: Sequence[float | Div
 
 
 def table(results: Mapping[str, Sequence[float | Diverged]], teacher: float, unit: str, higher_is_better: bool,
-          params: Mapping[str, int], latency: Mapping[str, float],
+          params: Mapping[str, int], latency: Timings,
           extra: Mapping[str, Mapping[str, list[float]]] | None = None) -> str:
     """The Markdown table: per arm mean +- s.e. over the seeds that finished ("k/n finished" when some diverged; the
     value alone when one did), share of the gap closed (the share of the mean gap, and the mean over seeds of the
     paired share), paired wins over ``nll`` (see :func:`summarize`), ``extra`` columns (``{column: {arm or "teacher":
-    values}}``, mean +- s.e.), parameters and sampling latency."""
+    values}}``, mean +- s.e.), parameters and sampling latency (the ``teacher`` and ``student`` variants of
+    ``latency``: median seconds per batch with their range), then the student's sampling speed-up."""
     extra = extra or {}
 
     def cell(values: Sequence[float], digits: int = 4) -> str:
@@ -276,9 +281,10 @@ def table(results: Mapping[str, Sequence[float | Diverged]], teacher: float, uni
 
     head = (f"| arm | test {unit} (mean +- s.e.) | gap closed | gap closed +- s.e. (per seed) | wins vs nll |"
             + "".join(f" {name} |" for name in extra) + " params | sampling latency (s / batch) |")
+    seconds = {name: latency[name].spread.format(3) for name in ("teacher", "student")}
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     lines.append(f"| teacher | {teacher:.4f} | 100% | | |{extras('teacher')} {params['teacher']} | "
-                 f"{latency['teacher']:.4f} |")
+                 f"{seconds['teacher']} |")
     for arm, values in results.items():
         s = summarize(values, results["nll"], teacher, higher_is_better)
         score = f"{s.mean:.4f} +- {s.se:.4f}" if s.finished > 1 else f"{s.mean:.4f}"
@@ -289,8 +295,9 @@ def table(results: Mapping[str, Sequence[float | Diverged]], teacher: float, uni
                   "{:.1%} +- {:.1%}".format(*s.per_seed_gap))
         wins = "" if arm == "nll" else f"{s.wins}/{s.compared}"
         lines.append(f"| {arm} | {score} | {closed} | {paired} | {wins} |{extras(arm)} {params['student']} | "
-                     f"{latency['student']:.4f} |")
-    return "\n".join(lines) + "\n"
+                     f"{seconds['student']} |")
+    speedup = latency.speedup("student", "teacher").format(3, "x")
+    return "\n".join(lines) + f"\n\nThe student samples {speedup} as fast as the teacher (median, per-round range).\n"
 
 
 def seed_table(results: Mapping[str, Sequence[float | Diverged]], seeds: Sequence[int], unit: str) -> str:
@@ -311,11 +318,11 @@ def best_by_validation(candidates: Mapping[Any, float | Diverged], higher_is_bet
 
 
 def run_setting(setting: Setting, root: Path, teacher_steps: Sequence[int], steps: Sequence[int],
-                seeds: Sequence[int], latency_batch: int, table_only: bool = True, first_seed: int = 0,
-                clock: Callable[[], float] = time.perf_counter) -> str:
+                seeds: Sequence[int], latency_batch: int, args: argparse.Namespace, table_only: bool = True,
+                first_seed: int = 0) -> str:
     """Train (or read) every run of ``setting`` and return its section of the report (``table_only=False``: only
     train, for a process that runs some of the seeds). Choices by validation use ``first_seed``'s runs; the sampling
-    latency is measured on ``clock``."""
+    latency is timed with the timing options of ``args``."""
     s, better = setting, setting.higher_is_better
     teachers = {n: train_teacher(root / f"{s.name}-teacher-{n}steps", s, n) for n in teacher_steps}
     chosen = best_by_validation({n: s.score(r, "val") for n, r in teachers.items()}, better)
@@ -353,8 +360,7 @@ def run_setting(setting: Setting, root: Path, teacher_steps: Sequence[int], step
                                                        if not isinstance(reports[arm, seed], Diverged)]:
             for column, value in s.extra(path, cache).items():
                 extra.setdefault(column, {}).setdefault(key, []).append(value)
-    latency = sampling_latency({"teacher": teacher_dir, "student": folder("nll", n, seeds[0])}, batch=latency_batch,
-                               clock=clock)
+    latency = sampling_latency({"teacher": teacher_dir, "student": folder("nll", n, seeds[0])}, latency_batch, args)
     params = {"teacher": teacher["parameters"], "student": reports["nll", seeds[0]]["parameters"]}
     text = (f"Teacher: {chosen} steps, chosen by validation among "
             + ", ".join(f"{m} steps ({s.score(r, 'val'):.4f})" for m, r in teachers.items())
@@ -407,7 +413,7 @@ def main(doc: str, title: str, settings: Callable[[argparse.Namespace], list[Set
          add_arguments: Callable[[argparse.ArgumentParser], None] | None = None) -> None:
     """The command line of a distillation script: ``doc`` is its docstring; ``settings(args)`` its comparisons;
     the other arguments are defaults."""
-    parser = make_parser(doc.split("\n\n")[0], memory=False, processes=False)
+    parser = make_parser(doc.split("\n\n")[0], memory=False)
     parser.add_argument("--root", type=Path, default=root, help="folder for the runs (default: %(default)s)")
     parser.add_argument("--teacher-steps", type=int_list, default=teacher_steps,
                         help="the teacher's candidate lengths, the best on validation is kept (default: %(default)s)")
@@ -424,18 +430,18 @@ def main(doc: str, title: str, settings: Callable[[argparse.Namespace], list[Set
     if args.tiny:  # a smoke run of the whole pipeline
         args.teacher_steps, args.steps, args.seeds = [3], [2], 2
     seeds = list(range(args.seeds)) if args.only_seed is None else [args.only_seed]
-    clock = CLOCK_DESCRIPTIONS[args.clock]
-    stamp = Stamp(title, args, timing=f"sampling latency: best of 5 alternating rounds of sampling {latency_batch} "
-                                      f"per model ({clock}, on a shared machine)")
+    stamp = Stamp(title, args)
     chosen = settings(args)
     sections = []
     for setting in chosen:
-        text = run_setting(setting, args.root, args.teacher_steps, args.steps, seeds, latency_batch,
-                           table_only=args.only_seed is None, first_seed=0, clock=clock_for(args.clock))
+        text = run_setting(setting, args.root, args.teacher_steps, args.steps, seeds, latency_batch, args,
+                           table_only=args.only_seed is None, first_seed=0)
         train = setting.train
         sections += ["", f"## {setting.name}", "",
                      f"Every run: batch {train['batch_size']}, AdamW lr {train['lr']:g} ({train['warmup_steps']} "
                      f"warm-up steps, cosine), {train['precision']}; students' seeds {seeds}, teachers' seed 1000. "
                      f"Distiller options: {json.dumps(setting.options)}.", "", text]
     if args.only_seed is None:
-        write_report(args.output, "\n".join([stamp.render(), *sections]))
+        timed = (f"timed: the sampling latency of one batch of {latency_batch} from each setting's teacher and from "
+                 "its likelihood-only student of seed 0 (the runs' training is not timed)")
+        write_report(args.output, "\n".join([stamp.render([timed]), *sections]))

@@ -7,6 +7,7 @@ import json
 import math
 
 import pytest
+from common import Timing, Timings
 from distill_experiment import (
     Diverged,
     TunedArm,
@@ -48,18 +49,22 @@ def test_an_arm_that_never_finished_has_no_mean_and_no_wins():
     assert math.isnan(s.mean) and math.isnan(s.gap_closed)
 
 
-def test_the_table_states_how_many_seeds_finished():
+def test_the_table_states_how_many_seeds_finished_and_the_latency_with_its_spread():
     once = [3.0, *[Diverged(2)] * 4]
+    latency = Timings({"teacher": Timing((0.5, 0.6, 0.4), (2, 2, 3)), "student": Timing((0.1, 0.2, 0.1), (9, 5, 9))},
+                      ("teacher", "student", "student", "teacher", "teacher", "student"))
     text = table({"nll": NLL, "ilkd+skd": SKD, "once": once, "never": [Diverged(2)] * 5}, TEACHER, "bits/dim", False,
-                 {"teacher": 100, "student": 10}, {"teacher": 0.5, "student": 0.1})
+                 {"teacher": 100, "student": 10}, latency)
     rows = [line for line in text.splitlines() if line.startswith("| ")][1:]
     assert rows == [
-        "| teacher | 2.3000 | 100% | | | 100 | 0.5000 |",
-        "| nll | 2.6760 +- 0.0250 | 0% |  |  | 10 | 0.1000 |",
-        "| ilkd+skd | 2.6567 +- 0.0203 (3/5 finished) | 0.9% | 0.4% +- 3.6% | 2/5 | 10 | 0.1000 |",
-        "| once | 3.0000 (1/5 finished) | -75.0% | -75.0% | 0/5 | 10 | 0.1000 |",  # no s.e. of one seed
-        "| never | 0/5 finished |  |  | 0/5 | 10 | 0.1000 |",
+        "| teacher | 2.3000 | 100% | | | 100 | 0.5 (0.4-0.6) |",
+        "| nll | 2.6760 +- 0.0250 | 0% |  |  | 10 | 0.1 (0.1-0.2) |",
+        "| ilkd+skd | 2.6567 +- 0.0203 (3/5 finished) | 0.9% | 0.4% +- 3.6% | 2/5 | 10 | 0.1 (0.1-0.2) |",
+        "| once | 3.0000 (1/5 finished) | -75.0% | -75.0% | 0/5 | 10 | 0.1 (0.1-0.2) |",  # no s.e. of one seed
+        "| never | 0/5 finished |  |  | 0/5 | 10 | 0.1 (0.1-0.2) |",
     ]
+    # Median 0.5 s against 0.1 s; the rounds' ratios are 5, 3 and 4.
+    assert "The student samples 5x (3-5x) as fast as the teacher" in text
     assert seed_table({"nll": NLL[:2], "ilkd+skd": SKD[:2]}, [0, 1], "bits/dim").splitlines()[2:] == [
         "| seed | nll | ilkd+skd |", "|---|---|---|", "| 0 | 2.7000 | 2.6900 |",
         "| 1 | 2.7500 | diverged at step 511 |"]

@@ -267,13 +267,17 @@ def check_distillation_table(report: str, section: str, arms: list[str]) -> None
         assert math.isfinite(float(match[1])) and (match[2] is None or float(match[2]) >= 0)
     for row in rows[2:]:
         assert re.fullmatch(r"\d/2", row[4])  # paired wins over the two seeds
+    for row in rows:
+        spread(row[-1])  # sampling latency: a median inside its range
+    assert re.search(r"\nThe student samples [\d.]+x \([\d.]+-[\d.]+x\) as fast as the teacher", text)
     seeds = table_rows("| seed |" + runs.split("\n\n", 1)[0])
     assert [row[0] for row in seeds] == ["0", "1"] and all(len(row) == len(arms) + 1 for row in seeds)
 
 
 def test_distill_digits(tmp_path):
     report = run("distill_digits.py", tmp_path, "--root", str(tmp_path / "runs"), "--tarflow", "--clipped-skd", "1,10")
-    assert report.startswith("# Distillation of flows on digits\n") and "--tiny smoke run" in report
+    check_stamp(report, "Distillation of flows on digits", "1")
+    assert "timed: the sampling latency of one batch of 64" in report
     assert "| FD-digits | KD-digits |" in report
     clipped = re.search(r"`(ilkd\+skd-clip(1|10))` is ilkd\+skd with train.grad_clip = (1|10), chosen by the "
                         r"validation bits/dim of seed 0 among 1 \([\d.]+\), 10 \([\d.]+\)", report)
@@ -298,7 +302,7 @@ def test_skd_gradients(tmp_path):
 def test_distill_tabular(tmp_path):
     pytest.importorskip("sklearn", reason="scikit-learn (a dependency of nfkit-eval) ships the data")
     report = run("distill_tabular.py", tmp_path, "--root", str(tmp_path / "runs"))
-    assert report.startswith("# Distillation of tabular flows on breast cancer\n") and "--tiny smoke run" in report
+    check_stamp(report, "Distillation of tabular flows on breast cancer", "1")
     for arch in ("maf", "realnvp"):
         check_distillation_table(report, arch, ["nll", "lkd", "ilkd", "ilkd+skd"])
     assert '"nll_unit": "bpd"' in report
