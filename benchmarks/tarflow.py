@@ -19,7 +19,8 @@ model is loaded from the official model's state dict (``from_official_state_dict
 function of the same weights on the same inputs:
 
 * sampling, without and with classifier-free guidance (2.0), from the same prior draw: the official ``reverse`` (fp32)
-  against nf's sequential decoding, its Jacobi sampler, and both under bf16 autocast, with the largest difference of
+  against nf's sequential decoding (eager, and through the compiled step: ``sampler="compiled"``, compiled during the
+  warm-up calls), its Jacobi sampler, and sequential and Jacobi under bf16 autocast, with the largest difference of
   each nf sample from the official one and the Jacobi iterations per block;
 * training steps: the official loss against nf's ``-log_prob / D`` (fp32 and under bf16 autocast), both with the same
   optimizer: ``torch.optim.AdamW`` with its default per-tensor loop (the official ``train.py``), and in rows of their
@@ -106,8 +107,9 @@ TINY_OFFICIAL_CONFIGS = {
     for name, (arguments, setup) in OFFICIAL_CONFIGS.items()
 }
 # nf's variants against the official sampler: (sampler options, bf16 autocast) by name.
-OFFICIAL_SAMPLERS = {"sequential": (dict(sampler="sequential"), False), "jacobi": (JACOBI, False),
-                     "sequential bf16": (dict(sampler="sequential"), True), "jacobi bf16": (JACOBI_BF16, True)}
+OFFICIAL_SAMPLERS = {"sequential": (dict(sampler="sequential"), False), "compiled": (dict(sampler="compiled"), False),
+                     "jacobi": (JACOBI, False), "sequential bf16": (dict(sampler="sequential"), True),
+                     "jacobi bf16": (JACOBI_BF16, True)}
 # What ``--profile`` profiles (fp32): sampling by the official code, nf's sequential decoding and its Jacobi sampler,
 # and the training step of each with the same optimizer (the per-tensor AdamW of the official train.py).
 PROFILED_SAMPLERS = ("official", "sequential", "jacobi")

@@ -43,6 +43,24 @@ def make_flow():
 
 
 @pytest.fixture
+def guidance_settings() -> list[dict]:
+    """Sampling options to run every sampler under: no guidance, CFG with an attention temperature, and annealed
+    guidance of the log-scales alone."""
+    return [
+        dict(),
+        dict(guidance=1.5, attn_temp=0.8),
+        dict(guidance=2.0, guide_what="a", annealed_guidance=True, attn_temp=1.2),
+    ]
+
+
+@pytest.fixture
+def draw():
+    """``draw(flow, labels, **options)``: four samples of ``flow`` from a fixed seed."""
+    return lambda flow, labels, **options: flow.sample(4, labels, generator=torch.Generator().manual_seed(3),
+                                                       **options)
+
+
+@pytest.fixture
 def small_flow() -> TarFlow:
     return _make_flow()
 

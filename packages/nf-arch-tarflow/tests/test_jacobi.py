@@ -5,27 +5,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-SETTINGS = [
-    dict(),
-    dict(guidance=1.5, attn_temp=0.8),
-    dict(guidance=2.0, guide_what="a", annealed_guidance=True, attn_temp=1.2),
-]
-
-
-def draw(flow, labels, **options):
-    return flow.sample(4, labels, generator=torch.Generator().manual_seed(3), **options)
-
 
 @pytest.mark.parametrize("num_classes", [0, 3])
 @pytest.mark.parametrize("nvp", [True, False])
 @pytest.mark.parametrize("kv_cache", [True, False])
-def test_tolerance_zero_is_sequential_sampling(make_flow, num_classes, nvp, kv_cache):
+def test_tolerance_zero_is_sequential_sampling(draw, guidance_settings, make_flow, num_classes, nvp, kv_cache):
     """With tolerance 0 every token is computed from its final prefix: the sequential answer, to float rounding
     (the same bar as the cached against the naive sequential sampler), in at most T - 1 iterations."""
     flow = make_flow(nvp=nvp, num_classes=num_classes)
     labels = torch.tensor([0, 2, -1, 1]) if num_classes else None
     num_tokens = flow.blocks[0].num_tokens
-    for setting in SETTINGS:
+    for setting in guidance_settings:
         sequential = draw(flow, labels, sampler="sequential", **setting)
         assert flow.last_iterations == [0, 0]
         jacobi = draw(flow, labels, sampler="jacobi", tolerance=0.0, kv_cache=kv_cache, **setting)
@@ -34,16 +24,16 @@ def test_tolerance_zero_is_sequential_sampling(make_flow, num_classes, nvp, kv_c
 
 
 @pytest.mark.parametrize("tolerance", [1e-2, 1e-3, 1e-5])
-def test_tolerance_bounds_the_deviation_and_saves_iterations(conditional_flow, tolerance):
+def test_tolerance_bounds_the_deviation_and_saves_iterations(draw, guidance_settings, conditional_flow, tolerance):
     labels = torch.tensor([0, 2, -1, 1])
-    for setting in SETTINGS:
+    for setting in guidance_settings:
         sequential = draw(conditional_flow, labels, sampler="sequential", **setting)
         jacobi = draw(conditional_flow, labels, sampler="jacobi", tolerance=tolerance, **setting)
         assert (jacobi - sequential).abs().max() <= tolerance
         assert max(conditional_flow.last_iterations) < conditional_flow.blocks[0].num_tokens - 1
 
 
-def test_looser_tolerance_takes_fewer_iterations(conditional_flow):
+def test_looser_tolerance_takes_fewer_iterations(draw, conditional_flow):
     labels = torch.tensor([0, 2, -1, 1])
     iterations = []
     for tolerance in (0.0, 1e-5, 1e-2):
@@ -53,7 +43,7 @@ def test_looser_tolerance_takes_fewer_iterations(conditional_flow):
 
 
 @pytest.mark.parametrize("kv_cache", [True, False])
-def test_unconverged_tokens_are_finished_sequentially(conditional_flow, kv_cache):
+def test_unconverged_tokens_are_finished_sequentially(draw, conditional_flow, kv_cache):
     """After ``max_iterations`` the tokens that still move are decoded token by token: the answer stays exact."""
     labels = torch.tensor([0, 2, -1, 1])
     sequential = draw(conditional_flow, labels, sampler="sequential", guidance=1.0)
@@ -86,7 +76,7 @@ def test_jacobi_is_differentiable_without_the_cache(small_flow):
 def test_bad_sampler_options_are_clear_errors(small_flow):
     block = small_flow.blocks[0]
     z = torch.randn(1, block.num_tokens, block.token_dim)
-    with pytest.raises(ValueError, match="sampler must be 'sequential' or 'jacobi'"):
+    with pytest.raises(ValueError, match="sampler must be one of 'sequential', 'jacobi', 'compiled', got 'gauss'"):
         block.inverse(z, sampler="gauss")
     with pytest.raises(ValueError, match="tolerance must be >= 0"):
         block.inverse(z, sampler="jacobi", tolerance=-1.0)

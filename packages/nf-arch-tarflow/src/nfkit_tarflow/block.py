@@ -12,6 +12,8 @@ so ``log |det dz/dx| = -sum_i a_i``. In the volume-preserving variant only the s
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -21,14 +23,20 @@ from torch import Tensor, nn
 from nfkit_core import Transform
 from nfkit_core.layers.conditioning import at_least_float32
 from nfkit_core.validation import check_class_labels, check_event_shape
-from nfkit_tarflow.guidance import Guidance
-from nfkit_tarflow.transformer import AttentionBlock, KVCache
+from nfkit_tarflow.guidance import Guidance, guide
+from nfkit_tarflow.transformer import AttentionBlock, KVCache, LayerKVCache, StaticLayerKVCache
 
 DEFAULT_TOLERANCE = 1e-6
 """The Jacobi sampler's default tolerance (max-norm of the last update of any token); under bf16 autocast choose one
 above bf16's resolution (e.g. ``1e-2``), or the iteration never settles."""
 
-__all__ = ["TarFlowBlock"]
+StepCache = KVCache | Sequence[LayerKVCache] | Sequence[StaticLayerKVCache]
+"""What a decoding step reads its layers' caches from (indexed by layer)."""
+
+SAMPLERS = ("sequential", "jacobi", "compiled")
+"""The block solvers of :meth:`TarFlowBlock.inverse`."""
+
+__all__ = ["SAMPLERS", "TarFlowBlock", "compiled_decode_step"]
 
 
 class TarFlowBlock(Transform):
@@ -136,7 +144,12 @@ class TarFlowBlock(Transform):
         suffice. Settled tokens (up to the first one that moved by more than ``tolerance``) are frozen and, with the
         KV cache, never recomputed, so the iterations get cheaper as the front advances. If ``max_iterations`` pass
         before the iterate moves by at most ``tolerance``, the remaining tokens are decoded sequentially. The
-        iterations used are kept in :attr:`last_iterations`.
+        iterations used are kept in :attr:`last_iterations`. ``sampler="compiled"`` takes the sequential steps through
+        :func:`compiled_decode_step`: the step reads a zeroed full-length cache under a mask
+        (:class:`~nfkit_tarflow.transformer.StaticLayerKVCache`, attending with PyTorch SDPA whatever the layers'
+        backend) at a position tensor, so its shapes never change and :func:`torch.compile` fuses its many small
+        operations. The first call for a model shape, batch and guidance setting compiles (seconds to a minute on a
+        CPU); it pays off over many calls of the same setting. It needs no gradients and the KV cache.
 
         Args:
             z: latent tokens ``(batch, T, D)`` in natural order.
@@ -148,15 +161,18 @@ class TarFlowBlock(Transform):
                 the tokens not yet computed (``True``), or recompute the whole prefix every step (``False``, the
                 naive reference). By default the cache is used unless gradients are enabled: it is written in
                 place, which autograd cannot differentiate through.
-            sampler: ``"sequential"`` or ``"jacobi"``.
+            sampler: ``"sequential"``, ``"jacobi"`` or ``"compiled"``.
             tolerance: Jacobi stops once no token moves by more than this (max-norm); ``0`` iterates until every
                 token is final, which is the sequential answer.
             max_iterations: the most Jacobi iterations (default ``T - 1``, which always suffices).
             options: sampling options of other layers, ignored here.
         """
         self._check_tokens(z)
-        if sampler not in ("sequential", "jacobi"):
-            raise ValueError(f"sampler must be 'sequential' or 'jacobi', got {sampler!r}")
+        if sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {', '.join(map(repr, SAMPLERS))}, got {sampler!r}")
+        if sampler == "compiled" and (kv_cache is False or torch.is_grad_enabled()):
+            raise ValueError("sampler='compiled' writes its KV cache in place, which autograd cannot differentiate "
+                             "through: sample under torch.no_grad() (as flow.sample does) and leave kv_cache on")
         if tolerance < 0:
             raise ValueError(f"tolerance must be >= 0, got {tolerance}")
         if max_iterations is not None and max_iterations < 0:
@@ -184,17 +200,8 @@ class TarFlowBlock(Transform):
                 a, b = guidance.combine((a[:batch], b[:batch]), (a[batch:], b[batch:]), steps, num_tokens)
             return a, b
 
-        def affine_step(x: Tensor, position: int, cache: KVCache) -> tuple[Tensor, Tensor]:
-            """Guided ``(a, b)`` of token ``position + 1``, predicted from token ``position`` (``x``, ``(batch, D)``)
-            and the cached ones before it."""
-            inputs = torch.cat([x, x]) if guidance.active else x
-            a, b = self._split(self._predict_step(inputs, class_embedding, temperature, pos_embed, cache, position))
-            if guidance.active:
-                a, b = guidance.combine((a[:batch], b[:batch]), (a[batch:], b[batch:]), position, num_tokens)
-            return a, b
-
         z = self.permute(z)
-        cache = KVCache(len(self.attn_blocks), num_tokens) if kv_cache else None
+        cache = KVCache(len(self.attn_blocks), num_tokens) if kv_cache and sampler != "compiled" else None
         x, log_scales, settled = z, torch.zeros_like(z), 1
         self.last_iterations = 0
         if sampler == "jacobi":
@@ -211,13 +218,24 @@ class TarFlowBlock(Transform):
                 self.last_iterations += 1
                 # The first token that moved was computed from a prefix that did not: it is final too.
                 settled = num_tokens if moved.numel() == 0 else settled + int(moved[0]) + 1
+        guide_what = guidance.guide_what if guidance.active else ""
+        decode_step, positions = TarFlowBlock._decode_step, range(num_tokens)
+        weights = [guidance.weight_at(i, num_tokens) for i in positions]
+        if sampler == "compiled":
+            # Plain tensors of fixed shapes, so that every block and every call shares one graph (pos_embed is the
+            # parameter itself in an unflipped block).
+            cache, pos_embed = self._static_cache(z, 2 * batch if guidance.active else batch), pos_embed.detach()
+            positions = torch.arange(num_tokens, device=z.device)[:, None]
+            decode_step, weights = compiled_decode_step(), guidance.weight_at(positions, num_tokens)
         tokens, scales = list(x[:, :settled].unbind(1)), list(log_scales[:, :settled].unbind(1))
         for i in range(settled - 1, num_tokens - 1):
             if cache is not None:
-                a, b = affine_step(tokens[i], i, cache)
+                token, a = decode_step(self, tokens[i].contiguous(), z[:, i + 1], positions[i], cache,
+                                       class_embedding, temperature, pos_embed, guide_what, weights[i])
             else:
                 a, b = (p[:, -1] for p in affine(torch.stack(tokens, dim=1), 0, None))
-            tokens.append(z[:, i + 1] * torch.exp(a) + b)
+                token = z[:, i + 1] * torch.exp(a) + b
+            tokens.append(token)
             scales.append(a)
         x, log_scales = torch.stack(tokens, dim=1), torch.stack(scales, dim=1)
         return self.permute(x), log_scales.sum(dim=(1, 2))
@@ -234,8 +252,34 @@ class TarFlowBlock(Transform):
             h = layer(h, temperature, cache[index] if cache is not None else None, position)
         return at_least_float32(self.proj_out(h))
 
+    def _decode_step(self, x: Tensor, z_next: Tensor, position: int | Tensor, cache: StepCache,
+                     class_embedding: Tensor | None, temperature: Tensor | None, pos_embed: Tensor, guide_what: str,
+                     weight: float | Tensor) -> tuple[Tensor, Tensor]:
+        """One step of sequential decoding: token ``position + 1`` (``x_next = z_next exp(a) + b``) and its guided
+        log-scale ``a``, from token ``position`` (``x``, ``(batch, D)``) and the cached ones before it.
+
+        With guidance (``guide_what`` not empty) the conditional and unconditional passes run on a doubled batch and
+        are combined by :func:`~nfkit_tarflow.guidance.guide` at ``weight``; the compiled step
+        (:func:`compiled_decode_step`) gets the weight and the position as tensors, so that neither is a constant of
+        its graph."""
+        batch = x.shape[0]
+        inputs = torch.cat([x, x]) if guide_what else x
+        a, b = self._split(self._predict_step(inputs, class_embedding, temperature, pos_embed, cache, position))
+        if guide_what:
+            a, b = guide((a[:batch], b[:batch]), (a[batch:], b[batch:]), weight, guide_what)
+        return z_next * torch.exp(a) + b, a
+
+    def _static_cache(self, z: Tensor, batch: int) -> list[StaticLayerKVCache]:
+        """Zeroed full-length caches for the compiled step, in the dtype the attention layers compute in (autocast's,
+        where it is on)."""
+        attention = self.attn_blocks[0].attention
+        device = z.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else self.proj_in.weight.dtype
+        return [StaticLayerKVCache(self.num_tokens, (batch, attention.num_heads, attention.head_dim), dtype, z.device)
+                for _ in self.attn_blocks]
+
     def _predict_step(self, x: Tensor, class_embedding: Tensor | None, temperature: Tensor | None,
-                      pos_embed: Tensor, cache: KVCache, position: int) -> Tensor:
+                      pos_embed: Tensor, cache: StepCache, position: int | Tensor) -> Tensor:
         """:meth:`_predict` of the one token ``x`` (``(batch, D)``) at ``position``, with the cache holding the tokens
         before it: the step of sequential decoding, on ``(batch, channels)`` tensors (see
         :meth:`~nfkit_tarflow.transformer.AttentionBlock.step`)."""
@@ -272,3 +316,13 @@ class TarFlowBlock(Transform):
         if self.class_embed is None or context is None:
             return None
         return check_class_labels("TarFlowBlock", context, self.num_classes, batch, allow_missing=True)
+
+
+@functools.cache
+def compiled_decode_step() -> Callable[..., tuple[Tensor, Tensor]]:
+    """``TarFlowBlock._decode_step`` through :func:`torch.compile` (``dynamic=False``), made once per process and
+    shared by every block: the static cache and the position and weight tensors keep its inputs' shapes fixed over a
+    block's ``T - 1`` steps, so it compiles once per model shape, batch and guided parts (``guide_what``), and the
+    first call of each pays that. Past ``torch._dynamo.config.recompile_limit`` such variants in one process,
+    PyTorch warns and runs the step uncompiled."""
+    return torch.compile(TarFlowBlock._decode_step, dynamic=False)

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
-__all__ = ["Guidance"]
+__all__ = ["Guidance", "guide"]
 
 
 @dataclass(frozen=True)
@@ -58,16 +59,19 @@ class Guidance:
             num_tokens: the block's sequence length ``T``.
 
         Returns:
-            ``weight``, or ``(step + 1) / (T - 1) * weight`` when ``annealed`` (of ``step``'s shape for a tensor).
+            ``weight``, or ``(step + 1) / (T - 1) * weight`` when ``annealed`` (a float tensor of ``step``'s shape for
+            a tensor).
         """
         if self.annealed:
             return (step + 1) / (num_tokens - 1) * self.weight
+        if isinstance(step, Tensor):
+            return torch.full(step.shape, self.weight, device=step.device)
         return self.weight
 
     def combine(self, conditional: tuple[Tensor, Tensor], unconditional: tuple[Tensor, Tensor], step: int | Tensor,
                 num_tokens: int) -> tuple[Tensor, Tensor]:
         """The guided ``(a, b)`` from the conditional and unconditional predictions at ``step`` (an int, or a tensor
-        of steps that broadcasts against the predictions).
+        of steps that broadcasts against the predictions): :func:`guide` at :meth:`weight_at`.
 
         Args:
             conditional: ``(a, b)``, the log-scale and shift predicted with the labels, each ``(batch, t, D)``.
@@ -76,13 +80,27 @@ class Guidance:
             num_tokens: the block's sequence length ``T``.
 
         Returns:
-            ``(a + w (a - a_u), b + w (b - b_u))`` for the parts named in ``guide_what``; the others stay
-            conditional.
+            the guided ``(a, b)``.
         """
-        (a, b), (a_u, b_u) = conditional, unconditional
-        w = self.weight_at(step, num_tokens)
-        if "a" in self.guide_what:
-            a = a + w * (a - a_u)
-        if "b" in self.guide_what:
-            b = b + w * (b - b_u)
-        return a, b
+        return guide(conditional, unconditional, self.weight_at(step, num_tokens), self.guide_what)
+
+
+def guide(conditional: tuple[Tensor, Tensor], unconditional: tuple[Tensor, Tensor], weight: float | Tensor,
+          guide_what: str) -> tuple[Tensor, Tensor]:
+    """Push the conditional prediction away from the unconditional one.
+
+    Args:
+        conditional: ``(a, b)``, the log-scale and shift predicted with the labels.
+        unconditional: ``(a_u, b_u)``, predicted without them (and at ``attn_temp``), of the same shapes.
+        weight: the guidance weight ``w``, a float or a tensor that broadcasts against the predictions.
+        guide_what: the parts to guide, ``"ab"``, ``"a"`` or ``"b"``.
+
+    Returns:
+        ``(a + w (a - a_u), b + w (b - b_u))`` for the parts named in ``guide_what``; the others stay conditional.
+    """
+    (a, b), (a_u, b_u) = conditional, unconditional
+    if "a" in guide_what:
+        a = a + weight * (a - a_u)
+    if "b" in guide_what:
+        b = b + weight * (b - b_u)
+    return a, b

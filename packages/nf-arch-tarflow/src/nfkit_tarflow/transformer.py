@@ -7,6 +7,7 @@ setting, resolved once when the layer is built.
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -14,7 +15,7 @@ from nfkit_core.attention import attend, resolve_backend
 from nfkit_core.layers.conditioning import at_least_float32
 from nfkit_core.specs import AttentionBackend
 
-__all__ = ["Attention", "MLP", "AttentionBlock", "KVCache", "LayerKVCache"]
+__all__ = ["Attention", "MLP", "AttentionBlock", "KVCache", "LayerKVCache", "StaticLayerKVCache"]
 
 
 class LayerKVCache:
@@ -57,6 +58,67 @@ class LayerKVCache:
         self.keys.narrow(2, position, k.shape[2]).copy_(k)
         self.values.narrow(2, position, v.shape[2]).copy_(v)
         return self.keys.narrow(2, 0, end), self.values.narrow(2, 0, end)
+
+    def attend_step(self, position: int, q: Tensor, k: Tensor, v: Tensor, backend: AttentionBackend) -> Tensor:
+        """Write the keys and values of the token at ``position`` and attend from its query over every token so far.
+
+        Args:
+            position: the token's index in the sequence.
+            q: its queries, ``(batch, heads, 1, head_dim)``.
+            k: its keys, of ``q``'s shape.
+            v: its values, of ``q``'s shape.
+            backend: the attention backend.
+
+        Returns:
+            the attention output, of ``q``'s shape.
+        """
+        k, v = self.write(position, k, v)
+        return attend(q, k, v, backend=backend)  # one query over every key so far: no mask
+
+
+class StaticLayerKVCache:
+    """Keys and values of one attention layer for a whole sequence, always read whole: static shapes for
+    :func:`torch.compile`.
+
+    A :class:`LayerKVCache` returns a view that grows by a token every step, so a compiled step would see a new shape
+    (and recompile) at every position. This cache is written at a position given as a tensor, and a step attends over
+    all ``max_tokens`` entries under a mask that hides the ones after the position; the entries start at zero, so the
+    masked ones are finite and drop out exactly.
+
+    Args:
+        max_tokens: the sequence length it holds.
+        shape: ``(batch, heads, head_dim)`` of the keys and values of one token.
+        dtype: their dtype (the one the attention layers compute in).
+        device: where they live.
+    """
+
+    def __init__(self, max_tokens: int, shape: tuple[int, int, int], dtype: torch.dtype,
+                 device: torch.device) -> None:
+        batch, heads, head_dim = shape
+        self.keys = torch.zeros(batch, heads, max_tokens, head_dim, dtype=dtype, device=device)
+        self.values = torch.zeros_like(self.keys)
+        self.token_positions = torch.arange(max_tokens, device=device)
+
+    def attend_step(self, position: Tensor, q: Tensor, k: Tensor, v: Tensor, backend: AttentionBackend) -> Tensor:
+        """:meth:`LayerKVCache.attend_step`, with ``position`` a one-element integer tensor.
+
+        The layer's backend is not used: the step needs a mask over the whole cache, which PyTorch SDPA takes (and
+        compiles) on every device.
+
+        Args:
+            position: the token's index in the sequence, shape ``(1,)``.
+            q: its queries, ``(batch, heads, 1, head_dim)``.
+            k: its keys, of ``q``'s shape.
+            v: its values, of ``q``'s shape.
+            backend: the layer's attention backend (unused).
+
+        Returns:
+            the attention output, of ``q``'s shape.
+        """
+        self.keys.index_copy_(2, position, k)
+        self.values.index_copy_(2, position, v)
+        visible = (self.token_positions <= position)[None]
+        return F.scaled_dot_product_attention(q, self.keys, self.values, attn_mask=visible)
 
 
 class KVCache:
@@ -133,7 +195,8 @@ class Attention(nn.Module):
         out = attend(q, k, v, causal=tokens > 1, backend=self.backend)
         return self.proj(out.transpose(1, 2).reshape(batch, tokens, channels))
 
-    def step(self, x: Tensor, temperature: Tensor | None, cache: LayerKVCache, position: int) -> Tensor:
+    def step(self, x: Tensor, temperature: Tensor | None, cache: LayerKVCache | StaticLayerKVCache,
+             position: int | Tensor) -> Tensor:
         """:meth:`forward` of one token at ``position`` with the cache, on ``(batch, channels)`` (a decoding step).
 
         It computes what :meth:`forward` computes, through the parameters directly (see :meth:`AttentionBlock.step`).
@@ -143,7 +206,7 @@ class Attention(nn.Module):
             temperature: optional per-sample attention temperature of shape ``(batch,)``.
             cache: this layer's cache, holding the tokens before ``position``; the token's keys and values are
                 written at ``position``.
-            position: the token's index in the sequence.
+            position: the token's index in the sequence (a one-element tensor with a :class:`StaticLayerKVCache`).
 
         Returns:
             the attention output (projected, without the residual), of ``x``'s shape.
@@ -154,8 +217,7 @@ class Attention(nn.Module):
         q, k, v = qkv.view(batch, 3, self.num_heads, 1, self.head_dim).unbind(1)
         if temperature is not None:
             q = q / temperature.to(q.dtype).view(-1, 1, 1, 1)
-        k, v = cache.write(position, k, v)
-        out = attend(q, k, v, backend=self.backend)  # one query over every key so far: no mask
+        out = cache.attend_step(position, q, k, v, self.backend)
         return F.linear(out.reshape(batch, channels), self.proj.weight, self.proj.bias)
 
 
@@ -235,7 +297,8 @@ class AttentionBlock(nn.Module):
         x = x + self.attention(x, temperature, cache, position)
         return x + self.mlp(x)
 
-    def step(self, x: Tensor, temperature: Tensor | None, cache: LayerKVCache, position: int) -> Tensor:
+    def step(self, x: Tensor, temperature: Tensor | None, cache: LayerKVCache | StaticLayerKVCache,
+             position: int | Tensor) -> Tensor:
         """:meth:`forward` of one token at ``position`` with the cache, on ``(batch, channels)``: one step of
         sequential decoding.
 
@@ -246,7 +309,7 @@ class AttentionBlock(nn.Module):
             x: the residual stream of the token, shape ``(batch, channels)``.
             temperature: per-sample attention temperature of shape ``(batch,)``, or ``None``.
             cache: this layer's key/value cache, holding the tokens before ``position``.
-            position: the token's index in the sequence.
+            position: the token's index in the sequence (a one-element tensor with a :class:`StaticLayerKVCache`).
 
         Returns:
             the updated residual stream, of ``x``'s shape.
