@@ -36,6 +36,9 @@ from nfkit_core.train.metrics import read_metrics
 from nfkit_distill import DistillTrainer
 
 ARMS = ("nll", "lkd", "ilkd", "ilkd+skd")
+LATENCY_SAMPLES = 15
+LATENCY_SAMPLE_SECONDS = 3.0
+"""The sampling latency's default timing: 15 alternating rounds of 3 s samples (``--samples``, ``--sample-seconds``)."""
 
 Score = Callable[[Mapping[str, Any], str], float]
 """A run's score on a split (``"val"`` or ``"test"``) from its ``report.json``."""
@@ -414,6 +417,9 @@ def main(doc: str, title: str, settings: Callable[[argparse.Namespace], list[Set
     """The command line of a distillation script: ``doc`` is its docstring; ``settings(args)`` its comparisons;
     the other arguments are defaults."""
     parser = make_parser(doc.split("\n\n")[0], memory=False)
+    # Sampling two small models takes milliseconds: longer rounds let each process span the drift between minutes,
+    # which nine 1 s rounds (twenty seconds a process) did not (benchmarks/results/reproducibility.md).
+    parser.set_defaults(samples=LATENCY_SAMPLES, sample_seconds=LATENCY_SAMPLE_SECONDS)
     parser.add_argument("--root", type=Path, default=root, help="folder for the runs (default: %(default)s)")
     parser.add_argument("--teacher-steps", type=int_list, default=teacher_steps,
                         help="the teacher's candidate lengths, the best on validation is kept (default: %(default)s)")
