@@ -24,14 +24,15 @@ from nfkit_core import Transform
 from nfkit_core.layers.conditioning import at_least_float32
 from nfkit_core.validation import check_class_labels, check_event_shape
 from nfkit_tarflow.guidance import Guidance, guide
-from nfkit_tarflow.transformer import AttentionBlock, KVCache, LayerKVCache, StaticLayerKVCache
+from nfkit_tarflow.transformer import AttentionBlock, KVCache, StaticLayerKVCache
 
 DEFAULT_TOLERANCE = 1e-6
 """The Jacobi sampler's default tolerance (max-norm of the last update of any token); under bf16 autocast choose one
 above bf16's resolution (e.g. ``1e-2``), or the iteration never settles."""
 
-StepCache = KVCache | Sequence[LayerKVCache] | Sequence[StaticLayerKVCache]
-"""What a decoding step reads its layers' caches from (indexed by layer)."""
+StepCache = KVCache | Sequence[StaticLayerKVCache]
+"""What a decoding step reads its layers' caches from, indexed by layer: the eager step's :class:`KVCache`, or the
+compiled step's static caches."""
 
 SAMPLERS = ("sequential", "jacobi", "compiled")
 """The block solvers of :meth:`TarFlowBlock.inverse`."""
@@ -148,8 +149,8 @@ class TarFlowBlock(Transform):
         :func:`compiled_decode_step`: the step reads a zeroed full-length cache under a mask
         (:class:`~nfkit_tarflow.transformer.StaticLayerKVCache`, attending with PyTorch SDPA whatever the layers'
         backend) at a position tensor, so its shapes never change and :func:`torch.compile` fuses its many small
-        operations. The first call for a model shape, batch and guidance setting compiles (seconds to a minute on a
-        CPU); it pays off over many calls of the same setting. It needs no gradients and the KV cache.
+        operations. The first call for a model shape, batch and guidance mode compiles (seconds on a CPU); it pays
+        off over many calls of the same setting. It needs no gradients and the KV cache.
 
         Args:
             z: latent tokens ``(batch, T, D)`` in natural order.
