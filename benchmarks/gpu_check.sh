@@ -8,7 +8,7 @@
 #      768 channels, 8 blocks x 8 layers), with model FLOPs utilisation (MFU) of training and sampling;
 #   4. benchmarks/denseflow.py in bf16, with MFU of training and sampling;
 #   5. with OFFICIAL_ROOT set (a folder holding apple/ml-tarflow's transformer_flow.py): the side-by-side comparison
-#      with the official TarFlow on the GPU (at most 1.5 more minutes).
+#      with the official TarFlow on the GPU, nf's compiled sampler included (at most 1.5 more minutes).
 # Everything goes under one folder: a log per step, the benchmark tables, the test report, environment.txt and
 # summary.txt (each step's exit status and seconds, and every test skipped with its reason; a test that still skips
 # for want of CUDA fails the check). Each step has a time limit, so one hung step cannot eat the rest; the limits add
@@ -75,8 +75,9 @@ step denseflow_bf16 60 "$PY" benchmarks/denseflow.py --device cuda --bf16 --samp
     --output "$OUT/denseflow_cuda_bf16.md"
 
 if [ -n "${OFFICIAL_ROOT:-}" ]; then
+    # One process: the compiled sampler's graphs (two configurations, with and without guidance) compile once.
     step tarflow_vs_official 90 "$PY" benchmarks/tarflow.py --device cuda --official-root "$OFFICIAL_ROOT" \
-        --fixtures packages/nf-arch-tarflow/tests/fixtures --samples 3 --warmup 1 \
+        --fixtures packages/nf-arch-tarflow/tests/fixtures --samples 3 --warmup 1 --processes 1 \
         --output "$OUT/tarflow_vs_official_cuda.md"
 fi
 
