@@ -31,7 +31,7 @@ DEFAULT_TOLERANCE = 1e-6
 above bf16's resolution (e.g. ``1e-2``), or the iteration never settles."""
 
 StepCache = KVCache | Sequence[StaticLayerKVCache]
-"""What a decoding step reads its layers' caches from, indexed by layer: the eager step's :class:`KVCache`, or the
+"""The caches a decoding step reads, one per layer (indexed by layer); the eager step's :class:`KVCache`, or the
 compiled step's static caches."""
 
 SAMPLERS = ("sequential", "jacobi", "compiled")
