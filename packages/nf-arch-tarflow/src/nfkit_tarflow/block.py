@@ -202,7 +202,17 @@ class TarFlowBlock(Transform):
             return a, b
 
         z = self.permute(z)
-        cache = KVCache(len(self.attn_blocks), num_tokens) if kv_cache and sampler != "compiled" else None
+        if sampler == "compiled":
+            # Plain tensors of fixed shapes, so that every block and every call shares one graph (pos_embed is the
+            # parameter itself in an unflipped block).
+            cache, pos_embed = self._static_cache(z, 2 * batch if guidance.active else batch), pos_embed.detach()
+            positions = torch.arange(num_tokens, device=z.device)[:, None]
+            decode_step, weights = compiled_decode_step(), guidance.weight_at(positions, num_tokens)
+        else:
+            cache = KVCache(len(self.attn_blocks), num_tokens) if kv_cache else None
+            decode_step, positions = TarFlowBlock._decode_step, range(num_tokens)
+            weights = [guidance.weight_at(i, num_tokens) for i in positions]
+        guide_what = guidance.guide_what if guidance.active else ""
         x, log_scales, settled = z, torch.zeros_like(z), 1
         self.last_iterations = 0
         if sampler == "jacobi":
@@ -219,15 +229,6 @@ class TarFlowBlock(Transform):
                 self.last_iterations += 1
                 # The first token that moved was computed from a prefix that did not: it is final too.
                 settled = num_tokens if moved.numel() == 0 else settled + int(moved[0]) + 1
-        guide_what = guidance.guide_what if guidance.active else ""
-        decode_step, positions = TarFlowBlock._decode_step, range(num_tokens)
-        weights = [guidance.weight_at(i, num_tokens) for i in positions]
-        if sampler == "compiled":
-            # Plain tensors of fixed shapes, so that every block and every call shares one graph (pos_embed is the
-            # parameter itself in an unflipped block).
-            cache, pos_embed = self._static_cache(z, 2 * batch if guidance.active else batch), pos_embed.detach()
-            positions = torch.arange(num_tokens, device=z.device)[:, None]
-            decode_step, weights = compiled_decode_step(), guidance.weight_at(positions, num_tokens)
         tokens, scales = list(x[:, :settled].unbind(1)), list(log_scales[:, :settled].unbind(1))
         for i in range(settled - 1, num_tokens - 1):
             if cache is not None:
