@@ -477,13 +477,42 @@ def autocast(device: torch.device, bf16: bool) -> torch.autocast:
 # ---------------------------------------------------------------------------------------------- the report
 
 
-def cpu_model() -> str:
-    """The CPU's model name from ``/proc/cpuinfo``, or the machine type where that is not available."""
+# The CPU flags of native bf16 arithmetic: where a CPU has neither, bf16 autocast runs emulated and far slower.
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def describe_cpu(cpuinfo: str, capability: str) -> str:
+    """A CPU as a report names it, from the text of ``/proc/cpuinfo`` and PyTorch's kernel level ``capability``.
+
+    The model name alone does not tell CPUs apart: virtual machines often show only the vendor's line ("AMD EPYC"),
+    shared by generations that differ in speed and in what they compute natively. So the family, model and stepping
+    follow it where ``cpuinfo`` gives them, then the instruction set PyTorch's CPU kernels dispatch to (``AVX2``,
+    ``AVX512``, ...) and whether bf16 arithmetic is native (:data:`NATIVE_BF16_FLAGS`) or emulated.
+    """
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        if not line.strip():
+            if fields:
+                break  # the first processor's block describes them all
+            continue
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    details = [", ".join(f"{key} {fields[key]}" for key in ("cpu family", "model", "stepping") if key in fields),
+               f"PyTorch kernels: {capability}"]
+    if "flags" in fields:
+        native = [flag for flag in NATIVE_BF16_FLAGS if flag in fields["flags"].split()]
+        details.append("bf16 arithmetic: " + (f"native ({', '.join(native)})" if native else "emulated"))
+    return f"{name} ({'; '.join(detail for detail in details if detail)})"
+
+
+def cpu_description() -> str:
+    """This machine's CPU as :func:`describe_cpu` names it."""
     try:
-        with open("/proc/cpuinfo") as file:
-            return next(line.split(":", 1)[1].strip() for line in file if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        cpuinfo = ""
+    return describe_cpu(cpuinfo, torch.backends.cpu.get_cpu_capability())
 
 
 def commit() -> str:
@@ -528,7 +557,7 @@ class Stamp:
         if a.device.startswith("cuda"):
             hardware = f"{torch.cuda.get_device_name(a.device)} ({a.device})"
         else:
-            hardware = f"{cpu_model()}, {os.cpu_count()} logical CPUs, torch threads: {threads or a.threads}"
+            hardware = f"{cpu_description()}, {os.cpu_count()} logical CPUs, torch threads: {threads or a.threads}"
         clock = CLOCK_DESCRIPTIONS[a.clock]
         memory = (f"; peak memory: median of {a.memory_rounds} fresh process(es) per variant, in alternating order"
                   if "memory_rounds" in a else "")

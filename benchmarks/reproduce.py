@@ -7,7 +7,8 @@ benchmarks/README.md promises a reader who re-runs a committed command on the sa
 when their labels agree: the cells without figures, plain numbers (or lists of them, such as iteration counts) or
 the placeholder ``-`` (a column without a value on this device, such as MFU on a CPU), led by the first cell of the
 row above when a row leaves it empty (the rows that continue a configuration). Reports whose tables differ in shape
-are an error.
+are an error, and so are reports whose stamps name different hardware (``--different-hardware`` compares them
+anyway, to see how a table carries over to another machine, and the comparison's heading says so).
 
     python benchmarks/reproduce.py FIRST.md SECOND.md
     python benchmarks/reproduce.py FIRST.md SECOND.md --output benchmarks/results/reproducibility_x.md
@@ -25,6 +26,9 @@ NUMBER = r"[0-9][0-9,]*(?:\.[0-9]+)?(?:e[+-]?[0-9]+)?"
 FIGURE = re.compile(rf"({NUMBER})(x?) \(({NUMBER})x?-({NUMBER})x?\)")
 PLAIN = re.compile(rf"{NUMBER}(?:, {NUMBER})*")  # untimed figures (a memory median, iteration counts): no label
 PLACEHOLDERS = {"", "-"}  # an empty cell, or a column without a value here: not part of a row's label either
+
+
+HARDWARE = re.compile(r"^- hardware: (.*?); load average", re.MULTILINE)  # the stamp's line (``common.Stamp``)
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,12 @@ def figures(report: str) -> list[Figure]:
     return found
 
 
+def hardware(report: str) -> str | None:
+    """The machine a report's stamp names (its ``hardware`` line without the load averages), or None without one."""
+    match = HARDWARE.search(report)
+    return match.group(1) if match else None
+
+
 def compare(first: str, second: str) -> tuple[list[tuple[Figure, Figure, bool]], str]:
     """Pair the figures of two reports; return ``(first, second, second median within first range)`` per figure
     and a Markdown report of the comparison."""
@@ -106,9 +116,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("first", type=Path, help="the report of the first run (e.g. the committed table)")
     parser.add_argument("second", type=Path, help="the report of a second run of the same command")
     parser.add_argument("--output", type=Path, help="also write the comparison to this Markdown file")
+    parser.add_argument("--different-hardware", action="store_true",
+                        help="compare reports whose stamps name different hardware (which the check of a second run "
+                             "is not)")
     args = parser.parse_args(argv)
-    _, text = compare(args.first.read_text(), args.second.read_text())
+    first, second = args.first.read_text(), args.second.read_text()
+    machines = hardware(first), hardware(second)
+    if machines[0] != machines[1] and not args.different_hardware:
+        parser.error(f"the reports name different hardware: {machines[0]!r} against {machines[1]!r}. A second run "
+                     "reproduces a table only on the machine of the first: time both runs on one machine, or pass "
+                     "--different-hardware to see how the table carries over. (Stamps made before the CPU's family, "
+                     "model and kernels were recorded name it by model name alone: such a table cannot be checked "
+                     "against a new run; re-measure it and its second run.)")
+    _, text = compare(first, second)
     header = f"# Reproducibility: `{args.first}` against a second run `{args.second}`\n\n"
+    if machines[0] != machines[1]:
+        header += f"Different hardware: the first run on {machines[0]}, the second on {machines[1]}.\n\n"
     print(header + text, end="")
     if args.output:
         args.output.write_text(header + text)

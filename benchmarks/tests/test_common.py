@@ -237,6 +237,29 @@ def test_options_tiny_and_checks(tmp_path):
         torch.set_num_threads(threads)
 
 
+CPUINFO = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 17
+model name\t: AMD EPYC
+stepping\t: 1
+flags\t\t: fpu avx2 avx512f avx512_bf16
+
+processor\t: 1
+model name\t: another name
+"""
+
+
+def test_describe_cpu_tells_apart_cpus_that_share_a_model_name():
+    genoa = common.describe_cpu(CPUINFO, "AVX512")
+    assert genoa == ("AMD EPYC (cpu family 25, model 17, stepping 1; PyTorch kernels: AVX512; "
+                     "bf16 arithmetic: native (avx512_bf16))")
+    milan = common.describe_cpu(CPUINFO.replace("model\t\t: 17", "model\t\t: 1").replace(" avx512f avx512_bf16", ""),
+                                "AVX2")
+    assert milan == "AMD EPYC (cpu family 25, model 1, stepping 1; PyTorch kernels: AVX2; bf16 arithmetic: emulated)"
+    assert common.describe_cpu("", "DEFAULT").endswith("(PyTorch kernels: DEFAULT)")  # no /proc/cpuinfo
+
+
 def test_stamp_names_commit_cpu_threads_date_and_method():
     threads = torch.get_num_threads()
     try:
@@ -246,7 +269,7 @@ def test_stamp_names_commit_cpu_threads_date_and_method():
         torch.set_num_threads(threads)
     assert text.startswith("# A benchmark\n")
     assert f"commit {common.commit()}" in text
-    assert common.cpu_model() in text and "torch threads: 1" in text
+    assert common.cpu_description() in text and "torch threads: 1" in text
     assert time.strftime("%Y-%m-%d", time.gmtime()) in text and " UTC" in text
     assert "5 alternating rounds" in text and "note: shared machine" in text and "- zuko 1.0" in text
     assert "in 2 fresh processes one after another (3 + 2 rounds), the samples pooled" in text

@@ -71,3 +71,26 @@ def test_lists_of_untimed_counts_are_no_labels():
     second = first.replace("480 (398-516)", "430 (400-470)").replace("7, 8, 8, 8", "8, 10, 10, 10")
     assert [f.row for f in reproduce.figures(first)] == ["small"]
     assert [ok for *_, ok in reproduce.compare(first, second)[0]] == [True]
+
+
+def test_reports_of_different_hardware_are_compared_only_on_request(tmp_path, capsys):
+    stamp = "- hardware: {}, 2 logical CPUs, torch threads: 1; load average {} at the start, 1.0 at the end\n"
+    milan = "AMD EPYC (cpu family 25, model 1, stepping 1; PyTorch kernels: AVX2; bf16 arithmetic: emulated)"
+    first, same, other = tmp_path / "first.md", tmp_path / "same.md", tmp_path / "other.md"
+    first.write_text(stamp.format(milan, "0.5") + FIRST)
+    same.write_text(stamp.format(milan, "1.9") + SECOND)  # the load average is no part of the machine
+    other.write_text(stamp.format("AMD EPYC", "0.5") + SECOND)
+    assert reproduce.hardware(first.read_text()) == f"{milan}, 2 logical CPUs, torch threads: 1"
+
+    assert reproduce.main([str(first), str(same), "--output", str(tmp_path / "comparison.md")]) == 0
+    assert "3 of 6 medians of the second run" in (tmp_path / "comparison.md").read_text()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as error:
+        reproduce.main([str(first), str(other)])
+    assert error.value.code == 2
+    message = capsys.readouterr().err
+    assert "different hardware" in message and "'AMD EPYC, 2 logical CPUs, torch threads: 1'" in message
+    assert "--different-hardware" in message
+    assert reproduce.main([str(first), str(other), "--different-hardware"]) == 0
+    printed = capsys.readouterr().out
+    assert f"Different hardware: the first run on {milan}" in printed and "3 of 6 medians" in printed

@@ -38,7 +38,7 @@ def run(script: str, tmp_path: Path, *args: str) -> str:
 def check_stamp(report: str, title: str, threads: str) -> None:
     assert report.startswith(f"# {title}\n")
     assert f"commit {common.commit()}" in report
-    assert common.cpu_model() in report and f"torch threads: {threads}" in report
+    assert common.cpu_description() in report and f"torch threads: {threads}" in report
     # The stamp gives the day the run started, which may be the day before a run that crossed midnight.
     days = {time.strftime("%Y-%m-%d", time.gmtime(time.time() - seconds)) for seconds in (0, RUN_TIMEOUT)}
     assert any(day in report for day in days), days
