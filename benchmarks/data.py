@@ -107,7 +107,11 @@ class SequentialShards(IterableDataset):
                     count = min(self.batch_size, shard["count"] - start)
                     images = np.empty((count, *self.dataset.info.shape), np.uint8)
                     file.readinto(memoryview(images).cast("B"))
-                    yield torch.from_numpy(images).float(), torch.from_numpy(labels[start:start + count])
+                    batch = torch.from_numpy(images).float()
+                    # Moved to shared memory here, as the loader's collation allocates a batch it builds in a worker:
+                    # left to the queue's feeder thread, that copy may still run when the loader shuts the worker down
+                    # mid-epoch, and the worker then aborts ("terminate called without an active exception").
+                    yield batch.share_memory_(), torch.from_numpy(labels[start:start + count])
 
 
 def load_batches(make_batches: Callable[[], Iterator], batches: int) -> float:

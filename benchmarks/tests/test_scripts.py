@@ -17,6 +17,7 @@ from pathlib import Path
 
 import common
 import pytest
+import torch
 
 SPREAD = re.compile(r"^([\d,.e+-]+)x? \(([\d,.e+-]+)-([\d,.e+-]+)x?\)$")
 RUN_TIMEOUT = 1800  # seconds a script's tiny run may take
@@ -339,3 +340,21 @@ def test_documented_commands_use_existing_options():
     for command in commands:
         options = {word.split("=")[0] for word in command[2:] if word.startswith("--")}
         assert options <= helps[command[1]], (command, options - helps[command[1]])
+
+
+def test_streamed_batches_leave_a_worker_in_shared_memory(tmp_path, monkeypatch):
+    """A batch the queue's feeder thread would have to copy into shared memory can make a worker shut down mid-epoch
+    abort; the streamed path's batches are in shared memory before they leave the worker."""
+    import data
+
+    from nfkit_core.data.imagenet_npz import ImagenetNpzConfig
+    from nfkit_core.data.shards import ShardedImages
+
+    source = data.write_source(tmp_path / "source", 40, 8, per_file=20)
+    data.convert(data.conversion_source(ImagenetNpzConfig(str(source))), tmp_path / "converted", splits=("train",),
+                 progress=False)
+    streamed = data.SequentialShards(ShardedImages(tmp_path / "converted", "train"), batch_size=16)
+    monkeypatch.setattr(data, "get_worker_info", lambda: type("Worker", (), {"id": 0, "num_workers": 1})())
+    batches = list(streamed)
+    assert [len(images) for images, _ in batches] == [16, 4, 16, 4]  # two shards of 20 images
+    assert all(images.is_shared() and images.dtype == torch.float32 for images, _ in batches)
