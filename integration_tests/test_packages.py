@@ -10,6 +10,11 @@ from pathlib import Path
 
 from shared import ARCHITECTURES
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
 ROOT = Path(__file__).resolve().parents[1]
 ARCHITECTURE_MODULES = {"nfkit_tarflow", "nfkit_denseflow", "nfkit_glow_maf", "nfkit_realnvp"}
 
@@ -49,3 +54,14 @@ def test_nf_plugins_lists_every_distribution_without_errors():
     assert {p["distribution"] for p in plugins.values()} >= set(ARCHITECTURES.values()) | {"nfkit-core"}
     assert all(p["error"] is None for p in plugins.values())
     assert "architecture glow" in plugins["glow-maf"]["registered"]
+
+
+def test_every_package_asks_for_a_setuptools_that_reads_its_license():
+    """``license = "MIT"`` is an SPDX expression (PEP 639), which setuptools reads from version 77 on; an older one,
+    as an install with ``--no-build-isolation`` may find, fails with a configuration error about the license."""
+    paths = [*ROOT.glob("packages/*/pyproject.toml"), *ROOT.glob("plugins/*/pyproject.toml")]
+    assert len(paths) == 7
+    for path in paths:
+        config = tomllib.loads(path.read_text())
+        if isinstance(config["project"].get("license"), str):
+            assert "setuptools>=77" in config["build-system"]["requires"], path
