@@ -19,6 +19,10 @@
 # Usage, from the repository root with the packages installed (pip install -e each package, or `nox -s dev`):
 #     benchmarks/gpu_check.sh [OUT_DIR]                    # default OUT_DIR: gpu_check_<UTC time>
 #     PYTHON=.venv/bin/python OFFICIAL_ROOT=/tmp/tarflow_official benchmarks/gpu_check.sh /tmp/gpu_check
+# On a machine that holds PyTorch but reaches no package index, install the three packages it needs without their
+# dependencies (numpy, einops, pluggy, tqdm, matplotlib, torchvision and scikit-learn must be there, and setuptools 77
+# or newer), as benchmarks/README.md shows:
+#     python3 -m pip install --no-deps --no-build-isolation --no-index -e packages/nf-core -e packages/nf-arch-tarflow -e packages/nf-arch-denseflow
 set -uo pipefail
 
 OUT=${1:-gpu_check_$(date -u +%Y%m%dT%H%M%SZ)}

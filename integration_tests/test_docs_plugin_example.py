@@ -7,16 +7,14 @@ trains one step with the guide's ``nf train`` command.
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import shutil
-import site
 import subprocess
-import venv
 from pathlib import Path
 
 import pytest
+from shared import environment_with_pip
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDE = ROOT / "docs" / "plugins.rst"
@@ -40,19 +38,7 @@ def test_the_example_installs_passes_its_tests_and_trains(tmp_path):
     pytest.importorskip("setuptools", reason="pip builds the example without network: setuptools must be installed")
     package = tmp_path / "nf-my-flow"
     shutil.copytree(EXAMPLE, package, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    environment = tmp_path / "env"
-    venv.create(environment, with_pip=True)
-    python = environment / "bin" / "python"
-    purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-    # addsitedir also runs the .pth files of this environment's editable installs
-    reuse = "".join(f"import site; site.addsitedir({path!r})\n" for path in site.getsitepackages())
-    Path(purelib, "reuse_outer_environment.pth").write_text(reuse)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-
-    # Python 3.11's ensurepip also installs an old setuptools (no bdist_wheel): build with this environment's
-    subprocess.run([python, "-m", "pip", "uninstall", "-q", "-y", "setuptools"], env=env, check=True,
-                   capture_output=True)
+    python, env = environment_with_pip(tmp_path / "env")
 
     install, plugins, train, sample = guide_commands()
     assert install == ["pip", "install", "./nf-my-flow"]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import ast
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
-from shared import ARCHITECTURES
+from shared import ARCHITECTURES, environment_with_pip
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -65,3 +66,15 @@ def test_every_package_asks_for_a_setuptools_that_reads_its_license():
         config = tomllib.loads(path.read_text())
         if isinstance(config["project"].get("license"), str):
             assert "setuptools>=77" in config["build-system"]["requires"], path
+
+
+def test_the_offline_install_for_the_gpu_check_installs_its_three_packages(tmp_path):
+    """benchmarks/README.md: on a GPU machine that holds PyTorch but reaches no index, pip installs what
+    ``gpu_check.sh`` needs with ``--no-deps --no-build-isolation --no-index``."""
+    readme = (ROOT / "benchmarks" / "README.md").read_text()
+    (line,) = [line.strip() for line in readme.splitlines() if line.strip().startswith("python3 -m pip install")]
+    python, env = environment_with_pip(tmp_path / "env")
+    result = subprocess.run([python, *shlex.split(line)[1:]], cwd=ROOT, capture_output=True, text=True, env=env,
+                            timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "Successfully installed nfkit-core-0.1.0 nfkit-denseflow-0.1.0 nfkit-tarflow-0.1.0" in result.stdout
