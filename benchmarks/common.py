@@ -268,6 +268,9 @@ def run_alternating(fn: Callable[..., T], jobs: Mapping[str, tuple], rounds: int
 
 
 def _call_and_send(connection: Any, fn: Callable[..., Any], args: tuple) -> None:
+    # A spawned process would start its own processes (a data loader's workers) by spawning too, each a new interpreter
+    # that imports everything again; as a script run from the shell, it starts them the platform's default way.
+    multiprocessing.set_start_method(None, force=True)
     try:
         connection.send(("result", fn(*args)))
     except BaseException:

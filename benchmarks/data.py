@@ -108,9 +108,10 @@ class SequentialShards(IterableDataset):
                     images = np.empty((count, *self.dataset.info.shape), np.uint8)
                     file.readinto(memoryview(images).cast("B"))
                     batch = torch.from_numpy(images).float()
-                    # Moved to shared memory here, as the loader's collation allocates a batch it builds in a worker:
-                    # left to the queue's feeder thread, that copy may still run when the loader shuts the worker down
-                    # mid-epoch, and the worker then aborts ("terminate called without an active exception").
+                    # Moved to shared memory here, as the loader's collation allocates a batch it builds in a worker.
+                    # Left to the queue's feeder thread, that copy may still run when the loader shuts down mid-epoch a
+                    # worker that ends by finalizing its interpreter (one started by spawn or forkserver), and the
+                    # worker then aborts ("terminate called without an active exception").
                     yield batch.share_memory_(), torch.from_numpy(labels[start:start + count])
 
 

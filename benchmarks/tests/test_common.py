@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -201,6 +202,12 @@ def test_a_script_times_in_fresh_processes_one_after_another(tmp_path):
 def test_an_error_in_a_fresh_process_comes_back_with_its_traceback():
     with pytest.raises(RuntimeError, match="ZeroDivisionError"):
         common.call_in_fresh_process(divmod, 1, 0)
+
+
+def test_a_fresh_process_starts_its_own_processes_the_platforms_default_way():
+    """A spawned process would spawn a data loader's workers too (a new interpreter each, which finalizes itself at
+    shutdown); a script run from the shell forks them on Linux."""
+    assert common.call_in_fresh_process(multiprocessing.get_start_method) == multiprocessing.get_start_method()
 
 
 def test_peak_memory_resets_between_blocks():
