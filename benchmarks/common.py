@@ -480,8 +480,11 @@ def autocast(device: torch.device, bf16: bool) -> torch.autocast:
 # ---------------------------------------------------------------------------------------------- the report
 
 
-# The CPU flags of native bf16 arithmetic: where a CPU has neither, bf16 autocast runs emulated and far slower.
-NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+# The CPU flags of native bf16 arithmetic (x86's AVX512-BF16 and AMX, Arm's FEAT_BF16): where a CPU has none, bf16
+# autocast runs emulated and far slower.
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
+# What tells apart CPUs of one model name in /proc/cpuinfo, on x86 and on Arm.
+CPU_IDENTITY_FIELDS = ("cpu family", "model", "stepping", "CPU implementer", "CPU part", "CPU variant", "CPU revision")
 
 
 def describe_cpu(cpuinfo: str, capability: str) -> str:
@@ -489,8 +492,9 @@ def describe_cpu(cpuinfo: str, capability: str) -> str:
 
     The model name alone does not tell CPUs apart: virtual machines often show only the vendor's line ("AMD EPYC"),
     shared by generations that differ in speed and in what they compute natively. So the family, model and stepping
-    follow it where ``cpuinfo`` gives them, then the instruction set PyTorch's CPU kernels dispatch to (``AVX2``,
-    ``AVX512``, ...) and whether bf16 arithmetic is native (:data:`NATIVE_BF16_FLAGS`) or emulated.
+    (on Arm the implementer, part, variant and revision) follow it where ``cpuinfo`` gives them, then the instruction
+    set PyTorch's CPU kernels dispatch to (``AVX2``, ``AVX512``, ...) and whether bf16 arithmetic is native
+    (:data:`NATIVE_BF16_FLAGS`) or emulated.
     """
     fields: dict[str, str] = {}
     for line in cpuinfo.splitlines():
@@ -501,10 +505,11 @@ def describe_cpu(cpuinfo: str, capability: str) -> str:
         key, _, value = line.partition(":")
         fields.setdefault(key.strip(), value.strip())
     name = fields.get("model name") or platform.processor() or platform.machine()
-    details = [", ".join(f"{key} {fields[key]}" for key in ("cpu family", "model", "stepping") if key in fields),
+    details = [", ".join(f"{key} {fields[key]}" for key in CPU_IDENTITY_FIELDS if key in fields),
                f"PyTorch kernels: {capability}"]
-    if "flags" in fields:
-        native = [flag for flag in NATIVE_BF16_FLAGS if flag in fields["flags"].split()]
+    flags = fields.get("flags", fields.get("Features"))  # x86, Arm
+    if flags is not None:
+        native = [flag for flag in NATIVE_BF16_FLAGS if flag in flags.split()]
         details.append("bf16 arithmetic: " + (f"native ({', '.join(native)})" if native else "emulated"))
     return f"{name} ({'; '.join(detail for detail in details if detail)})"
 

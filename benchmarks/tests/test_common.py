@@ -265,6 +265,12 @@ def test_describe_cpu_tells_apart_cpus_that_share_a_model_name():
                                 "AVX2")
     assert milan == "AMD EPYC (cpu family 25, model 1, stepping 1; PyTorch kernels: AVX2; bf16 arithmetic: emulated)"
     assert common.describe_cpu("", "DEFAULT").endswith("(PyTorch kernels: DEFAULT)")  # no /proc/cpuinfo
+    graviton3 = ("processor\t: 0\nBogoMIPS\t: 2100.00\nFeatures\t: fp asimd sve bf16 i8mm\n"
+                 "CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x1\nCPU part\t: 0xd40\n"
+                 "CPU revision\t: 1\n")
+    assert common.describe_cpu(graviton3, "SVE256").endswith(
+        "(CPU implementer 0x41, CPU part 0xd40, CPU variant 0x1, CPU revision 1; PyTorch kernels: SVE256; "
+        "bf16 arithmetic: native (bf16))")
 
 
 def test_stamp_names_commit_cpu_threads_date_and_method():
