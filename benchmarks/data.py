@@ -15,7 +15,9 @@ The paths are timed by the shared method of ``common.time_alternating`` (warm-up
 samples of at least ``--sample-seconds``; median and range of images/s, and each path's speed-up over the in-memory
 array with the range of its per-round ratios). One call opens the loader (after evicting or warming the shards where
 the path says so), draws two untimed batches (worker start-up excluded) and then times ``--batches`` batches, in
-wall-clock time: loader workers are other processes, which a thread's CPU time would miss.
+wall-clock time: loader workers are other processes, which a thread's CPU time would miss. Workers start the
+platform's default way, as in a training script (fork on Linux before Python 3.14); ``--start-method`` chooses
+another (``spawn``, ``forkserver``), whose workers are new interpreters.
 The GPU column is the most a training step can consume: ``peak FLOP/s / training FLOPs per image``, with the FLOPs
 per image counted by ``torch.utils.flop_counter`` on the nf presets (forward + backward, batch 1) and the H100 SXM's
 dense bf16 peak of 989 TFLOP/s (NVIDIA H100 datasheet); real steps reach a fraction of it, so a loader faster than
@@ -24,6 +26,7 @@ this ceiling keeps the GPU fed.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import sys
 import tempfile
@@ -172,16 +175,19 @@ def time_paths(args) -> dict[tuple[int, int], common.Timings]:
                                                 "train")
         sampler = EpochSampler(args.images, args.batch_size, seed=0)
         for workers in args.workers:
-            def random_order(open_dataset, epoch=0, workers=workers, sampler=sampler):
+            start = {} if workers == 0 or args.start_method == "default" else \
+                {"multiprocessing_context": multiprocessing.get_context(args.start_method)}
+
+            def random_order(open_dataset, epoch=0, workers=workers, sampler=sampler, start=start):
                 return lambda: iter(DataLoader(open_dataset(), batch_sampler=sampler.epoch(epoch),
-                                               num_workers=workers))
+                                               num_workers=workers, **start))
 
             def shards(folder=folder):  # opened afresh for each call: a mapped page cannot be evicted
                 return ShardedImages(folder, "train")
 
-            def streamed(workers=workers, folder=folder):
+            def streamed(workers=workers, folder=folder, start=start):
                 dataset = SequentialShards(ShardedImages(folder, "train"), args.batch_size)
-                return lambda: iter(DataLoader(dataset, batch_size=None, num_workers=workers))
+                return lambda: iter(DataLoader(dataset, batch_size=None, num_workers=workers, **start))
 
             paths = {
                 "in memory": timed_path(None, folder, random_order(lambda in_memory=in_memory: in_memory),
@@ -203,6 +209,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--batches", type=int, default=30, help="timed batches per call")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--start-method", choices=["default", *multiprocessing.get_all_start_methods()],
+                        default="default",
+                        help="how the loader starts its workers: the platform's default, as in a training script "
+                             "(default), or one named")
     parser.add_argument("--count-flops", action="store_true", help="only print the FLOPs per training image")
     args = common.parse_args(parser)
     if args.device != "cpu":
@@ -228,8 +238,11 @@ def main() -> None:
             speedup = "baseline" if name == "in memory" else timings.speedup(name, "in memory").format(suffix="x")
             rows.append((side, workers, name, rate.format(), speedup))
 
+    start_method = multiprocessing.get_start_method() if args.start_method == "default" else args.start_method
     lines = [stamp.render(extra=[f"one call: open the loader, 2 untimed batches, then {args.batches} timed batches "
-                                 f"of {args.batch_size} images (only these are timed)"]),
+                                 f"of {args.batch_size} images (only these are timed)",
+                                 f"loader workers started by {start_method}"
+                                 + (" (the platform's default)" if args.start_method == "default" else "")]),
              f"{args.images} images per size, batch {args.batch_size}.", "",
              "| image | num_workers | path | images/s | speed-up over in memory |", "|---|---|---|---|---|"]
     lines += [f"| 3x{side}x{side} | {workers} | {name} | {rate} | {speedup} |"

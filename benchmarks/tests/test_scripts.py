@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import multiprocessing
 import os
 import re
 import subprocess
@@ -227,6 +228,7 @@ def test_data(tmp_path):
                  "--sizes", "32")
     check_stamp(report, "Loader throughput", "1")
     assert "2 timed batches of 64 images" in report
+    assert f"loader workers started by {multiprocessing.get_start_method()} (the platform's default)" in report
     loader = table_rows(report)[:10]  # the loader's table; the H100 ceilings follow
     paths = ["in memory", "memory-mapped, warm", "memory-mapped, cold", "streamed, warm", "streamed, cold"]
     assert [(row[1], row[2]) for row in loader] == [(workers, path) for workers in ("0", "1") for path in paths]
@@ -237,6 +239,15 @@ def test_data(tmp_path):
             assert row[4] == "baseline"
         else:
             spread(row[4])  # the speed-up over the in-memory array, with the range of its per-round ratios
+
+
+def test_data_spawns_workers_on_request(tmp_path):
+    """Spawned workers are new interpreters, which end by finalizing themselves: none may abort (``run`` checks)."""
+    report = run("data.py", tmp_path, "--images", "600", "--batch-size", "64", "--batches", "2", "--workers", "1",
+                 "--sizes", "32", "--start-method", "spawn")
+    assert "- loader workers started by spawn\n" in report
+    assert [row[2] for row in table_rows(report)[:5]] == ["in memory", "memory-mapped, warm", "memory-mapped, cold",
+                                                          "streamed, warm", "streamed, cold"]
 
 
 def test_data_refuses_the_thread_clock(tmp_path):
