@@ -26,8 +26,6 @@ NUMBER = r"[0-9][0-9,]*(?:\.[0-9]+)?(?:e[+-]?[0-9]+)?"
 FIGURE = re.compile(rf"({NUMBER})(x?) \(({NUMBER})x?-({NUMBER})x?\)")
 PLAIN = re.compile(rf"{NUMBER}(?:, {NUMBER})*")  # untimed figures (a memory median, iteration counts): no label
 PLACEHOLDERS = {"", "-"}  # an empty cell, or a column without a value here: not part of a row's label either
-
-
 HARDWARE = re.compile(r"^- hardware: (.*?); load average", re.MULTILINE)  # the stamp's line (``common.Stamp``)
 
 
@@ -122,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     first, second = args.first.read_text(), args.second.read_text()
     machines = hardware(first), hardware(second)
-    if machines[0] != machines[1] and not args.different_hardware:
+    different = machines[0] != machines[1]
+    if different and not args.different_hardware:
         parser.error(f"the reports name different hardware: {machines[0]!r} against {machines[1]!r}. A second run "
                      "reproduces a table only on the machine of the first: time both runs on one machine, or pass "
                      "--different-hardware to see how the table carries over. (Stamps made before the CPU's family, "
@@ -130,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                      "against a new run; re-measure it and its second run.)")
     _, text = compare(first, second)
     header = f"# Reproducibility: `{args.first}` against a second run `{args.second}`\n\n"
-    if machines[0] != machines[1]:
+    if different:
         header += f"Different hardware: the first run on {machines[0]}, the second on {machines[1]}.\n\n"
     print(header + text, end="")
     if args.output:

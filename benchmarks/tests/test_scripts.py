@@ -223,6 +223,9 @@ def test_train_throughput(tmp_path):
     spread(rows[1][8])
 
 
+DATA_PATHS = ["in memory", "memory-mapped, warm", "memory-mapped, cold", "streamed, warm", "streamed, cold"]
+
+
 def test_data(tmp_path):
     report = run("data.py", tmp_path, "--images", "600", "--batch-size", "64", "--batches", "2", "--workers", "0", "1",
                  "--sizes", "32")
@@ -230,11 +233,9 @@ def test_data(tmp_path):
     assert "2 timed batches of 64 images" in report
     assert f"loader workers started by {multiprocessing.get_start_method()} (the platform's default)" in report
     loader = table_rows(report)[:10]  # the loader's table; the H100 ceilings follow
-    paths = ["in memory", "memory-mapped, warm", "memory-mapped, cold", "streamed, warm", "streamed, cold"]
-    assert [(row[1], row[2]) for row in loader] == [(workers, path) for workers in ("0", "1") for path in paths]
+    assert [(row[1], row[2]) for row in loader] == [(workers, path) for workers in ("0", "1") for path in DATA_PATHS]
     for row in loader:
         spread(row[3])  # images/s: a median inside its range
-    for row in loader:
         if row[2] == "in memory":
             assert row[4] == "baseline"
         else:
@@ -246,8 +247,7 @@ def test_data_spawns_workers_on_request(tmp_path):
     report = run("data.py", tmp_path, "--images", "600", "--batch-size", "64", "--batches", "2", "--workers", "1",
                  "--sizes", "32", "--start-method", "spawn")
     assert "- loader workers started by spawn\n" in report
-    assert [row[2] for row in table_rows(report)[:5]] == ["in memory", "memory-mapped, warm", "memory-mapped, cold",
-                                                          "streamed, warm", "streamed, cold"]
+    assert [row[2] for row in table_rows(report)[:5]] == DATA_PATHS
 
 
 def test_data_refuses_the_thread_clock(tmp_path):
