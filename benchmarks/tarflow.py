@@ -121,6 +121,18 @@ OFFICIAL_TRAINING = {"fp32": (False, False), "bf16": (False, True), "fp32, fused
                      "bf16, fused AdamW": (True, True)}
 
 
+def nf_official_samplers(fp32_only: bool) -> dict[str, tuple[dict, bool]]:
+    """nf's sampler variants against the official code: ``OFFICIAL_SAMPLERS``, less the bf16 ones with
+    ``fp32_only``."""
+    return {name: (options, bf16) for name, (options, bf16) in OFFICIAL_SAMPLERS.items() if not (fp32_only and bf16)}
+
+
+def nf_official_training(fp32_only: bool) -> dict[str, tuple[bool, bool]]:
+    """nf's training variants against the official code: ``OFFICIAL_TRAINING``, less the bf16 ones with
+    ``fp32_only``."""
+    return {name: (fused, bf16) for name, (fused, bf16) in OFFICIAL_TRAINING.items() if not (fp32_only and bf16)}
+
+
 def official_training_baseline(variant: str) -> str:
     """The official training variant with the same optimizer as nf's ``variant``."""
     return "official, fused AdamW" if OFFICIAL_TRAINING[variant][0] else "official"
@@ -347,7 +359,8 @@ def official_variants(name: str, args: argparse.Namespace) -> dict:
     """The official TarFlow and nf's at one official configuration, from the same weights and on the same inputs:
     ``sampling[weight]``, the samplers (official, and nf's of ``OFFICIAL_SAMPLERS``) at guidance ``weight``, each
     with the largest difference of its samples from the official ones and its Jacobi iterations; ``training``, the
-    AdamW steps of the official code and of nf's ``OFFICIAL_TRAINING`` variants."""
+    AdamW steps of the official code and of nf's ``OFFICIAL_TRAINING`` variants (both without bf16 under
+    ``--fp32-only``)."""
     device = torch.device(args.device)
     arguments, setup = official_configs(args.tiny)[name]
     official_module = import_official(args.official_root)
@@ -377,13 +390,13 @@ def official_variants(name: str, args: argparse.Namespace) -> dict:
                 return official.reverse(z.clone(), labels, guidance=weight)
         return sample
 
+    samplers = nf_official_samplers(args.fp32_only)
     for weight in (0.0, 2.0):
         variants = {"official": official_sampler(weight)}
-        variants.update({variant: nf_sampler(options, bf16, weight)
-                         for variant, (options, bf16) in OFFICIAL_SAMPLERS.items()})
+        variants.update({variant: nf_sampler(options, bf16, weight) for variant, (options, bf16) in samplers.items()})
         reference = variants["official"]()
         errors, iterations = {}, {}
-        for variant in OFFICIAL_SAMPLERS:
+        for variant in samplers:
             errors[variant] = (variants[variant]() - reference).abs().max().item()
             iterations[variant] = ours.last_iterations
         result["sampling"][weight] = dict(variants=variants, errors=errors, iterations=iterations)
@@ -414,7 +427,7 @@ def official_variants(name: str, args: argparse.Namespace) -> dict:
     steps = {"official": adamw_step(official, official_loss, False, False),
              "official, fused AdamW": adamw_step(official, official_loss, False, True)}
     steps.update({variant: adamw_step(ours, nf_loss, bf16, fused)
-                  for variant, (fused, bf16) in OFFICIAL_TRAINING.items()})
+                  for variant, (fused, bf16) in nf_official_training(args.fp32_only).items()})
     result["training"] = steps
     return result
 
@@ -460,7 +473,7 @@ def official_table(results: list[dict], tiny: bool) -> str:
         for weight, sampling_result in r["sampling"].items():
             timings = sampling_result["timings"]
             official = timings["official"].spread.format()
-            for variant in OFFICIAL_SAMPLERS:
+            for variant in sampling_result["errors"]:
                 its = sampling_result["iterations"][variant]
                 lines.append(
                     f"| {head} | sampling, {'CFG 2.0' if weight else 'no guidance'} | {setup.sample_batch} | "
@@ -468,7 +481,7 @@ def official_table(results: list[dict], tiny: bool) -> str:
                     f"**{timings.speedup(variant, 'official').format(suffix='x')}** | "
                     f"{sampling_result['errors'][variant]:.1e} | {', '.join(map(str, its)) if any(its) else '-'} |")
         training = r["training"]
-        for variant in OFFICIAL_TRAINING:
+        for variant in (variant for variant in OFFICIAL_TRAINING if variant in training.variants):
             baseline = official_training_baseline(variant)
             lines.append(f"| {head} | training step | {setup.train_batch} | {training[baseline].spread.format()} | "
                          f"{variant} | {training[variant].spread.format()} | "
@@ -513,6 +526,9 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true",
                         help="with --official-root: after timing, profile one call of the official code and of "
                              "nf's fp32 variants (torch.profiler) and add where their time goes to the report")
+    parser.add_argument("--fp32-only", action="store_true",
+                        help="with --official-root: leave out nf's bf16 rows (on a CPU without native bf16 they "
+                             "measure oneDNN's emulation, many times slower than fp32)")
     args = common.parse_args(parser)
     if args.official_root is None:
         stamp = common.Stamp("TarFlow benchmark", args)
@@ -525,7 +541,7 @@ def main() -> int:
         return 0
 
     if args.bf16:
-        parser.error("--official-root always measures nf in fp32 and in bf16; leave out --bf16")
+        parser.error("--official-root measures nf in fp32 and in bf16 (or with --fp32-only in fp32); leave out --bf16")
     if not set(args.configs) <= set(OFFICIAL_CONFIGS):
         parser.error(f"--official-root compares the configurations {', '.join(OFFICIAL_CONFIGS)} only")
     root = args.official_root = args.official_root.resolve()
@@ -535,7 +551,8 @@ def main() -> int:
         parser.error(f"--fixtures {args.fixtures}: no tarflow_*.pt reference fixtures there (the shared ones, or "
                      f"packages/nf-arch-tarflow/tests/fixtures)")
     stamp = common.Stamp("TarFlow: nf against the official implementation", args,
-                         precision="official in fp32, nf in fp32 and under bf16 autocast")
+                         precision="official and nf in fp32 (--fp32-only)" if args.fp32_only else
+                         "official in fp32, nf in fp32 and under bf16 autocast")
     checks = check_official(import_official(root), args.fixtures)
     results = common.time_in_processes(time_official, args)
     fixture_lines = "\n".join(f"- {line}" for line in checks)

@@ -99,14 +99,21 @@ def test_tarflow(tmp_path):
     assert float(rows[0][7]) >= 0  # train memory
 
 
-def test_tarflow_against_the_official_code(tmp_path):
+def official_tarflow_root() -> str:
+    """The official TarFlow's folder from ``NF_OFFICIAL_TARFLOW``; the test skips without it."""
     root = os.environ.get("NF_OFFICIAL_TARFLOW")
     if not root:
         pytest.skip("set NF_OFFICIAL_TARFLOW to a folder holding apple/ml-tarflow's transformer_flow.py "
                     "(see benchmarks/tarflow.py)")
-    fixtures = common.ROOT / "packages" / "nf-arch-tarflow" / "tests" / "fixtures"
-    report = run("tarflow.py", tmp_path, "--threads", "1", "--official-root", root, "--fixtures", str(fixtures),
-                 "--profile")
+    return root
+
+
+TARFLOW_TINY_FIXTURES = common.ROOT / "packages" / "nf-arch-tarflow" / "tests" / "fixtures"
+
+
+def test_tarflow_against_the_official_code(tmp_path):
+    report = run("tarflow.py", tmp_path, "--threads", "1", "--official-root", official_tarflow_root(), "--fixtures",
+                 str(TARFLOW_TINY_FIXTURES), "--profile")
     check_stamp(report, "TarFlow: nf against the official implementation", "1")
     for name in ("tarflow_cond_tiny.pt", "tarflow_uncond_tiny.pt"):  # the official code reproduces the fixtures
         (line,) = [line for line in report.splitlines() if line.startswith(f"- `{name}`")]
@@ -128,6 +135,14 @@ def test_tarflow_against_the_official_code(tmp_path):
     implementations = ["official", "nf sequential", "nf jacobi"] * 2 + ["official", "nf fp32"]
     assert profiled == [(config, task, implementation) for config in ("small", "medium")
                         for task, implementation in zip(tasks, implementations, strict=True)]
+
+
+def test_tarflow_against_the_official_code_in_fp32_only(tmp_path):
+    report = run("tarflow.py", tmp_path, "--threads", "1", "--official-root", official_tarflow_root(), "--fixtures",
+                 str(TARFLOW_TINY_FIXTURES), "--fp32-only")
+    assert "- precision: official and nf in fp32 (--fp32-only)" in report
+    variants = ["sequential", "compiled", "jacobi"] * 2 + ["fp32", "fp32, fused AdamW"]  # no bf16 row
+    assert [row[5] for row in table_rows(report)] == variants * 2
 
 
 def test_the_tarflow_profile_counts_the_arithmetic_of_the_matrix_products():
