@@ -111,11 +111,14 @@ class SequentialShards(IterableDataset):
                     images = np.empty((count, *self.dataset.info.shape), np.uint8)
                     file.readinto(memoryview(images).cast("B"))
                     batch = torch.from_numpy(images).float()
-                    # Moved to shared memory here, as the loader's collation allocates a batch it builds in a worker.
-                    # Left to the queue's feeder thread, that copy may still run when the loader shuts down mid-epoch a
-                    # worker that ends by finalizing its interpreter (one started by spawn or forkserver), and the
-                    # worker then aborts ("terminate called without an active exception").
-                    yield batch.share_memory_(), torch.from_numpy(labels[start:start + count])
+                    if worker is not None:
+                        # Moved to shared memory here, in a worker only, as the loader's collation allocates a batch
+                        # it builds there. Left to the queue's feeder thread, that copy may still run when the loader
+                        # shuts down mid-epoch a worker that ends by finalizing its interpreter (one started by spawn
+                        # or forkserver), and the worker then aborts ("terminate called without an active
+                        # exception"). In the main process a shared segment per batch would only cost time.
+                        batch.share_memory_()
+                    yield batch, torch.from_numpy(labels[start:start + count])
 
 
 def load_batches(make_batches: Callable[[], Iterator], batches: int) -> float:

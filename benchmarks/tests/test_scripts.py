@@ -373,7 +373,8 @@ def test_documented_commands_use_existing_options():
 
 def test_streamed_batches_leave_a_worker_in_shared_memory(tmp_path, monkeypatch):
     """A batch the queue's feeder thread would have to copy into shared memory can make a worker shut down mid-epoch
-    abort; the streamed path's batches are in shared memory before they leave the worker."""
+    abort; the streamed path's batches are in shared memory before they leave the worker, and only there (in the main
+    process a segment per batch would only cost time)."""
     import data
 
     from nfkit_core.data.imagenet_npz import ImagenetNpzConfig
@@ -387,3 +388,5 @@ def test_streamed_batches_leave_a_worker_in_shared_memory(tmp_path, monkeypatch)
     batches = list(streamed)
     assert [len(images) for images, _ in batches] == [16, 4, 16, 4]  # two shards of 20 images
     assert all(images.is_shared() and images.dtype == torch.float32 for images, _ in batches)
+    monkeypatch.setattr(data, "get_worker_info", lambda: None)
+    assert [(len(images), images.is_shared()) for images, _ in streamed] == [(16, False), (4, False)] * 2
