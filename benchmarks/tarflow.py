@@ -121,16 +121,10 @@ OFFICIAL_TRAINING = {"fp32": (False, False), "bf16": (False, True), "fp32, fused
                      "bf16, fused AdamW": (True, True)}
 
 
-def nf_official_samplers(fp32_only: bool) -> dict[str, tuple[dict, bool]]:
-    """nf's sampler variants against the official code: ``OFFICIAL_SAMPLERS``, less the bf16 ones with
+def nf_official_variants(variants: dict[str, tuple], fp32_only: bool) -> dict[str, tuple]:
+    """``OFFICIAL_SAMPLERS`` or ``OFFICIAL_TRAINING`` (each variant's bf16 flag last), less the bf16 variants with
     ``fp32_only``."""
-    return {name: (options, bf16) for name, (options, bf16) in OFFICIAL_SAMPLERS.items() if not (fp32_only and bf16)}
-
-
-def nf_official_training(fp32_only: bool) -> dict[str, tuple[bool, bool]]:
-    """nf's training variants against the official code: ``OFFICIAL_TRAINING``, less the bf16 ones with
-    ``fp32_only``."""
-    return {name: (fused, bf16) for name, (fused, bf16) in OFFICIAL_TRAINING.items() if not (fp32_only and bf16)}
+    return {name: value for name, value in variants.items() if not (fp32_only and value[-1])}
 
 
 def official_training_baseline(variant: str) -> str:
@@ -390,7 +384,7 @@ def official_variants(name: str, args: argparse.Namespace) -> dict:
                 return official.reverse(z.clone(), labels, guidance=weight)
         return sample
 
-    samplers = nf_official_samplers(args.fp32_only)
+    samplers = nf_official_variants(OFFICIAL_SAMPLERS, args.fp32_only)
     for weight in (0.0, 2.0):
         variants = {"official": official_sampler(weight)}
         variants.update({variant: nf_sampler(options, bf16, weight) for variant, (options, bf16) in samplers.items()})
@@ -427,7 +421,7 @@ def official_variants(name: str, args: argparse.Namespace) -> dict:
     steps = {"official": adamw_step(official, official_loss, False, False),
              "official, fused AdamW": adamw_step(official, official_loss, False, True)}
     steps.update({variant: adamw_step(ours, nf_loss, bf16, fused)
-                  for variant, (fused, bf16) in nf_official_training(args.fp32_only).items()})
+                  for variant, (fused, bf16) in nf_official_variants(OFFICIAL_TRAINING, args.fp32_only).items()})
     result["training"] = steps
     return result
 
