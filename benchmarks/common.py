@@ -365,14 +365,15 @@ def time_in_processes(measure: Callable[[argparse.Namespace], T], args: argparse
 
 def make_parser(description: str, *, output_help: str = "Markdown file for the report",
                 bf16_help: str | None = None, threads: int | None = 1,
-                threads_option: bool = True, peak_tflops: bool = False,
+                threads_option: bool = True, peak_tflops: bool = False, fp32_only: bool = False,
                 memory: bool = True, processes: bool = True) -> argparse.ArgumentParser:
     """A parser with the options every benchmark has: ``--device``, ``--threads`` (default ``threads``; left out
     without ``threads_option``, for a script whose variants are thread counts), ``--output``, ``--note``, the timing
     options of :func:`time_alternating`, ``--processes`` of :func:`time_in_processes` (left out without
     ``processes``, for a script that does not time with them), ``--memory-rounds`` (left out without ``memory``, for a
     script that measures no memory), ``--clock``, ``--tiny``, where ``bf16_help`` is given, ``--bf16``, and with
-    ``peak_tflops``, ``--peak-tflops`` (see :func:`peak_flops`)."""
+    ``peak_tflops``, ``--peak-tflops`` (see :func:`peak_flops`), and with ``fp32_only``, ``--fp32-only`` (see
+    :func:`without_bf16`)."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:index]")
     if threads_option:
@@ -384,6 +385,10 @@ def make_parser(description: str, *, output_help: str = "Markdown file for the r
         parser.add_argument("--peak-tflops", type=float, default=None,
                             help="the device's peak TFLOP/s for the MFU columns (default: the data sheets of the GPUs "
                                  "in PEAK_TFLOPS; without either, no MFU)")
+    if fp32_only:
+        parser.add_argument("--fp32-only", action="store_true",
+                            help="with --official-root: leave out nf's bf16 rows (on a CPU without native bf16 they "
+                                 "measure oneDNN's emulation, many times slower than fp32)")
     timing = parser.add_argument_group("timing (see benchmarks/README.md)")
     timing.add_argument("--samples", type=int, default=SAMPLES,
                         help="timed samples per variant, taken in alternating rounds (default: %(default)s)")
@@ -470,6 +475,12 @@ def mfu(flops: float, seconds: float, peak: float | None) -> str:
     """Model FLOPs utilisation as a table cell: ``flops`` done in ``seconds`` over the ``peak`` FLOP/s (``-`` without
     a peak)."""
     return f"{100 * flops / seconds / peak:.2g}%" if peak else "-"
+
+
+def without_bf16(variants: dict[str, tuple], fp32_only: bool) -> dict[str, tuple]:
+    """``variants`` (by name, each a tuple whose last item is its bf16 autocast flag), less the bf16 ones with
+    ``fp32_only`` (``--fp32-only``)."""
+    return {name: value for name, value in variants.items() if not (fp32_only and value[-1])}
 
 
 def autocast(device: torch.device, bf16: bool) -> torch.autocast:

@@ -28,7 +28,10 @@ importance-weighted bound the way the official ``eval_loglik.py`` computes it (`
 ``torch.no_grad``: K/kbs passes over the batch repeated kbs times). The peak memory of a training step is measured
 for every variant in fresh processes, the variants taking turns. A second table gives the largest change of
 bits/dim that bf16 autocast causes, for nf and for the official code under the same autocast, with the same noise
-draws. ``PATH`` must hold the two checkouts::
+draws. ``--fp32-only`` leaves out nf's bf16 variant and that table: on a CPU without native bf16 arithmetic, bf16
+autocast times oneDNN's emulation. Before timing, the official code runs on the reference fixture with the
+fixture's noise draws replayed, and the report says how far its outputs lie from the recorded ones. ``PATH`` must
+hold the two checkouts::
 
     PATH/DenseFlow/experiments/image/model/dense_flow.py   (the official model, imported as model.dense_flow)
     PATH/DenseFlow/denseflow/...                           (the repository's survae fork)
@@ -45,17 +48,20 @@ Usage::
     python benchmarks/denseflow.py --official-root /tmp/official --threads 1 \\
         --fixture ../shared/fixtures/reference/denseflow_small.pt \\
         --output benchmarks/results/denseflow_vs_official_cpu.md
+    python benchmarks/denseflow.py --official-root /tmp/official --threads 1 --fp32-only   # a CPU emulating bf16
     python benchmarks/denseflow.py --tiny            # a seconds-long check that the script works
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import common
 import torch
@@ -250,6 +256,49 @@ def check_fixture(fixture: Path, config: dict) -> None:
                          f"{config}")
 
 
+@contextlib.contextmanager
+def replayed_normal_draws(draws: list[torch.Tensor]):
+    """Within the block, the official code's standard-normal draws are ``draws``, in order: it draws with
+    ``torch.randn`` and, in its cross-unit coupling, with ``torch.distributions.Normal(0, 1).sample``, which calls
+    ``torch.normal(0, 1)``. A draw of another shape than the recorded one is an error."""
+    queue = iter(draws)
+
+    def next_draw(size: torch.Size) -> torch.Tensor:
+        draw = next(queue)
+        if draw.shape != size:
+            raise ValueError(f"the official code drew noise of shape {tuple(size)} where the fixture recorded "
+                             f"{tuple(draw.shape)}: it is not the code that recorded the fixture")
+        return draw.clone()
+
+    def randn(*size, **_) -> torch.Tensor:
+        return next_draw(torch.Size(size[0] if len(size) == 1 and not isinstance(size[0], int) else size))
+
+    def normal(mean: torch.Tensor, std: torch.Tensor, *_, **__) -> torch.Tensor:
+        return mean + std * next_draw(std.shape)
+
+    with mock.patch.object(torch, "randn", randn), mock.patch.object(torch, "normal", normal):
+        yield
+
+
+def check_official(OfficialDenseFlow, fixture: Path) -> str:
+    """The official code on the reference fixture, with the fixture's noise draws replayed: the largest difference
+    of its ``log_prob`` from the recorded one and how many pixels of its ``sample(3)`` differ from the recorded
+    images."""
+    recorded = torch.load(fixture, map_location="cpu", weights_only=False)
+    model = OfficialDenseFlow(**recorded["config"], checkpointing=False)
+    model.load_state_dict(recorded["state_dict"])
+    model.eval()
+    with torch.no_grad():
+        with replayed_normal_draws(recorded["log_prob_noise"]):
+            log_prob = model.log_prob(recorded["x"])
+        with replayed_normal_draws(recorded["sample_noise"]):
+            samples = model.sample(len(recorded["samples"]))
+    return (f"`{fixture.name}`: `log_prob` of its {len(log_prob)} images "
+            f"{(log_prob - recorded['log_prob']).abs().max().item():.1e} nats (of "
+            f"{recorded['log_prob'].abs().max().item():,.0f}), `sample({len(samples)})` "
+            f"{(samples != recorded['samples']).sum().item()} of {samples.numel():,} pixels differ")
+
+
 def official_models(OfficialDenseFlow, name: str, config: dict, fixture: Path, x: torch.Tensor,
                     device: torch.device):
     """The official model of configuration ``name`` and nf's copy of it: for 'small' the reference fixture's weights,
@@ -270,12 +319,12 @@ def official_models(OfficialDenseFlow, name: str, config: dict, fixture: Path, x
     return official.eval(), ours.eval(), weights
 
 
-# The timed variants of the comparison: (implementation, bf16 autocast, fused AdamW). The first three are the
+# The timed variants of the comparison: (implementation, fused AdamW, bf16 autocast). The first three are the
 # comparison at equal settings (the official training script's AdamW, PyTorch's per-tensor loop, for all); the fused
 # rows show what the fused optimizer (nf's Trainer's default, open to the official code too) adds on each side.
 OFFICIAL_VARIANTS = {"official": ("official", False, False), "nf fp32": ("nf", False, False),
-                     "nf bf16": ("nf", True, False), "official, fused AdamW": ("official", False, True),
-                     "nf fp32, fused AdamW": ("nf", False, True)}
+                     "nf bf16": ("nf", False, True), "official, fused AdamW": ("official", True, False),
+                     "nf fp32, fused AdamW": ("nf", True, False)}
 SAME_OPTIMIZER = ["official", "nf fp32", "nf bf16"]
 
 
@@ -283,7 +332,7 @@ def official_training_steps(official, ours, x: torch.Tensor, device: torch.devic
     return {variant: training_step(official if impl == "official" else ours,
                                    official_bits_per_dim if impl == "official" else nf_bits_per_dim, x, device, bf16,
                                    fused)
-            for variant, (impl, bf16, fused) in variants.items()}
+            for variant, (impl, fused, bf16) in variants.items()}
 
 
 def official_training_memory(name: str, variant: str, device_name: str, threads: int, root: Path, fixture: Path,
@@ -323,7 +372,8 @@ def time_official(args) -> list[dict]:
 def measure_official(name: str, args, iwbo_batched, OfficialDenseFlow) -> dict:
     """The official DenseFlow and nf's, from the same weights and on the same inputs, at one official configuration:
     training (every variant of ``OFFICIAL_VARIANTS``), sampling and K-sample evaluation (official fp32, nf fp32, nf
-    bf16), timed taking turns, and how far bf16 autocast moves each one's bits/dim."""
+    bf16), timed taking turns, and how far bf16 autocast moves each one's bits/dim; with ``--fp32-only`` neither nf's
+    bf16 variant nor the bf16 change."""
     device = torch.device(args.device)
     setup, config = official_setup(name, args.tiny)
     torch.manual_seed(0)
@@ -337,12 +387,13 @@ def measure_official(name: str, args, iwbo_batched, OfficialDenseFlow) -> dict:
         torch.manual_seed(1)
         return official.log_prob(x)
 
-    result["official_bf16_error"] = bf16_error(seeded_official_log_prob, x, device, num_dims)
-    result["bf16_error"] = bf16_error(
-        lambda x: ours.log_prob(x, noise=torch.Generator(device=device).manual_seed(1)), x, device, num_dims)
+    if not args.fp32_only:
+        result["official_bf16_error"] = bf16_error(seeded_official_log_prob, x, device, num_dims)
+        result["bf16_error"] = bf16_error(
+            lambda x: ours.log_prob(x, noise=torch.Generator(device=device).manual_seed(1)), x, device, num_dims)
 
-    result["train"] = common.time_variants(official_training_steps(official, ours, x, device, OFFICIAL_VARIANTS),
-                                           args, device)
+    variants = common.without_bf16(OFFICIAL_VARIANTS, args.fp32_only)
+    result["train"] = common.time_variants(official_training_steps(official, ours, x, device, variants), args, device)
     n, k, kbs = setup.sample_batch, setup.eval_samples, setup.eval_sample_batch
     generator = torch.Generator(device=device).manual_seed(0)
     x_eval = levels(setup, setup.eval_images, device)
@@ -350,12 +401,12 @@ def measure_official(name: str, args, iwbo_batched, OfficialDenseFlow) -> dict:
     def without_autograd(official_fn, nf_fn) -> dict:
         """``official_fn`` in fp32 and ``nf_fn`` in fp32 and under bf16 autocast, each without autograd."""
         def call(variant: str) -> None:
-            impl, bf16, _ = OFFICIAL_VARIANTS[variant]
+            impl, _, bf16 = OFFICIAL_VARIANTS[variant]
             official.eval()
             ours.eval()
             with torch.no_grad(), common.autocast(device, bf16):
                 (official_fn if impl == "official" else nf_fn)()
-        return {variant: functools.partial(call, variant) for variant in SAME_OPTIMIZER}
+        return {variant: functools.partial(call, variant) for variant in SAME_OPTIMIZER if variant in variants}
 
     result["sample"] = common.time_variants(
         without_autograd(lambda: official.sample(n), lambda: ours.sample(n, generator=generator)), args, device)
@@ -378,9 +429,10 @@ def official_table(results: list[dict], tiny: bool) -> str:
                      f"{s.train_batch}, sample {s.sample_batch}, eval {s.eval_images} image(s), K = {s.eval_samples} "
                      f"in passes of {s.eval_sample_batch} | | | | | | | | | |")
         train = r["train"]
-        for variant, (impl, bf16, fused) in OFFICIAL_VARIANTS.items():
+        for variant in train.variants:
+            impl, fused, bf16 = OFFICIAL_VARIANTS[variant]
             baseline = "official, fused AdamW" if fused else "official"
-            unfused = next(v for v, spec in OFFICIAL_VARIANTS.items() if spec == (impl, bf16, False))
+            unfused = next(v for v, spec in OFFICIAL_VARIANTS.items() if spec == (impl, False, bf16))
             row = (f"| | | | {variant} | {'fused' if fused else 'per-tensor loop'} | "
                    f"{train[variant].rate().format()} | {statistics.median(r['memory'][variant]):.0f} | "
                    f"{'baseline' if variant == baseline else train.speedup(variant, baseline).format(suffix='x')} | "
@@ -432,7 +484,8 @@ def table(results: list[dict], memory: dict[str, list[float]], args, peak: float
 
 def main() -> int:
     parser = common.make_parser(__doc__.splitlines()[0], output_help="Markdown file for the tables",
-                                bf16_help="bf16 autocast (CUDA, or a CPU with native bf16)", peak_tflops=True)
+                                bf16_help="bf16 autocast (CUDA, or a CPU with native bf16)", peak_tflops=True,
+                                fp32_only=True)
     parser.add_argument("--configs", nargs="+", default=list(SETUPS), choices=list(SETUPS))
     parser.add_argument("--official-root", type=Path, default=None, metavar="PATH",
                         help="folder holding the official DenseFlow and survae_flows checkouts: compare with them")
@@ -453,28 +506,32 @@ def main() -> int:
         common.write_report(args.output, report)
         return 0
     if args.bf16:
-        parser.error("--official-root always measures nf in fp32 and in bf16; leave out --bf16")
+        parser.error("--official-root measures nf in fp32 and in bf16 (or with --fp32-only in fp32); leave out --bf16")
     root = args.official_root = args.official_root.resolve()
     try:
         if "small" in args.configs:
             check_fixture(args.fixture, OFFICIAL_CONFIGS["small"])
-        import_official(root)
+        OfficialDenseFlow, _ = import_official(root)
     except (FileNotFoundError, ValueError) as error:
         parser.error(str(error))
+    reproduced = (f"The official code reproduces the reference fixture (largest differences, its noise replayed): "
+                  f"{check_official(OfficialDenseFlow, args.fixture)}\n\n" if "small" in args.configs else "")
     stamp = common.Stamp("DenseFlow: nf against the official implementation", args,
-                         precision="official in fp32; nf in fp32 and under bf16 autocast")
+                         precision="official and nf in fp32 (--fp32-only)" if args.fp32_only else
+                         "official in fp32; nf in fp32 and under bf16 autocast")
     memory = {name: common.run_alternating(
         official_training_memory,
         {variant: (name, variant, args.device, args.threads, root, args.fixture, args.tiny)
-         for variant in OFFICIAL_VARIANTS}, args.memory_rounds, fresh_process=args.device == "cpu")
+         for variant in common.without_bf16(OFFICIAL_VARIANTS, args.fp32_only)},
+        args.memory_rounds, fresh_process=args.device == "cpu")
         for name in args.configs}
     results = [{**timed, "memory": memory[timed["name"]]}
                for timed in common.time_in_processes(time_official, args)]
     speedups = ("speed-ups: over the official code with the same optimizer (per-tensor AdamW, the official script's, "
                 "or both fused); fused AdamW's gain: over the same implementation and precision with the per-tensor "
                 "loop; train MiB: peak memory rise of a training step")
-    report = (f"{stamp.render([speedups])}\n{official_table(results, args.tiny)}\n\n"
-              f"{accuracy_table(results, args.tiny)}\n")
+    accuracy = "" if args.fp32_only else f"\n{accuracy_table(results, args.tiny)}\n"
+    report = f"{stamp.render([speedups])}\n{reproduced}{official_table(results, args.tiny)}\n{accuracy}"
     common.write_report(args.output, report)
     return 0
 

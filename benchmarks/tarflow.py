@@ -121,12 +121,6 @@ OFFICIAL_TRAINING = {"fp32": (False, False), "bf16": (False, True), "fp32, fused
                      "bf16, fused AdamW": (True, True)}
 
 
-def nf_official_variants(variants: dict[str, tuple], fp32_only: bool) -> dict[str, tuple]:
-    """``OFFICIAL_SAMPLERS`` or ``OFFICIAL_TRAINING`` (each variant's bf16 flag last), less the bf16 variants with
-    ``fp32_only``."""
-    return {name: value for name, value in variants.items() if not (fp32_only and value[-1])}
-
-
 def official_training_baseline(variant: str) -> str:
     """The official training variant with the same optimizer as nf's ``variant``."""
     return "official, fused AdamW" if OFFICIAL_TRAINING[variant][0] else "official"
@@ -384,7 +378,7 @@ def official_variants(name: str, args: argparse.Namespace) -> dict:
                 return official.reverse(z.clone(), labels, guidance=weight)
         return sample
 
-    samplers = nf_official_variants(OFFICIAL_SAMPLERS, args.fp32_only)
+    samplers = common.without_bf16(OFFICIAL_SAMPLERS, args.fp32_only)
     for weight in (0.0, 2.0):
         variants = {"official": official_sampler(weight)}
         variants.update({variant: nf_sampler(options, bf16, weight) for variant, (options, bf16) in samplers.items()})
@@ -421,7 +415,7 @@ def official_variants(name: str, args: argparse.Namespace) -> dict:
     steps = {"official": adamw_step(official, official_loss, False, False),
              "official, fused AdamW": adamw_step(official, official_loss, False, True)}
     steps.update({variant: adamw_step(ours, nf_loss, bf16, fused)
-                  for variant, (fused, bf16) in nf_official_variants(OFFICIAL_TRAINING, args.fp32_only).items()})
+                  for variant, (fused, bf16) in common.without_bf16(OFFICIAL_TRAINING, args.fp32_only).items()})
     result["training"] = steps
     return result
 
@@ -509,7 +503,7 @@ def profile_table(profiles: dict[str, dict]) -> str:
 def main() -> int:
     parser = common.make_parser(__doc__.splitlines()[0], threads=None,
                                 bf16_help="bf16 autocast of the Transformers (CUDA, or a CPU with native bf16)",
-                                peak_tflops=True)
+                                peak_tflops=True, fp32_only=True)
     parser.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS, choices=list(SETUPS),
                         help="the configurations (default: %(default)s; with --official-root: small, medium)")
     parser.add_argument("--official-root", type=Path, default=None, metavar="PATH",
@@ -520,9 +514,6 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true",
                         help="with --official-root: after timing, profile one call of the official code and of "
                              "nf's fp32 variants (torch.profiler) and add where their time goes to the report")
-    parser.add_argument("--fp32-only", action="store_true",
-                        help="with --official-root: leave out nf's bf16 rows (on a CPU without native bf16 they "
-                             "measure oneDNN's emulation, many times slower than fp32)")
     args = common.parse_args(parser)
     if args.official_root is None:
         stamp = common.Stamp("TarFlow benchmark", args)

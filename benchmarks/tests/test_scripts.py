@@ -189,7 +189,9 @@ def test_denseflow_reports_mfu_against_a_given_peak(tmp_path):
     assert [0 < float(cell.rstrip("%")) for cell in row[11:13]] == [True, True]  # train, sampling MFU
 
 
-def test_denseflow_against_the_official_code(tmp_path):
+def official_denseflow() -> tuple[str, str]:
+    """The official DenseFlow's folder (``NF_OFFICIAL_DENSEFLOW``) and the reference fixture its 'small' comparison
+    runs on; the test skips without either."""
     root = os.environ.get("NF_OFFICIAL_DENSEFLOW")
     if not root:
         pytest.skip("set NF_OFFICIAL_DENSEFLOW to a folder with the official DenseFlow and survae_flows checkouts "
@@ -199,17 +201,39 @@ def test_denseflow_against_the_official_code(tmp_path):
     fixture = reference_fixture_dir() / "denseflow_small.pt"
     if not fixture.is_file():
         pytest.skip(f"reference fixture {fixture} missing")
-    report = run("denseflow.py", tmp_path, "--official-root", root, "--fixture", str(fixture))
+    return root, str(fixture)
+
+
+def check_denseflow_comparison(report: str, variants: list[str]) -> None:
+    """The official code reproduces the fixture, and every variant's row of both configurations has its figures."""
     check_stamp(report, "DenseFlow: nf against the official implementation", "1")
+    reproduced = re.search(r"`denseflow_small.pt`: `log_prob` of its 4 images (\S+) nats .*, `sample\(3\)` (\d+) of",
+                           report)
+    assert float(reproduced[1]) < 1e-2 and reproduced[2] == "0"  # float rounding of another CPU; identical images
     rows = [row for row in table_rows(report) if not row[3].startswith("batches: ")]  # a config's own row
-    variants = [row[3] for row in rows if row[3]]
-    assert variants == ["official", "nf fp32", "nf bf16", "official, fused AdamW", "nf fp32, fused AdamW"] * 2
+    assert [row[3] for row in rows if row[3]] == variants * 2
     for row in rows:
         if row[3] in ("official", "nf fp32", "nf bf16"):
             spread(row[5]), spread(row[9]), spread(row[11])
             assert row[7] == "baseline" if row[3] == "official" else spread(row[7])
         elif row[3]:
             spread(row[5]), spread(row[8])  # fused: train speed and the optimizer's gain
+
+
+def test_denseflow_against_the_official_code(tmp_path):
+    root, fixture = official_denseflow()
+    report = run("denseflow.py", tmp_path, "--official-root", root, "--fixture", fixture)
+    check_denseflow_comparison(
+        report, ["official", "nf fp32", "nf bf16", "official, fused AdamW", "nf fp32, fused AdamW"])
+    assert "| config | weights | largest bits/dim change under bf16 autocast: nf | official |" in report
+
+
+def test_denseflow_against_the_official_code_in_fp32_only(tmp_path):
+    root, fixture = official_denseflow()
+    report = run("denseflow.py", tmp_path, "--official-root", root, "--fixture", fixture, "--fp32-only")
+    assert "- precision: official and nf in fp32 (--fp32-only)" in report
+    check_denseflow_comparison(report, ["official", "nf fp32", "official, fused AdamW", "nf fp32, fused AdamW"])
+    assert "bf16" not in report.split("- precision:")[1]
 
 
 def test_denseflow_refuses_a_missing_fixture_or_official_root(tmp_path):
